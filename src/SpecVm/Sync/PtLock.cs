@@ -1,0 +1,98 @@
+using System.Runtime.CompilerServices;
+
+namespace SpecVm.Sync;
+
+/// <summary>
+/// The page-table lock (Linux split PTL, <c>spinlock_t ptl</c> in <c>struct page</c>): a test-and-test-and-set
+/// spinlock with <see cref="TryLock"/>, whose spin loop lets the spinning CPU serve interrupts when it allows them.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The lock word holds 0 when free and <c>owner + 1</c> when held, so an unlock by a non-owner is caught and a
+/// watchdog can say who holds a lock it is stuck on.
+/// </para>
+/// <para>
+/// This is the lock at the centre of the article's deadlock: the unmap path holds a PTL while it waits for every CPU
+/// to acknowledge a TLB flush; a speculative fault that spins on that PTL with interrupts disabled never serves the
+/// flush IPI. <see cref="Lock"/> calls <see cref="ISpinWaiter.Relax"/> each iteration; whether that serves the IPI
+/// is the CPU's decision (its irq state), exactly as in the kernel.
+/// </para>
+/// <para>A mutable struct: keep it in a field or native memory and call it through a reference.</para>
+/// </remarks>
+public struct PtLock
+{
+    private int _owner;
+
+    /// <summary>True while some owner holds the lock (a racy snapshot).</summary>
+    public readonly bool IsLocked => Volatile.Read(in _owner) != 0;
+
+    /// <summary>The owner id holding the lock, or -1 (a racy snapshot).</summary>
+    public readonly int Owner => Volatile.Read(in _owner) - 1;
+
+    /// <summary>Takes the lock if it is free (<c>spin_trylock</c>).</summary>
+    /// <param name="owner">The caller's id (its CPU id), 0 or more.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryLock(int owner)
+    {
+        // Test first: a failed CAS still takes the line exclusive; reading first keeps a busy lock's line shared.
+        // CAS (full fence): acquiring must order the critical section's reads after the claim.
+        return Volatile.Read(ref _owner) == 0 && Interlocked.CompareExchange(ref _owner, owner + 1, 0) == 0;
+    }
+
+    /// <summary>Takes the lock, spinning until it is free (<c>spin_lock</c>).</summary>
+    /// <param name="owner">The caller's id (its CPU id), 0 or more.</param>
+    /// <param name="waiter">Called every spin iteration (serves interrupts if the CPU allows them); may be null.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Lock(int owner, ISpinWaiter? waiter)
+    {
+        if (!TryLock(owner))
+        {
+            LockSlow(owner, waiter);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void LockSlow(int owner, ISpinWaiter? waiter)
+    {
+        if (Volatile.Read(ref _owner) == owner + 1)
+        {
+            throw new SynchronizationLockException($"PtLock: owner {owner} tried to take a lock it already holds (self-deadlock).");
+        }
+
+        while (true)
+        {
+            // Spin on a plain (acquire) read until the lock looks free, then try to claim it: test-and-test-and-set.
+            while (Volatile.Read(ref _owner) != 0)
+            {
+                CpuRelax.Pause();
+                waiter?.Relax();
+            }
+
+            if (Interlocked.CompareExchange(ref _owner, owner + 1, 0) == 0)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Releases the lock (<c>spin_unlock</c>). Throws if <paramref name="owner"/> does not hold it.</summary>
+    /// <param name="owner">The caller's id, the same as when it locked.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Unlock(int owner)
+    {
+        int held = _owner;
+        if (held != owner + 1)
+        {
+            ThrowNotOwner(owner, held - 1);
+        }
+
+        // Release: the critical section's stores (PTE installs) are visible before the lock reads as free.
+        Volatile.Write(ref _owner, 0);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowNotOwner(int owner, int holder) =>
+        throw new SynchronizationLockException(holder < 0
+            ? $"PtLock.Unlock by owner {owner}: the lock is not held."
+            : $"PtLock.Unlock by owner {owner}: the lock is held by owner {holder}.");
+}

@@ -1,0 +1,377 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace SpecVm.Sync;
+
+/// <summary>
+/// A reader/writer semaphore with one shared count word, as Linux's <c>rw_semaphore</c>; SpecVm's mmap lock
+/// (Linux <c>mmap_sem</c>, today <c>mmap_lock</c>).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Every acquisition, read or write, is an atomic read-modify-write of one word, so even pure readers bounce its
+/// cache line between CPUs: that bouncing is part of what SpecVm measures (REFERENCES.md, "the article").
+/// </para>
+/// <code>
+///  63 62                32 31                 1    0
+/// +--+--------------------+--------------------+----+
+/// |0 |  active readers    |  waiting writers   | WL |   WL = a writer holds the lock
+/// +--+--------------------+--------------------+----+
+/// </code>
+/// <para>
+/// Writer preference: a reader enters only when no writer holds the lock <em>and none waits</em>, so a stream of
+/// readers cannot starve a writer. A waiter spins (serving interrupts through its <see cref="ISpinWaiter"/>) for
+/// <see cref="SpinIterations"/> rounds, then sleeps on a monitor; releasers wake sleepers only when the sleeper count
+/// says there are any (a Dekker pair of full fences makes that check race-free).
+/// </para>
+/// </remarks>
+public sealed class RwSemaphore
+{
+    private const long WriterLocked = 1;
+    private const long WaitingWriterUnit = 1L << 1;
+    private const long WaitingWriterMask = ((1L << 31) - 1) << 1;
+    private const long ReaderUnit = 1L << 32;
+    private const long ReaderMask = ((1L << 31) - 1) << 32;
+
+    /// <summary>Spin rounds before a waiter sleeps. Roughly 10–50 µs of PAUSE on current x86 cores: long enough
+    /// to ride out a fault handler's critical section, short enough not to burn a time slice when the holder
+    /// is descheduled (Linux spins only while the owner runs; we cannot see that, so we bound it).</summary>
+    public const int SpinIterations = 2000;
+
+    private HotLine _hot;
+    private StatsLine _stats;
+    private readonly object _sleepLock = new();
+    private int _sleepers;
+    private int _writerOwnerThread;
+
+    /// <summary>Read acquisitions so far.</summary>
+    public long ReadAcquisitions => Volatile.Read(ref _hot.ReadAcquisitions);
+
+    /// <summary>Write acquisitions so far.</summary>
+    public long WriteAcquisitions => Volatile.Read(ref _stats.WriteAcquisitions);
+
+    /// <summary>Read acquisitions that had to wait.</summary>
+    public long ContendedReads => Volatile.Read(ref _stats.ContendedReads);
+
+    /// <summary>Write acquisitions that had to wait.</summary>
+    public long ContendedWrites => Volatile.Read(ref _stats.ContendedWrites);
+
+    /// <summary>Total time spent waiting by readers, in <see cref="Stopwatch"/> ticks.</summary>
+    public long ReadWaitTicks => Volatile.Read(ref _stats.ReadWaitTicks);
+
+    /// <summary>Total time spent waiting by writers, in <see cref="Stopwatch"/> ticks.</summary>
+    public long WriteWaitTicks => Volatile.Read(ref _stats.WriteWaitTicks);
+
+    /// <summary>Total time the lock was held for write, in <see cref="Stopwatch"/> ticks.</summary>
+    public long WriteHoldTicks => Volatile.Read(ref _stats.WriteHoldTicks);
+
+    /// <summary>True while a writer holds the lock (a racy snapshot).</summary>
+    public bool IsWriteLocked => (Volatile.Read(ref _hot.Count) & WriterLocked) != 0;
+
+    /// <summary>The number of readers inside (a racy snapshot).</summary>
+    public int ReaderCount => (int)((Volatile.Read(ref _hot.Count) & ReaderMask) >> 32);
+
+    /// <summary>The number of writers waiting (a racy snapshot).</summary>
+    public int WaitingWriters => (int)((Volatile.Read(ref _hot.Count) & WaitingWriterMask) >> 1);
+
+    /// <summary>Takes the lock for read if no writer holds it or waits (<c>down_read_trylock</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryEnterRead()
+    {
+        long count = Volatile.Read(ref _hot.Count);
+        while ((count & (WriterLocked | WaitingWriterMask)) == 0)
+        {
+            // CAS (full fence): claims a reader slot and orders the read section after it.
+            long seen = Interlocked.CompareExchange(ref _hot.Count, count + ReaderUnit, count);
+            if (seen == count)
+            {
+                // Same line as the count word, which we own exclusively right now: the extra atomic is local.
+                Interlocked.Increment(ref _hot.ReadAcquisitions);
+                return true;
+            }
+
+            count = seen; // Another reader moved the count: retry while no writer holds it or waits.
+        }
+
+        return false;
+    }
+
+    /// <summary>Takes the lock for read, waiting if needed (<c>down_read</c>).</summary>
+    /// <param name="waiter">Served while spinning; told before and after sleeping; may be null.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void EnterRead(ISpinWaiter? waiter = null)
+    {
+        // Fast path as Linux's: an optimistic fetch-add, cheaper than a CAS loop when many readers arrive at once.
+        long count = Interlocked.Add(ref _hot.Count, ReaderUnit);
+        if ((count & (WriterLocked | WaitingWriterMask)) != 0)
+        {
+            EnterReadSlow(waiter);
+            return;
+        }
+
+        Interlocked.Increment(ref _hot.ReadAcquisitions);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterReadSlow(ISpinWaiter? waiter)
+    {
+        // A writer holds the lock or waits for it: back our optimistic increment out (the writer may be waiting
+        // for the reader count to reach zero) and wait for the writers to go.
+        long after = Interlocked.Add(ref _hot.Count, -ReaderUnit);
+        if ((after & ReaderMask) == 0)
+        {
+            WakeSleepers();
+        }
+
+        long start = Stopwatch.GetTimestamp();
+        int spins = 0;
+        while (!TryEnterReadNoCount())
+        {
+            Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0);
+        }
+
+        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        Interlocked.Increment(ref _stats.ContendedReads);
+        Interlocked.Add(ref _stats.ReadWaitTicks, Stopwatch.GetTimestamp() - start);
+    }
+
+    private bool TryEnterReadNoCount()
+    {
+        long count = Volatile.Read(ref _hot.Count);
+        while ((count & (WriterLocked | WaitingWriterMask)) == 0)
+        {
+            // CAS (full fence): claims a reader slot; see TryEnterRead.
+            long seen = Interlocked.CompareExchange(ref _hot.Count, count + ReaderUnit, count);
+            if (seen == count)
+            {
+                return true;
+            }
+
+            count = seen;
+        }
+
+        return false;
+    }
+
+    /// <summary>Releases a read hold (<c>up_read</c>). Throws if no reader holds the lock.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ExitRead()
+    {
+        // Full fence (fetch-add): the read section's loads complete before the reader count drops, so a writer that
+        // sees zero readers cannot change data a reader is still reading.
+        long after = Interlocked.Add(ref _hot.Count, -ReaderUnit);
+        if (after < 0)
+        {
+            // There was no reader to release: the reader field borrowed into the sign bit. Undo before anyone acts
+            // on it (a writer seeing a nonzero reader field only waits longer) and report the mistake.
+            Interlocked.Add(ref _hot.Count, ReaderUnit);
+            throw new SynchronizationLockException("RwSemaphore.ExitRead called but no reader holds the lock (double exit?).");
+        }
+
+        if ((after & ReaderMask) == 0 && (after & WaitingWriterMask) != 0)
+        {
+            WakeSleepers(); // Last reader out with a writer waiting: the writer may be asleep.
+        }
+    }
+
+    /// <summary>Takes the lock for write if it is free (<c>down_write_trylock</c>).</summary>
+    public bool TryEnterWrite()
+    {
+        // CAS (full fence): claims the lock only from the fully free state and orders the write section after it.
+        if (Interlocked.CompareExchange(ref _hot.Count, WriterLocked, 0) != 0)
+        {
+            return false;
+        }
+
+        OnWriteAcquired();
+        return true;
+    }
+
+    /// <summary>Takes the lock for write, waiting if needed (<c>down_write</c>).</summary>
+    /// <param name="waiter">Served while spinning; told before and after sleeping; may be null.</param>
+    public void EnterWrite(ISpinWaiter? waiter = null)
+    {
+        // CAS (full fence) from the free state; see TryEnterWrite.
+        if (Interlocked.CompareExchange(ref _hot.Count, WriterLocked, 0) == 0)
+        {
+            OnWriteAcquired();
+            return;
+        }
+
+        EnterWriteSlow(waiter);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterWriteSlow(ISpinWaiter? waiter)
+    {
+        long start = Stopwatch.GetTimestamp();
+
+        // Announce ourselves (full fence): from now on new readers back off (writer preference).
+        Interlocked.Add(ref _hot.Count, WaitingWriterUnit);
+        int spins = 0;
+        while (true)
+        {
+            long count = Volatile.Read(ref _hot.Count);
+            if ((count & (WriterLocked | ReaderMask)) == 0)
+            {
+                // CAS (full fence): turn our waiting unit into the lock in one step, so no reader slips in between.
+                if (Interlocked.CompareExchange(ref _hot.Count, count - WaitingWriterUnit + WriterLocked, count) == count)
+                {
+                    break;
+                }
+
+                continue; // The count moved (a reader backed out, another writer announced): look again.
+            }
+
+            Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | ReaderMask)) == 0);
+        }
+
+        OnWriteAcquired();
+        Interlocked.Increment(ref _stats.ContendedWrites);
+        Interlocked.Add(ref _stats.WriteWaitTicks, Stopwatch.GetTimestamp() - start);
+    }
+
+    private void OnWriteAcquired()
+    {
+        _writerOwnerThread = Environment.CurrentManagedThreadId;
+        _stats.WriteAcquisitions++;
+        _stats.WriteStart = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>Releases the write hold (<c>up_write</c>). Throws if the calling thread does not hold it.</summary>
+    public void ExitWrite()
+    {
+        long count = Volatile.Read(ref _hot.Count);
+        if ((count & WriterLocked) == 0)
+        {
+            throw new SynchronizationLockException("RwSemaphore.ExitWrite called but no writer holds the lock (double exit?).");
+        }
+
+        if (_writerOwnerThread != Environment.CurrentManagedThreadId)
+        {
+            throw new SynchronizationLockException($"RwSemaphore.ExitWrite called by thread {Environment.CurrentManagedThreadId}, but thread {_writerOwnerThread} holds the lock.");
+        }
+
+        _stats.WriteHoldTicks += Stopwatch.GetTimestamp() - _stats.WriteStart;
+        _writerOwnerThread = 0;
+
+        // Full fence (fetch-add): the write section's stores are visible before the lock reads as free.
+        long after = Interlocked.Add(ref _hot.Count, -WriterLocked);
+        if (after != 0)
+        {
+            WakeSleepers(); // Someone (a writer, or readers that backed off) may be asleep.
+        }
+        else if (Volatile.Read(ref _sleepers) != 0)
+        {
+            WakeSleepers();
+        }
+    }
+
+    /// <summary>Downgrades a write hold to a read hold without letting another writer in (<c>downgrade_write</c>).</summary>
+    public void DowngradeWrite()
+    {
+        if (_writerOwnerThread != Environment.CurrentManagedThreadId || !IsWriteLocked)
+        {
+            throw new SynchronizationLockException("RwSemaphore.DowngradeWrite called by a thread that does not hold the lock for write.");
+        }
+
+        _stats.WriteHoldTicks += Stopwatch.GetTimestamp() - _stats.WriteStart;
+        _writerOwnerThread = 0;
+
+        // Full fence (fetch-add): become a reader and drop the writer bit in one step.
+        Interlocked.Add(ref _hot.Count, ReaderUnit - WriterLocked);
+        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        WakeSleepers();
+    }
+
+    private void Wait(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo)
+    {
+        if (spins < SpinIterations)
+        {
+            spins++;
+            CpuRelax.Pause();
+            waiter?.Relax();
+            return;
+        }
+
+        waiter?.PrepareToBlock();
+        try
+        {
+            lock (_sleepLock)
+            {
+                // Dekker with the releasers: we publish "a sleeper exists" (full fence) and then re-read the count;
+                // a releaser changes the count (full fence) and then reads _sleepers. At least one of us sees the
+                // other, so a release cannot slip between our check and our sleep (the lost wake-up).
+                Interlocked.Increment(ref _sleepers);
+                try
+                {
+                    if (!canGo(this))
+                    {
+                        // Bounded sleep as a backstop only; the wake-up above is what normally ends it.
+                        Monitor.Wait(_sleepLock, 50);
+                    }
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _sleepers);
+                }
+            }
+        }
+        finally
+        {
+            waiter?.FinishBlock();
+        }
+
+        spins = 0;
+    }
+
+    private void WakeSleepers()
+    {
+        // Read after our count change (the fetch-add before it was a full fence): see Wait's Dekker comment.
+        if (Volatile.Read(ref _sleepers) == 0)
+        {
+            return;
+        }
+
+        lock (_sleepLock)
+        {
+            Monitor.PulseAll(_sleepLock);
+        }
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = 3 * CacheLine.Size)]
+    private struct HotLine
+    {
+        [FieldOffset(CacheLine.Size)]
+        public long Count;
+
+        [FieldOffset(CacheLine.Size + 8)]
+        public long ReadAcquisitions;
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = 2 * CacheLine.Size)]
+    private struct StatsLine
+    {
+        [FieldOffset(0)]
+        public long WriteAcquisitions;
+
+        [FieldOffset(8)]
+        public long ContendedReads;
+
+        [FieldOffset(16)]
+        public long ContendedWrites;
+
+        [FieldOffset(24)]
+        public long ReadWaitTicks;
+
+        [FieldOffset(32)]
+        public long WriteWaitTicks;
+
+        [FieldOffset(40)]
+        public long WriteHoldTicks;
+
+        [FieldOffset(48)]
+        public long WriteStart;
+    }
+}

@@ -1,0 +1,291 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace SpecVm.Sync;
+
+/// <summary>
+/// Sleepable read-copy-update (Linux SRCU, the classic 2017-era algorithm): per-CPU lock and unlock counters for two
+/// indices; readers never write a shared line, and a grace period waits out every reader that began before it.
+/// </summary>
+/// <remarks>
+/// <para>
+/// <see cref="ReadLock"/> increments this CPU's <c>lock[idx]</c> for the current index and issues a full fence;
+/// <see cref="ReadUnlock"/> increments <c>unlock[idx]</c> for the same index. A reader may sleep in between.
+/// </para>
+/// <para>
+/// <see cref="Synchronize"/> (serialized by a mutex) first waits for the <em>inactive</em> index to drain (readers that
+/// read the index just before the previous flip may still be counting there), flips the index, then waits for the
+/// old index to drain. "Drained" is Linux's <c>srcu_readers_active_idx_check</c>: sum the unlock counts, full fence,
+/// sum the lock counts; equal means no reader of that index is inside. Reading unlocks first is what makes the
+/// check safe against a reader that moves between CPUs' slots' sums while we add.
+/// </para>
+/// <para>
+/// <see cref="Defer"/> queues a callback (<c>call_srcu</c>); a worker thread batches everything queued, runs one
+/// grace period for the batch, then runs the callbacks. <see cref="Barrier"/> waits for all queued callbacks.
+/// </para>
+/// </remarks>
+public sealed class Srcu : IDisposable
+{
+    private readonly PerCpu<Slot> _slots;
+    private int _completed;
+    private readonly object _gpMutex = new();
+    private long _gracePeriods;
+
+    private readonly object _queueLock = new();
+    private List<(Action<object?> Callback, object? State)> _pending = [];
+    private List<(Action<object?> Callback, object? State)> _spare = [];
+    private long _queuedBatches;
+    private long _doneBatches;
+    private Thread? _worker;
+    private bool _stopping;
+    private long _callbacksRun;
+
+    /// <summary>Creates an SRCU domain for <paramref name="cpuCount"/> CPUs.</summary>
+    /// <param name="cpuCount">The number of reader slots (CPU ids 0..cpuCount-1).</param>
+    public Srcu(int cpuCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(cpuCount, 1);
+        _slots = new PerCpu<Slot>(cpuCount);
+    }
+
+    /// <summary>The number of reader slots.</summary>
+    public int CpuCount => _slots.Count;
+
+    /// <summary>Grace periods completed so far.</summary>
+    public long GracePeriods => Volatile.Read(ref _gracePeriods);
+
+    /// <summary>Deferred callbacks run so far.</summary>
+    public long CallbacksRun => Volatile.Read(ref _callbacksRun);
+
+    /// <summary>Test hook: when true, <see cref="Synchronize"/> skips the index flip (a planted bug for tests).</summary>
+    internal bool PlantSkipFlip { get; set; }
+
+    /// <summary>Enters a read-side critical section on <paramref name="cpu"/> (<c>srcu_read_lock</c>).</summary>
+    /// <param name="cpu">The reader's CPU id; only that CPU's thread may use its slot.</param>
+    /// <returns>The index to pass to <see cref="ReadUnlock"/>.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ReadLock(int cpu)
+    {
+        ref Slot slot = ref _slots[cpu];
+        int idx = Volatile.Read(ref _completed) & 1;
+        ref long counter = ref idx == 0 ? ref slot.Lock0 : ref slot.Lock1;
+
+        // Plain increment of our own slot (only this CPU writes it), published by the full fence below.
+        Volatile.Write(ref counter, counter + 1);
+
+        // Full fence (Linux: smp_mb() B): the lock count must be visible before any read inside the section,
+        // or a grace period could see "no readers" while we already read a pointer it is about to free.
+        Interlocked.MemoryBarrier();
+        return idx;
+    }
+
+    /// <summary>Leaves a read-side critical section (<c>srcu_read_unlock</c>).</summary>
+    /// <param name="cpu">The CPU id that the section is accounted to (any CPU may unlock, as in Linux).</param>
+    /// <param name="idx">The index <see cref="ReadLock"/> returned.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ReadUnlock(int cpu, int idx)
+    {
+        if ((uint)idx > 1)
+        {
+            ThrowBadIndex(idx);
+        }
+
+        ref Slot slot = ref _slots[cpu];
+        ref long counter = ref idx == 0 ? ref slot.Unlock0 : ref slot.Unlock1;
+
+        // Release (Linux: smp_mb() C before the increment): every read of the section completes before the unlock
+        // count says we left. Interlocked, not a plain store, because the unlock may come from another thread
+        // than the lock (a task that slept and woke elsewhere) while this CPU's owner increments too.
+        Interlocked.Increment(ref counter);
+    }
+
+    /// <summary>Waits until every reader that entered before this call has left (<c>synchronize_srcu</c>).</summary>
+    /// <param name="waiter">Served while waiting; may be null. Must not be called inside a read section.</param>
+    public void Synchronize(ISpinWaiter? waiter = null)
+    {
+        lock (_gpMutex)
+        {
+            int oldIdx = Volatile.Read(ref _completed) & 1;
+
+            // Readers that fetched the index just before the previous flip may still count in the inactive index.
+            WaitForReaders(oldIdx ^ 1, waiter);
+
+            if (!PlantSkipFlip)
+            {
+                // Full fence (Interlocked): readers arriving after this use the other index; the drain check below
+                // then only has to wait for readers that are already in the old one, so it terminates.
+                Interlocked.Increment(ref _completed);
+            }
+
+            WaitForReaders(oldIdx, waiter);
+            Interlocked.Increment(ref _gracePeriods);
+        }
+    }
+
+    private void WaitForReaders(int idx, ISpinWaiter? waiter)
+    {
+        int spins = 0;
+        while (!ReadersDrained(idx))
+        {
+            if (++spins < 100)
+            {
+                CpuRelax.Pause();
+                waiter?.Relax();
+            }
+            else
+            {
+                waiter?.PrepareToBlock();
+                Thread.Sleep(spins < 1000 ? 0 : 1);
+                waiter?.FinishBlock();
+            }
+        }
+    }
+
+    /// <summary>True when no reader is inside index <paramref name="idx"/> (<c>srcu_readers_active_idx_check</c>).</summary>
+    internal bool ReadersDrained(int idx)
+    {
+        long unlocks = 0;
+        for (int cpu = 0; cpu < _slots.Count; cpu++)
+        {
+            ref Slot slot = ref _slots[cpu];
+            unlocks += Volatile.Read(ref idx == 0 ? ref slot.Unlock0 : ref slot.Unlock1);
+        }
+
+        // Full fence (Linux: smp_mb() A): the unlock sums are taken before the lock sums, so a reader counted
+        // as unlocked is certainly counted as locked; reading in the other order could count an unlock whose lock
+        // we missed and conclude "drained" while a reader is inside.
+        Interlocked.MemoryBarrier();
+
+        long locks = 0;
+        for (int cpu = 0; cpu < _slots.Count; cpu++)
+        {
+            ref Slot slot = ref _slots[cpu];
+            locks += Volatile.Read(ref idx == 0 ? ref slot.Lock0 : ref slot.Lock1);
+        }
+
+        return locks == unlocks;
+    }
+
+    /// <summary>Runs <paramref name="callback"/> once, after a grace period that starts after this call (<c>call_srcu</c>).</summary>
+    /// <param name="callback">The callback; give it a static lambda and pass data through <paramref name="state"/> to avoid allocating.</param>
+    /// <param name="state">Passed to the callback.</param>
+    public void Defer(Action<object?> callback, object? state)
+    {
+        ArgumentNullException.ThrowIfNull(callback);
+        lock (_queueLock)
+        {
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            _pending.Add((callback, state));
+            if (_pending.Count == 1)
+            {
+                _queuedBatches++;
+            }
+
+            if (_worker == null)
+            {
+                _worker = new Thread(WorkerLoop) { IsBackground = true, Name = "srcu-gp" };
+                _worker.Start();
+            }
+
+            Monitor.PulseAll(_queueLock);
+        }
+    }
+
+    /// <summary>Waits until every callback queued before this call has run (<c>srcu_barrier</c>).</summary>
+    public void Barrier()
+    {
+        lock (_queueLock)
+        {
+            long target = _queuedBatches;
+            while (_doneBatches < target)
+            {
+                Monitor.Wait(_queueLock);
+            }
+        }
+    }
+
+    /// <summary>Callbacks queued and not yet run (a racy snapshot).</summary>
+    public int PendingCallbacks
+    {
+        get
+        {
+            lock (_queueLock)
+            {
+                return _pending.Count;
+            }
+        }
+    }
+
+    private void WorkerLoop()
+    {
+        while (true)
+        {
+            List<(Action<object?> Callback, object? State)> batch;
+            lock (_queueLock)
+            {
+                while (_pending.Count == 0 && !_stopping)
+                {
+                    Monitor.Wait(_queueLock);
+                }
+
+                if (_pending.Count == 0)
+                {
+                    return;
+                }
+
+                // Take the whole batch; callbacks queued from now on go to the next grace period.
+                batch = _pending;
+                _pending = _spare;
+                _spare = batch;
+            }
+
+            Synchronize();
+            foreach ((Action<object?> callback, object? state) in batch)
+            {
+                callback(state);
+                Interlocked.Increment(ref _callbacksRun);
+            }
+
+            batch.Clear();
+            lock (_queueLock)
+            {
+                _doneBatches++;
+                Monitor.PulseAll(_queueLock);
+            }
+        }
+    }
+
+    /// <summary>Runs the callbacks still queued (after a grace period), stops the worker and frees the slots.</summary>
+    public void Dispose()
+    {
+        Thread? worker;
+        lock (_queueLock)
+        {
+            if (_stopping)
+            {
+                return;
+            }
+
+            _stopping = true;
+            worker = _worker;
+            Monitor.PulseAll(_queueLock);
+        }
+
+        worker?.Join();
+        _slots.Dispose();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowBadIndex(int idx) =>
+        throw new ArgumentOutOfRangeException(nameof(idx), idx, "SRCU index must be the 0 or 1 that ReadLock returned.");
+
+    /// <summary>One CPU's counters: lock and unlock counts for both indices, in one line of their own.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Slot
+    {
+        public long Lock0;
+        public long Lock1;
+        public long Unlock0;
+        public long Unlock1;
+    }
+}
