@@ -1,0 +1,82 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using SpecVm.Sync;
+
+namespace SpecVm.Memory;
+
+/// <summary>What a physical frame is being used for; every frame is in exactly one state (accounting must balance).</summary>
+public enum FrameState
+{
+    /// <summary>In the global pool or a per-CPU cache.</summary>
+    Free = 0,
+
+    /// <summary>Private anonymous (or copy-on-write) memory mapped by a PTE.</summary>
+    Anonymous = 1,
+
+    /// <summary>A page-table page (any of the four levels).</summary>
+    PageTable = 2,
+
+    /// <summary>A file's page-cache page (mapped or not).</summary>
+    PageCache = 3,
+
+    /// <summary>Unmapped and waiting for the TLB shootdown that makes it unreachable before it is freed.</summary>
+    AwaitingFlush = 4,
+
+    /// <summary>Allocated by a fault and prepared (zeroed/copied) but not yet installed in a PTE.</summary>
+    Preparing = 5,
+}
+
+/// <summary>
+/// Metadata of one physical frame (Linux <c>struct page</c>): its state, map count, owner, and — for page-table pages —
+/// the split page-table lock, kept here as Linux keeps <c>ptl</c> in <c>struct page</c>.
+/// </summary>
+/// <remarks>64 bytes, so a frame's PTL shares a 128-byte line with at most one neighbour's (as two struct pages do).</remarks>
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public struct PageFrame
+{
+    /// <summary>The frame's current use.</summary>
+    [FieldOffset(0)]
+    public FrameState State;
+
+    /// <summary>How many PTEs map this frame (Linux <c>_mapcount</c> + 1).</summary>
+    [FieldOffset(4)]
+    public int MapCount;
+
+    /// <summary>The split page-table lock; meaningful only for PTE-table pages.</summary>
+    [FieldOffset(8)]
+    public PtLock Ptl;
+
+    /// <summary>Flags (<see cref="PageFrameFlags"/>).</summary>
+    [FieldOffset(12)]
+    public int Flags;
+
+    /// <summary>For page-cache pages: the owning file's id; for page tables: the level (1 = PTE table).</summary>
+    [FieldOffset(16)]
+    public long Owner;
+
+    /// <summary>For page-cache pages: the page index in the file; for page tables: the base virtual address covered.</summary>
+    [FieldOffset(24)]
+    public long Index;
+
+    /// <summary>For page-table pages: the number of present entries (Linux tracks this for freeing empty tables).</summary>
+    [FieldOffset(32)]
+    public int UsedEntries;
+
+    /// <summary>Reads <see cref="State"/> with acquire semantics.</summary>
+    public readonly FrameState ReadState() => (FrameState)Volatile.Read(in Unsafe.As<FrameState, int>(ref Unsafe.AsRef(in State)));
+
+    /// <summary>Writes <see cref="State"/> with release semantics: metadata written before it is visible first.</summary>
+    /// <param name="state">The new state.</param>
+    public void WriteState(FrameState state) => Volatile.Write(ref Unsafe.As<FrameState, int>(ref State), (int)state);
+}
+
+/// <summary>Bits of <see cref="PageFrame.Flags"/>.</summary>
+[Flags]
+public enum PageFrameFlags
+{
+    /// <summary>No flags.</summary>
+    None = 0,
+
+    /// <summary>Written through a shared mapping since it was read in (Linux <c>PG_dirty</c>).</summary>
+    Dirty = 1,
+}

@@ -1,0 +1,137 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace SpecVm.Memory;
+
+/// <summary>
+/// The machine's physical memory: one native, page-aligned arena of 4 KiB frames and a <see cref="PageFrame"/> metadata
+/// array beside it (Linux <c>mem_map</c>). Frame data is real memory that workloads read and write.
+/// </summary>
+public sealed unsafe class PhysicalMemory : IDisposable
+{
+    /// <summary>Bytes in one frame (4 KiB).</summary>
+    public const int PageSize = 4096;
+
+    /// <summary>log2 of <see cref="PageSize"/>.</summary>
+    public const int PageShift = 12;
+
+    private byte* _arena;
+    private PageFrame* _frames;
+    private readonly int _frameCount;
+
+    /// <summary>Reserves <paramref name="frameCount"/> frames. The OS commits the memory lazily, on first touch.</summary>
+    /// <param name="frameCount">The number of 4 KiB frames; at least 16.</param>
+    public PhysicalMemory(int frameCount)
+    {
+        if (frameCount < 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(frameCount), frameCount, "Physical memory needs at least 16 frames.");
+        }
+
+        _frameCount = frameCount;
+        _arena = (byte*)NativeMemory.AlignedAlloc((nuint)frameCount * PageSize, PageSize);
+        _frames = (PageFrame*)NativeMemory.AlignedAlloc((nuint)frameCount * (nuint)sizeof(PageFrame), 128);
+        NativeMemory.Clear(_frames, (nuint)frameCount * (nuint)sizeof(PageFrame));
+    }
+
+    /// <summary>The number of frames.</summary>
+    public int FrameCount => _frameCount;
+
+    /// <summary>The total size in bytes.</summary>
+    public long Bytes => (long)_frameCount * PageSize;
+
+    /// <summary>The metadata of frame <paramref name="pfn"/>.</summary>
+    /// <param name="pfn">The page frame number, 0 to <see cref="FrameCount"/> - 1.</param>
+    public ref PageFrame Frame(long pfn)
+    {
+        if ((ulong)pfn >= (ulong)_frameCount)
+        {
+            ThrowBadPfn(pfn);
+        }
+
+        return ref FrameUnchecked(pfn);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref PageFrame FrameUnchecked(long pfn) => ref _frames[pfn];
+
+    /// <summary>The address of frame <paramref name="pfn"/>'s data.</summary>
+    /// <param name="pfn">The page frame number.</param>
+    public byte* FrameData(long pfn)
+    {
+        if ((ulong)pfn >= (ulong)_frameCount)
+        {
+            ThrowBadPfn(pfn);
+        }
+
+        return FrameDataUnchecked(pfn);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal byte* FrameDataUnchecked(long pfn) => _arena + (pfn << PageShift);
+
+    /// <summary>A span over frame <paramref name="pfn"/>'s 4 KiB of data.</summary>
+    /// <param name="pfn">The page frame number.</param>
+    public Span<byte> FrameSpan(long pfn) => new(FrameData(pfn), PageSize);
+
+    /// <summary>Counts frames by state by scanning the metadata (for checkers and reports; not for hot paths).</summary>
+    public FrameCensus Census()
+    {
+        var census = new FrameCensus();
+        for (long pfn = 0; pfn < _frameCount; pfn++)
+        {
+            census.Add((int)_frames[pfn].ReadState());
+        }
+
+        return census;
+    }
+
+    /// <summary>Frees the arena and the metadata.</summary>
+    public void Dispose()
+    {
+        if (_arena != null)
+        {
+            NativeMemory.AlignedFree(_arena);
+            NativeMemory.AlignedFree(_frames);
+            _arena = null;
+            _frames = null;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowBadPfn(long pfn) =>
+        throw new ArgumentOutOfRangeException(nameof(pfn), pfn, $"PFN must be in 0..{_frameCount - 1} (the arena has {_frameCount} frames).");
+}
+
+/// <summary>Frames counted by state.</summary>
+public sealed class FrameCensus
+{
+    private readonly long[] _byState = new long[6];
+
+    /// <summary>Free frames.</summary>
+    public long Free => _byState[(int)FrameState.Free];
+
+    /// <summary>Anonymous (mapped private) frames.</summary>
+    public long Anonymous => _byState[(int)FrameState.Anonymous];
+
+    /// <summary>Page-table frames.</summary>
+    public long PageTables => _byState[(int)FrameState.PageTable];
+
+    /// <summary>Page-cache frames.</summary>
+    public long PageCache => _byState[(int)FrameState.PageCache];
+
+    /// <summary>Frames waiting for a TLB flush.</summary>
+    public long AwaitingFlush => _byState[(int)FrameState.AwaitingFlush];
+
+    /// <summary>Frames being prepared by a fault in progress.</summary>
+    public long Preparing => _byState[(int)FrameState.Preparing];
+
+    /// <summary>All frames counted.</summary>
+    public long Total => _byState.Sum();
+
+    internal void Add(int state) => _byState[state]++;
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"free {Free}, anonymous {Anonymous}, page tables {PageTables}, page cache {PageCache}, awaiting flush {AwaitingFlush}, preparing {Preparing}, total {Total}";
+}

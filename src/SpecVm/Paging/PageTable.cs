@@ -1,0 +1,260 @@
+using System.Runtime.CompilerServices;
+using SpecVm.Memory;
+
+namespace SpecVm.Paging;
+
+/// <summary>
+/// A four-level page table (x86-64 PML4 → PUD → PMD → PTE, 512 entries a level, each level one frame) for 48-bit
+/// user addresses below <see cref="UserTop"/>.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Walks are lockless: each level is read with <see cref="Volatile.Read(ref readonly ulong)"/>. Missing upper levels
+/// are allocated on demand and installed with a compare-and-swap, so two CPUs faulting in the same empty region
+/// agree on one table (the loser frees its own, never-published frame). A PTE table is the unit of the split
+/// page-table lock: its <see cref="PageFrame.Ptl"/>.
+/// </para>
+/// <para>
+/// A detached table (<see cref="DetachPteTable"/>) is not freed here: the caller frees it only after a TLB shootdown
+/// has been acknowledged by every CPU, which is what makes a lockless walk with interrupts disabled safe.
+/// </para>
+/// </remarks>
+public sealed unsafe class PageTable
+{
+    /// <summary>The first address above user space (2^47).</summary>
+    public const ulong UserTop = 1UL << 47;
+
+    /// <summary>Bytes covered by one PTE table (2 MiB).</summary>
+    public const ulong PteTableSpan = 1UL << 21;
+
+    private const ulong TableFlags = Pte.Present | Pte.Writable | Pte.User;
+
+    private readonly PhysicalMemory _memory;
+    private readonly FrameAllocator _allocator;
+    private readonly long _root;
+    private long _tables;
+
+    /// <summary>Creates an empty table with its root level allocated.</summary>
+    /// <param name="allocator">Where the table's frames come from.</param>
+    /// <param name="cpu">The allocating CPU, or -1.</param>
+    public PageTable(FrameAllocator allocator, int cpu)
+    {
+        ArgumentNullException.ThrowIfNull(allocator);
+        _allocator = allocator;
+        _memory = allocator.Memory;
+        _root = allocator.Allocate(cpu, FrameState.PageTable);
+        InitTable(_root, 4, 0);
+        _tables = 1;
+    }
+
+    /// <summary>The PFN of the root (PML4) table.</summary>
+    public long Root => _root;
+
+    /// <summary>Table pages this table owns (all levels).</summary>
+    public long TablePages => Volatile.Read(ref _tables);
+
+    /// <summary>True if <paramref name="va"/> is a canonical user address (below 2^47).</summary>
+    /// <param name="va">The virtual address.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsUserAddress(ulong va) => va < UserTop;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IndexAt(ulong va, int level) => (int)((va >> (PhysicalMemory.PageShift + (9 * (level - 1)))) & 511);
+
+    /// <summary>
+    /// Walks to the PTE of <paramref name="va"/> without locks. Returns null if a level is missing (the 2017
+    /// speculative path aborts then: it never allocates tables).
+    /// </summary>
+    /// <param name="va">A user address.</param>
+    /// <param name="ptePfn">The PFN of the PTE table (whose PTL guards the entry), or -1.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong* WalkLockless(ulong va, out long ptePfn)
+    {
+        long table = _root;
+        for (int level = 4; level > 1; level--)
+        {
+            ulong* entry = Entries(table) + IndexAt(va, level);
+
+            // Acquire (READ_ONCE): the lower table's contents, initialised before its CAS install, are visible.
+            ulong value = Volatile.Read(ref *entry);
+            if ((value & Pte.Present) == 0)
+            {
+                ptePfn = -1;
+                return null;
+            }
+
+            table = new Pte(value).Pfn;
+        }
+
+        ptePfn = table;
+        return Entries(table) + IndexAt(va, 1);
+    }
+
+    /// <summary>Walks to the PTE of <paramref name="va"/>, allocating missing levels. Returns null if out of frames.</summary>
+    /// <param name="cpu">The faulting CPU (for its frame cache), or -1.</param>
+    /// <param name="va">A user address.</param>
+    /// <param name="ptePfn">The PFN of the PTE table, or -1.</param>
+    public ulong* WalkAllocate(int cpu, ulong va, out long ptePfn)
+    {
+        long table = _root;
+        for (int level = 4; level > 1; level--)
+        {
+            ulong* entry = Entries(table) + IndexAt(va, level);
+
+            // Acquire: see WalkLockless.
+            ulong value = Volatile.Read(ref *entry);
+            if ((value & Pte.Present) == 0)
+            {
+                long fresh = _allocator.TryAllocate(cpu, FrameState.PageTable);
+                if (fresh < 0)
+                {
+                    ptePfn = -1;
+                    return null;
+                }
+
+                InitTable(fresh, level - 1, va & ~((1UL << (PhysicalMemory.PageShift + (9 * (level - 1)))) - 1));
+
+                // CAS (full fence): publishes the zeroed table and its metadata before the entry that points to it;
+                // a lockless walker that sees the entry sees an initialised table. Losing the race means another CPU
+                // installed a table first: use theirs and free ours, which nobody else has seen.
+                ulong installed = Pte.Make(fresh, TableFlags).Value;
+                ulong seen = Interlocked.CompareExchange(ref *entry, installed, value);
+                if (seen == value)
+                {
+                    Interlocked.Increment(ref _tables);
+                    value = installed;
+                }
+                else
+                {
+                    _allocator.Free(cpu, fresh);
+                    value = seen;
+                }
+            }
+
+            table = new Pte(value).Pfn;
+        }
+
+        ptePfn = table;
+        return Entries(table) + IndexAt(va, 1);
+    }
+
+    /// <summary>
+    /// Unhooks the PTE table covering the 2 MiB region at <paramref name="regionBase"/> from its PMD entry and returns
+    /// its PFN (or -1 if there is none). The caller must free it only after an acknowledged TLB shootdown.
+    /// </summary>
+    /// <param name="regionBase">A 2 MiB-aligned user address.</param>
+    public long DetachPteTable(ulong regionBase)
+    {
+        if ((regionBase & (PteTableSpan - 1)) != 0)
+        {
+            throw new ArgumentException($"Region base 0x{regionBase:x} is not 2 MiB aligned.", nameof(regionBase));
+        }
+
+        long table = _root;
+        for (int level = 4; level > 2; level--)
+        {
+            ulong value = Volatile.Read(ref *(Entries(table) + IndexAt(regionBase, level)));
+            if ((value & Pte.Present) == 0)
+            {
+                return -1;
+            }
+
+            table = new Pte(value).Pfn;
+        }
+
+        ulong* pmdEntry = Entries(table) + IndexAt(regionBase, 2);
+
+        // Exchange (full fence): walkers that start after this see no table; walkers already past this level are
+        // why the frame waits for a shootdown before it is freed.
+        ulong old = Interlocked.Exchange(ref *pmdEntry, 0);
+        if ((old & Pte.Present) == 0)
+        {
+            return -1;
+        }
+
+        Interlocked.Decrement(ref _tables);
+        return new Pte(old).Pfn;
+    }
+
+    /// <summary>Frees every table page (the address space is being destroyed and no CPU can walk it).</summary>
+    /// <param name="cpu">The freeing CPU, or -1.</param>
+    /// <param name="onLeaf">Called for every present leaf PTE still found (so the caller can release its frame).</param>
+    public void FreeAll(int cpu, Action<Pte>? onLeaf)
+    {
+        FreeLevel(cpu, _root, 4, onLeaf);
+        _tables = 0;
+    }
+
+    private void FreeLevel(int cpu, long table, int level, Action<Pte>? onLeaf)
+    {
+        ulong* entries = Entries(table);
+        for (int i = 0; i < 512; i++)
+        {
+            ulong value = entries[i];
+            if ((value & Pte.Present) == 0)
+            {
+                continue;
+            }
+
+            if (level > 1)
+            {
+                FreeLevel(cpu, new Pte(value).Pfn, level - 1, onLeaf);
+            }
+            else
+            {
+                onLeaf?.Invoke(new Pte(value));
+            }
+
+            entries[i] = 0;
+        }
+
+        _allocator.Free(cpu, table);
+    }
+
+    /// <summary>Counts present leaf PTEs and calls <paramref name="visit"/> for each (checkers; not thread-safe with writers).</summary>
+    /// <param name="visit">Called with each present PTE's virtual address and value.</param>
+    public long ForEachPresent(Action<ulong, Pte> visit)
+    {
+        ArgumentNullException.ThrowIfNull(visit);
+        return Visit(_root, 4, 0, visit);
+    }
+
+    private long Visit(long table, int level, ulong baseVa, Action<ulong, Pte> visit)
+    {
+        long count = 0;
+        ulong* entries = Entries(table);
+        for (int i = 0; i < 512; i++)
+        {
+            ulong value = Volatile.Read(ref entries[i]);
+            if ((value & Pte.Present) == 0)
+            {
+                continue;
+            }
+
+            ulong va = baseVa | ((ulong)i << (PhysicalMemory.PageShift + (9 * (level - 1))));
+            if (level > 1)
+            {
+                count += Visit(new Pte(value).Pfn, level - 1, va, visit);
+            }
+            else
+            {
+                visit(va, new Pte(value));
+                count++;
+            }
+        }
+
+        return count;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong* Entries(long pfn) => (ulong*)_memory.FrameDataUnchecked(pfn);
+
+    private void InitTable(long pfn, int level, ulong baseVa)
+    {
+        Unsafe.InitBlockUnaligned(_memory.FrameDataUnchecked(pfn), 0, PhysicalMemory.PageSize);
+        ref PageFrame frame = ref _memory.FrameUnchecked(pfn);
+        frame.Owner = level;
+        frame.Index = (long)baseVa;
+        frame.Ptl = default;
+    }
+}

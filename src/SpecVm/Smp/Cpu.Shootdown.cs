@@ -1,0 +1,241 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using SpecVm.Sync;
+
+namespace SpecVm.Smp;
+
+/// <summary>The TLB side of a CPU: loading an address space, serving flush IPIs, and initiating shootdowns.</summary>
+public sealed unsafe partial class Cpu
+{
+    private TlbContext? _loaded;
+    private long _loadedGeneration;
+    private readonly FlushRequest _request;
+
+    /// <summary>The address space this CPU has loaded (its CR3), or null.</summary>
+    public TlbContext? Loaded => _loaded;
+
+    /// <summary>Loads <paramref name="context"/> (a context switch): joins its CPU mask and starts with a clean TLB.</summary>
+    /// <param name="context">The address space's TLB context.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SwitchTo(TlbContext context)
+    {
+        if (!ReferenceEquals(_loaded, context))
+        {
+            SwitchToSlow(context);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void SwitchToSlow(TlbContext context)
+    {
+        _loaded?.RemoveCpu(Id);
+
+        // Or (full fence) before reading the generation: an initiator bumps the generation and then reads the mask.
+        // Either it sees our bit and IPIs us, or our walks after this fence see the PTEs it cleared before its bump.
+        context.AddCpu(Id);
+        _loaded = context;
+        _loadedGeneration = context.Generation;
+
+        // No PCIDs in this model: a switch starts from an empty TLB (x86 without PCID does the same on CR3 writes).
+        _tlb.FlushAll();
+        Count(CpuCounter.FullFlushes);
+    }
+
+    /// <summary>Leaves the loaded address space (it is being destroyed, or the CPU goes idle for good).</summary>
+    public void SwitchToNone()
+    {
+        if (_loaded != null)
+        {
+            _loaded.RemoveCpu(Id);
+            _loaded = null;
+            _tlb.FlushAll();
+        }
+    }
+
+    /// <summary>Flushes local translations of [<paramref name="start"/>, <paramref name="end"/>) in the loaded context.</summary>
+    /// <param name="start">Start address (page aligned).</param>
+    /// <param name="end">End address (page aligned, exclusive).</param>
+    public void FlushLocal(ulong start, ulong end)
+    {
+        if (_tlb.FlushRange(start >> 12, end >> 12))
+        {
+            Count(CpuCounter.FullFlushes);
+        }
+        else
+        {
+            Count(CpuCounter.PagesFlushed, (long)((end - start) >> 12));
+        }
+    }
+
+    /// <summary>
+    /// A TLB shootdown (<c>flush_tlb_mm_range</c>): bumps the context's TLB generation, flushes locally, sends flush
+    /// IPIs to every non-lazy CPU in the context's mask and waits until each has acknowledged (or gone lazy). When it
+    /// returns no CPU can use a translation of the range that existed before the call; the caller may then free the
+    /// frames and page tables it unmapped.
+    /// </summary>
+    /// <param name="context">The address space's TLB context.</param>
+    /// <param name="start">Start address (page aligned).</param>
+    /// <param name="end">End address (page aligned, exclusive); ulong.MaxValue flushes everything.</param>
+    public void Shootdown(TlbContext context, ulong start, ulong end)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (_irqDepth != 0)
+        {
+            // smp_call_function_many() WARNs on this: two CPUs shooting each other down with irqs off would deadlock.
+            throw new InvalidOperationException($"CPU {Id}: TLB shootdown with interrupts disabled.");
+        }
+
+        Count(CpuCounter.Shootdowns);
+
+        // Full fence (Interlocked): the caller's PTE changes are visible before the new generation, and the
+        // generation is visible before we read the mask and the lazy flags below (Dekker with SwitchTo/FinishBlock).
+        long generation = context.NextGeneration();
+
+        if (ReferenceEquals(_loaded, context))
+        {
+            if (_loadedGeneration == generation - 1)
+            {
+                FlushLocal(start, end);
+            }
+            else
+            {
+                _tlb.FlushAll();
+                Count(CpuCounter.FullFlushes);
+            }
+
+            _loadedGeneration = generation;
+        }
+
+        // Publish the request for targets' partial flush. The seqcount lets a target that reads it while we reuse it
+        // (a stale pending bit served late) notice and fall back to a full flush.
+        _request.Seq.WriteBegin();
+        _request.Context = context;
+        _request.Start = start;
+        _request.End = end;
+        _request.Generation = generation;
+        _request.Seq.WriteEnd();
+
+        ulong mask = context.CpuMask & ~(1UL << Id);
+        ulong targets = 0;
+        ulong myBit = 1UL << Id;
+        Cpu[] cpus = _machine.CpuArray;
+        while (mask != 0)
+        {
+            int t = BitOperations.TrailingZeroCount(mask);
+            mask &= mask - 1;
+            Cpu target = cpus[t];
+            if (Volatile.Read(ref target._shared.Lazy) != 0)
+            {
+                Count(CpuCounter.LazyTargetsSkipped);
+                continue;
+            }
+
+            // Or (full fence): posts the IPI after the request above is written; the target reads the request after
+            // it sees our bit. Our bit cleared again is the target's acknowledgement.
+            Interlocked.Or(ref target._shared.Pending, myBit);
+            targets |= 1UL << t;
+        }
+
+        Count(CpuCounter.IpisSent, BitOperations.PopCount(targets));
+
+        // Wait for every ack, serving IPIs sent to us meanwhile (two CPUs shooting each other down both finish).
+        while (targets != 0)
+        {
+            ulong waiting = targets;
+            while (waiting != 0)
+            {
+                int t = BitOperations.TrailingZeroCount(waiting);
+                waiting &= waiting - 1;
+                Cpu target = cpus[t];
+
+                // Acquire reads: the target clears our bit only after its flush; a target that went lazy will catch
+                // up through the generation when it wakes, before it touches memory again.
+                if ((Volatile.Read(ref target._shared.Pending) & myBit) == 0 || Volatile.Read(ref target._shared.Lazy) != 0)
+                {
+                    targets &= ~(1UL << t);
+                }
+            }
+
+            if (targets != 0)
+            {
+                CpuRelax.Pause();
+                Poll();
+            }
+        }
+    }
+
+    /// <summary>Serves every pending flush IPI now (interrupt context).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ServeIpis()
+    {
+        ulong pending = Volatile.Read(ref _shared.Pending);
+        if (pending == 0)
+        {
+            return;
+        }
+
+        TlbContext? context = _loaded;
+        if (context != null)
+        {
+            long current = context.Generation;
+            if (_loadedGeneration < current)
+            {
+                bool partial = false;
+                if (BitOperations.PopCount(pending) == 1 && _loadedGeneration == current - 1)
+                {
+                    // Exactly one request and it is the next generation: flush just its range if we can read it whole.
+                    FlushRequest request = _machine.CpuArray[BitOperations.TrailingZeroCount(pending)]._request;
+                    if (request.Seq.TryReadBegin(out int seq))
+                    {
+                        TlbContext? rc = request.Context;
+                        ulong start = request.Start;
+                        ulong end = request.End;
+                        long rg = request.Generation;
+                        if (!request.Seq.ReadRetry(seq) && ReferenceEquals(rc, context) && rg == current && end != ulong.MaxValue)
+                        {
+                            FlushLocal(start, end);
+                            partial = true;
+                        }
+                    }
+                }
+
+                if (!partial)
+                {
+                    _tlb.FlushAll();
+                    Count(CpuCounter.FullFlushes);
+                }
+
+                _loadedGeneration = current;
+            }
+        }
+
+        Count(CpuCounter.IpisServed, BitOperations.PopCount(pending));
+
+        // And (full fence): the acknowledgement. Our flush above is complete before any initiator sees its bit clear;
+        // only the bits we saw are cleared, so a post that arrived during the flush is served at the next point.
+        Interlocked.And(ref _shared.Pending, ~pending);
+    }
+
+    /// <summary>After sleeping: if the loaded context's generation moved past ours, flush everything.</summary>
+    private void CatchUpTlb()
+    {
+        TlbContext? context = _loaded;
+        if (context != null && _loadedGeneration < context.Generation)
+        {
+            _loadedGeneration = context.Generation;
+            _tlb.FlushAll();
+            Count(CpuCounter.FullFlushes);
+            Count(CpuCounter.LazyCatchUps);
+        }
+    }
+
+    /// <summary>The shootdown this CPU is initiating, read by its targets.</summary>
+    private sealed class FlushRequest
+    {
+        public SeqCount Seq;
+        public TlbContext? Context;
+        public ulong Start;
+        public ulong End;
+        public long Generation;
+    }
+}

@@ -1,0 +1,193 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using SpecVm.Sync;
+
+namespace SpecVm.Smp;
+
+/// <summary>
+/// One simulated CPU: an OS thread pinned to its own core, with an interrupt-disable depth, an IPI inbox, a TLB and
+/// per-CPU counters. Code runs "on" a CPU by receiving its <see cref="Cpu"/> (explicit context, no thread-statics).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Interrupt points: pending IPIs are served only at <see cref="Poll"/> (every simulated memory access), in spin loops
+/// with interrupts enabled (<see cref="Relax"/>), and while waiting for one's own shootdown acks. With interrupts
+/// disabled (<see cref="LocalIrqDisable"/>) nothing is served — that is how a lockless page walk is kept safe, and how
+/// a CPU spinning on a lock with irqs off deadlocks against a shootdown (caught by the hard-lockup watchdog).
+/// </para>
+/// <para>
+/// A CPU about to sleep marks itself lazy (<see cref="PrepareToBlock"/>); shootdown initiators skip lazy CPUs, and the
+/// CPU compares its flushed TLB generation with its address space's when it wakes (<see cref="FinishBlock"/>).
+/// </para>
+/// <para>
+/// Owner-only state (irq depth, TLB, counters) is written only by this CPU's thread. The inbox and the lazy flag are
+/// written by others and sit on their own cache lines.
+/// </para>
+/// </remarks>
+public sealed unsafe partial class Cpu : ISpinWaiter
+{
+    private readonly Machine _machine;
+    private readonly long* _counters;
+    private readonly Tlb _tlb;
+    private readonly long _watchdogTicks;
+    private SharedLine _shared;
+    private int _irqDepth;
+    private long _irqOffSpinStart;
+    private int _irqOffSpins;
+    private string _spinTarget = "a lock";
+
+    internal Cpu(Machine machine, int id, long* counters, int tlbEntries, TimeSpan watchdog)
+    {
+        _machine = machine;
+        Id = id;
+        _counters = counters;
+        _tlb = new Tlb(tlbEntries);
+        _watchdogTicks = (long)(watchdog.TotalSeconds * Stopwatch.Frequency);
+        _request = new FlushRequest();
+    }
+
+    /// <summary>This CPU's id, 0 to <see cref="Machine.CpuCount"/> - 1.</summary>
+    public int Id { get; }
+
+    /// <summary>The machine this CPU belongs to.</summary>
+    public Machine Machine => _machine;
+
+    /// <summary>This CPU's TLB.</summary>
+    public Tlb Tlb => _tlb;
+
+    /// <summary>The OS core this CPU's thread was pinned to, or -1 if it is not pinned.</summary>
+    public int Core { get; internal set; } = -1;
+
+    /// <summary>True while interrupts are disabled on this CPU.</summary>
+    public bool IrqsDisabled => _irqDepth != 0;
+
+    /// <summary>True while this CPU is lazy (asleep, skipped by shootdowns).</summary>
+    public bool IsLazy => Volatile.Read(ref _shared.Lazy) != 0;
+
+    /// <summary>Bit mask of CPUs with a flush IPI pending here (a racy snapshot).</summary>
+    public ulong PendingIpis => Volatile.Read(ref _shared.Pending);
+
+    /// <summary>Adds <paramref name="delta"/> to one of this CPU's counters (owner only; no atomics).</summary>
+    /// <param name="counter">Which counter.</param>
+    /// <param name="delta">How much.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Count(CpuCounter counter, long delta = 1) => _counters[(int)counter] += delta;
+
+    /// <summary>This CPU's value of one counter (a racy read when taken from another thread).</summary>
+    /// <param name="counter">Which counter.</param>
+    public long Read(CpuCounter counter) => Volatile.Read(ref _counters[(int)counter]);
+
+    /// <summary>Disables interrupts (<c>local_irq_disable</c>); nests.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void LocalIrqDisable() => _irqDepth++;
+
+    /// <summary>Re-enables interrupts (<c>local_irq_enable</c>) and, at depth zero, serves what arrived meanwhile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void LocalIrqEnable()
+    {
+        if (_irqDepth <= 0)
+        {
+            ThrowIrqUnbalanced();
+        }
+
+        if (--_irqDepth == 0)
+        {
+            _irqOffSpinStart = 0;
+            Poll();
+        }
+    }
+
+    /// <summary>An interrupt point: serves pending IPIs if interrupts are enabled.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Poll()
+    {
+        // Acquire read of our inbox: one load of a line that stays shared in our cache until someone posts.
+        if (Volatile.Read(ref _shared.Pending) != 0 && _irqDepth == 0)
+        {
+            ServeIpis();
+        }
+    }
+
+    /// <summary>Tells the watchdog what the next spin-wait is for (it appears in <see cref="HardLockupException"/>).</summary>
+    /// <param name="what">A short description, e.g. "PTL of PTE table 1234".</param>
+    public void SetSpinTarget(string what) => _spinTarget = what;
+
+    /// <inheritdoc/>
+    public void Relax()
+    {
+        if (_irqDepth == 0)
+        {
+            Poll();
+            return;
+        }
+
+        // Interrupts off: nothing can be served. The hard-lockup watchdog checks the clock every 1024 spins.
+        if ((++_irqOffSpins & 1023) != 0)
+        {
+            return;
+        }
+
+        long now = Stopwatch.GetTimestamp();
+        if (_irqOffSpinStart == 0)
+        {
+            _irqOffSpinStart = now;
+        }
+        else if (now - _irqOffSpinStart > _watchdogTicks)
+        {
+            long started = _irqOffSpinStart;
+            _irqOffSpinStart = 0;
+            throw new HardLockupException(Id, Stopwatch.GetElapsedTime(started, now), _spinTarget);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void PrepareToBlock()
+    {
+        if (_irqDepth != 0)
+        {
+            throw new InvalidOperationException($"CPU {Id} tried to sleep with interrupts disabled (depth {_irqDepth}): a kernel bug (\"BUG: sleeping function called from invalid context\").");
+        }
+
+        // Exchange (full fence): lazy must be visible before we stop serving IPIs, and ordered against our read of
+        // the inbox below; an initiator that still saw us awake has posted, and we serve that post now or at wake.
+        Interlocked.Exchange(ref _shared.Lazy, 1);
+        ServeIpis();
+    }
+
+    /// <inheritdoc/>
+    public void FinishBlock()
+    {
+        // Exchange (full fence), the other half of a Dekker pair with the initiator (which bumps the generation, then
+        // reads our lazy flag): either it saw us awake and posted an IPI, or we see its new generation below.
+        Interlocked.Exchange(ref _shared.Lazy, 0);
+        CatchUpTlb();
+        Poll();
+    }
+
+    /// <summary>The per-CPU counter block's address (for the machine's sums).</summary>
+    internal long* Counters => _counters;
+
+    internal void ResetIrqStateAfterFailure()
+    {
+        _irqDepth = 0;
+        _irqOffSpinStart = 0;
+    }
+
+    internal int IrqDepth => _irqDepth;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowIrqUnbalanced() =>
+        throw new InvalidOperationException($"CPU {Id}: LocalIrqEnable without a matching LocalIrqDisable.");
+
+    /// <summary>The lines other CPUs write: the IPI inbox and the lazy flag, each alone on a line.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 3 * CacheLine.Size)]
+    private struct SharedLine
+    {
+        [FieldOffset(CacheLine.Size)]
+        public ulong Pending;
+
+        [FieldOffset(2 * CacheLine.Size)]
+        public int Lazy;
+    }
+}

@@ -1,0 +1,140 @@
+namespace SpecVm.Smp;
+
+/// <summary>
+/// Every per-CPU event counter SpecVm keeps (Linux vmstat/perf-event style). Each CPU increments its own copy
+/// without atomics; totals are sums over CPUs (<see cref="Machine.Counter"/>).
+/// </summary>
+public enum CpuCounter
+{
+    /// <summary>Accesses satisfied by the TLB.</summary>
+    TlbHits,
+
+    /// <summary>Accesses that missed the TLB.</summary>
+    TlbMisses,
+
+    /// <summary>Misses filled by a successful page walk (no fault).</summary>
+    TlbFills,
+
+    /// <summary>Flush IPIs sent by this CPU.</summary>
+    IpisSent,
+
+    /// <summary>Flush IPIs served by this CPU.</summary>
+    IpisServed,
+
+    /// <summary>Shootdowns initiated.</summary>
+    Shootdowns,
+
+    /// <summary>Targets skipped because they were lazy (asleep); they catch up through the TLB generation.</summary>
+    LazyTargetsSkipped,
+
+    /// <summary>Pages flushed one by one.</summary>
+    PagesFlushed,
+
+    /// <summary>Whole-TLB flushes.</summary>
+    FullFlushes,
+
+    /// <summary>Page faults taken (all strategies, all outcomes).</summary>
+    Faults,
+
+    /// <summary>Anonymous read faults resolved.</summary>
+    FaultAnonRead,
+
+    /// <summary>Anonymous write faults resolved.</summary>
+    FaultAnonWrite,
+
+    /// <summary>Private-file read faults resolved (page-cache page mapped read-only).</summary>
+    FaultFileRead,
+
+    /// <summary>Private-file write faults resolved (copied from the page cache).</summary>
+    FaultFileWrite,
+
+    /// <summary>Shared-file read faults resolved.</summary>
+    FaultSharedRead,
+
+    /// <summary>Shared-file write faults resolved (page-cache page dirtied).</summary>
+    FaultSharedWrite,
+
+    /// <summary>Write faults on a present read-only private page resolved by copy-on-write or reuse.</summary>
+    FaultWriteProtect,
+
+    /// <summary>Faults that ended in a segmentation fault (no VMA, or access not allowed).</summary>
+    FaultSegv,
+
+    /// <summary>Faults that found no free frame.</summary>
+    FaultOom,
+
+    /// <summary>Faults that found the work already done by another CPU (PTE already installed).</summary>
+    FaultRaced,
+
+    /// <summary>Faults handled on the classic path under the mmap lock (including fallbacks).</summary>
+    MmapLockFaults,
+
+    /// <summary>Speculative attempts.</summary>
+    SpecAttempts,
+
+    /// <summary>Speculative attempts that installed the page without the mmap lock.</summary>
+    SpecSuccess,
+
+    /// <summary>Speculative aborts: no VMA at the address (falls back; the classic path decides SIGSEGV).</summary>
+    SpecAbortVmaNotFound,
+
+    /// <summary>Speculative aborts: the VMA's sequence count was odd (a writer inside).</summary>
+    SpecAbortSeqOdd,
+
+    /// <summary>Speculative aborts: the VMA's sequence count changed, or the VMA was detached.</summary>
+    SpecAbortSeqChanged,
+
+    /// <summary>Speculative aborts: a VMA kind the speculative path does not handle (file-backed).</summary>
+    SpecAbortUnsupported,
+
+    /// <summary>Speculative aborts: a page-table level was missing (never allocated speculatively).</summary>
+    SpecAbortNoPageTable,
+
+    /// <summary>Speculative aborts: the PTL trylock failed.</summary>
+    SpecAbortPtlBusy,
+
+    /// <summary>Speculative aborts: the PTE changed between the walk and the lock.</summary>
+    SpecAbortPteChanged,
+
+    /// <summary>Speculative access errors returned as SIGSEGV directly (no fallback).</summary>
+    SpecAccessError,
+
+    /// <summary>Speculative attempts that fell back to the classic path.</summary>
+    SpecFallbacks,
+
+    /// <summary>Per-VMA lock faults that read-locked the VMA and completed.</summary>
+    VmaLockSuccess,
+
+    /// <summary>Per-VMA lock attempts that failed to read-lock the VMA (fell back to the mmap lock).</summary>
+    VmaLockAbort,
+
+    /// <summary>Per-VMA lock faults that had to be retried under the mmap lock after locking the VMA.</summary>
+    VmaLockRetry,
+
+    /// <summary>Per-VMA lock lookups that found no VMA.</summary>
+    VmaLockMiss,
+
+    /// <summary>mmap lock read acquisitions made by this CPU.</summary>
+    MmapReadAcquisitions,
+
+    /// <summary>mmap lock write acquisitions made by this CPU.</summary>
+    MmapWriteAcquisitions,
+
+    /// <summary>Time this CPU waited for the mmap lock (read or write), in Stopwatch ticks.</summary>
+    MmapWaitTicks,
+
+    /// <summary>Time this CPU held the mmap lock for write, in Stopwatch ticks.</summary>
+    MmapWriteHoldTicks,
+
+    /// <summary>Pages zeroed for anonymous faults.</summary>
+    PagesZeroed,
+
+    /// <summary>Pages copied (copy-on-write, private file).</summary>
+    PagesCopied,
+
+    /// <summary>Times this CPU went lazy (slept) and later caught up with the TLB generation.</summary>
+    LazyCatchUps,
+
+    /// <summary>Number of counters (not a counter).</summary>
+    Count,
+}
