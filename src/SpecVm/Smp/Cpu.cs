@@ -56,6 +56,9 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     /// <summary>This CPU's TLB.</summary>
     public Tlb Tlb => _tlb;
 
+    /// <summary>The managed thread id of this CPU's thread (0 before it starts).</summary>
+    public int ThreadId { get; internal set; }
+
     /// <summary>The OS core this CPU's thread was pinned to, or -1 if it is not pinned.</summary>
     public int Core { get; internal set; } = -1;
 

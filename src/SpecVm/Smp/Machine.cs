@@ -117,7 +117,8 @@ public sealed unsafe class Machine : IDisposable
     {
         ArgumentNullException.ThrowIfNull(work);
         T result = default!;
-        Run(cpu, c => result = work(c));
+        Action<Cpu> action = c => result = work(c);
+        Run(cpu, action);
         return result;
     }
 
@@ -238,6 +239,7 @@ public sealed unsafe class Machine : IDisposable
     private void CpuLoop(int id, int core)
     {
         Cpu cpu = _cpus[id];
+        cpu.ThreadId = Environment.CurrentManagedThreadId;
         if (Options.Pin && Affinity.TryPinCurrentThread(core) == PinResult.Pinned)
         {
             cpu.Core = core;

@@ -1,0 +1,323 @@
+using System.Runtime.CompilerServices;
+using SpecVm.Memory;
+using SpecVm.Mm;
+using SpecVm.Paging;
+using SpecVm.Smp;
+
+namespace SpecVm.Faults;
+
+/// <summary>A frame made ready for a fault before any lock is taken (Linux prepares the page outside the PTL too).</summary>
+public struct PreparedPage
+{
+    /// <summary>The frame to map.</summary>
+    public long Pfn;
+
+    /// <summary>PTE flag bits (without the PFN).</summary>
+    public ulong Flags;
+
+    /// <summary>True if <see cref="Pfn"/> is a fresh frame owned by this fault (freed if the fault is abandoned).</summary>
+    public bool Fresh;
+
+    /// <summary>True if the frame is a page-cache page that becomes dirty when mapped.</summary>
+    public bool DirtiesPageCache;
+
+    /// <summary>The counter of the fault kind.</summary>
+    public CpuCounter Kind;
+}
+
+/// <summary>
+/// The work every fault strategy shares: prepare a frame (zero, copy from the page cache, or find the page-cache page),
+/// install it under the PTL after rechecking the PTE, and resolve faults on present PTEs (copy-on-write, write-enable,
+/// re-enable). Public so that a custom strategy in one file can use it.
+/// </summary>
+public static unsafe class FaultCore
+{
+    /// <summary>The PTE flags a page of <paramref name="vma"/> gets, for a frame in state <paramref name="frameState"/>.</summary>
+    /// <param name="vma">The VMA.</param>
+    /// <param name="frameState">The frame's state once mapped (<see cref="FrameState.Anonymous"/> or <see cref="FrameState.PageCache"/>).</param>
+    public static ulong PteFlagsFor(Vma vma, FrameState frameState)
+    {
+        ArgumentNullException.ThrowIfNull(vma);
+        Protection p = vma.Protection;
+        if (p == Protection.None)
+        {
+            return 0; // Present but not user-accessible: every access faults, and the VMA says no.
+        }
+
+        ulong flags = Pte.User | ((p & Protection.Execute) == 0 ? Pte.NoExecute : 0);
+        if ((p & Protection.Write) != 0 && (frameState == FrameState.Anonymous || vma.Kind == MappingKind.SharedFile))
+        {
+            flags |= Pte.Writable;
+        }
+
+        return flags;
+    }
+
+    /// <summary>
+    /// Handles a fault with a VMA that cannot change under the caller (mmap lock held for read, or the VMA read-locked):
+    /// checks access, allocates missing page tables, prepares the frame, and installs it under the PTL.
+    /// </summary>
+    /// <param name="cpu">The faulting CPU.</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="vma">The VMA containing <paramref name="address"/>.</param>
+    /// <param name="address">The faulting address.</param>
+    /// <param name="write">True for a write.</param>
+    public static FaultResult HandleStable(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(mm);
+        ArgumentNullException.ThrowIfNull(vma);
+        if (!vma.Allows(write))
+        {
+            return FaultResult.SegmentationFault;
+        }
+
+        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, address, out long ptePfn);
+        if (entry == null)
+        {
+            return FaultResult.OutOfMemory;
+        }
+
+        // Acquire: see the frame state of whatever the entry maps.
+        ulong pte = Volatile.Read(ref *entry);
+        if ((pte & Pte.Present) != 0)
+        {
+            return FixPresent(cpu, mm, vma, address, write, entry, ptePfn, pte);
+        }
+
+        FaultResult prepared = Prepare(cpu, vma, address, write, out PreparedPage page);
+        if (prepared != FaultResult.Handled)
+        {
+            return prepared;
+        }
+
+        ref PageFrame table = ref mm.Machine.Memory.Frame(ptePfn);
+        table.Ptl.Lock(cpu.Id, cpu);
+        bool installed;
+        try
+        {
+            installed = Install(cpu, mm, ref page, entry, pte);
+        }
+        finally
+        {
+            table.Ptl.Unlock(cpu.Id);
+        }
+
+        if (!installed)
+        {
+            Abandon(cpu, mm, ref page);
+            cpu.Count(CpuCounter.FaultRaced);
+        }
+
+        return FaultResult.Handled;
+    }
+
+    /// <summary>Prepares the frame for a not-present fault outside any lock.</summary>
+    /// <param name="cpu">The faulting CPU.</param>
+    /// <param name="vma">The VMA.</param>
+    /// <param name="address">The faulting address.</param>
+    /// <param name="write">True for a write.</param>
+    /// <param name="page">The prepared page.</param>
+    public static FaultResult Prepare(Cpu cpu, Vma vma, ulong address, bool write, out PreparedPage page)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(vma);
+        page = default;
+        PhysicalMemory memory = cpu.Machine.Memory;
+        switch (vma.Kind)
+        {
+            case MappingKind.Anonymous:
+            {
+                long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                if (pfn < 0)
+                {
+                    return FaultResult.OutOfMemory;
+                }
+
+                PageKernels.Clear(memory.FrameDataUnchecked(pfn));
+                cpu.Count(CpuCounter.PagesZeroed);
+                page.Pfn = pfn;
+                page.Fresh = true;
+                page.Flags = PteFlagsFor(vma, FrameState.Anonymous);
+                page.Kind = write ? CpuCounter.FaultAnonWrite : CpuCounter.FaultAnonRead;
+                return FaultResult.Handled;
+            }
+
+            case MappingKind.PrivateFile:
+            {
+                long cached = vma.File!.GetPage(cpu.Id, vma.FilePageOf(address));
+                if (cached < 0)
+                {
+                    return FaultResult.OutOfMemory;
+                }
+
+                if (!write)
+                {
+                    page.Pfn = cached;
+                    page.Flags = PteFlagsFor(vma, FrameState.PageCache);
+                    page.Kind = CpuCounter.FaultFileRead;
+                    return FaultResult.Handled;
+                }
+
+                long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                if (pfn < 0)
+                {
+                    return FaultResult.OutOfMemory;
+                }
+
+                PageKernels.Copy(memory.FrameDataUnchecked(cached), memory.FrameDataUnchecked(pfn));
+                cpu.Count(CpuCounter.PagesCopied);
+                page.Pfn = pfn;
+                page.Fresh = true;
+                page.Flags = PteFlagsFor(vma, FrameState.Anonymous);
+                page.Kind = CpuCounter.FaultFileWrite;
+                return FaultResult.Handled;
+            }
+
+            default:
+            {
+                long cached = vma.File!.GetPage(cpu.Id, vma.FilePageOf(address));
+                if (cached < 0)
+                {
+                    return FaultResult.OutOfMemory;
+                }
+
+                page.Pfn = cached;
+                page.Flags = PteFlagsFor(vma, FrameState.PageCache);
+                page.DirtiesPageCache = write;
+                page.Kind = write ? CpuCounter.FaultSharedWrite : CpuCounter.FaultSharedRead;
+                return FaultResult.Handled;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Installs a prepared page if the PTE still holds <paramref name="expected"/>. The caller holds the PTE table's PTL.
+    /// Returns false (nothing changed) if another CPU got there first.
+    /// </summary>
+    /// <param name="cpu">The faulting CPU.</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="page">The prepared page.</param>
+    /// <param name="entry">The PTE slot.</param>
+    /// <param name="expected">The PTE value seen by the walk.</param>
+    public static bool Install(Cpu cpu, AddressSpace mm, ref PreparedPage page, ulong* entry, ulong expected)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(mm);
+        if (*entry != expected)
+        {
+            return false;
+        }
+
+        ref PageFrame frame = ref mm.Machine.Memory.Frame(page.Pfn);
+        if (page.Fresh)
+        {
+            frame.MapCount = 1;
+            frame.WriteState(FrameState.Anonymous);
+        }
+        else
+        {
+            Interlocked.Increment(ref frame.MapCount);
+            if (page.DirtiesPageCache)
+            {
+                frame.Flags |= (int)PageFrameFlags.Dirty;
+            }
+        }
+
+        ulong flags = page.Flags | Pte.Present | Pte.Accessed | ((page.Flags & Pte.Writable) != 0 && page.Kind != CpuCounter.FaultAnonRead ? Pte.Dirty : 0);
+
+        // Release: the frame's zeroed or copied contents, and its metadata, are visible before the PTE that maps it;
+        // a CPU that walks to this entry and accesses the page sees the prepared data, never stale bytes.
+        Volatile.Write(ref *entry, Pte.Make(page.Pfn, flags).Value);
+        cpu.Count(page.Kind);
+        page.Fresh = false;
+        return true;
+    }
+
+    /// <summary>Releases a prepared page that was not installed.</summary>
+    /// <param name="cpu">The CPU.</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="page">The page.</param>
+    public static void Abandon(Cpu cpu, AddressSpace mm, ref PreparedPage page)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(mm);
+        if (page.Fresh)
+        {
+            mm.Machine.Frames.Free(cpu.Id, page.Pfn);
+            page.Fresh = false;
+        }
+    }
+
+    /// <summary>
+    /// A fault on a present PTE that does not permit the access while the VMA does: write-enable an exclusive
+    /// anonymous page or a shared-file page, copy-on-write a page-cache page in a private mapping (with a shootdown of
+    /// the old translation, under the PTL), or restore user access after a protection change.
+    /// </summary>
+    private static FaultResult FixPresent(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, ulong* entry, long ptePfn, ulong pte)
+    {
+        PhysicalMemory memory = mm.Machine.Memory;
+        ref PageFrame table = ref memory.Frame(ptePfn);
+        table.Ptl.Lock(cpu.Id, cpu);
+        try
+        {
+            if (*entry != pte)
+            {
+                cpu.Count(CpuCounter.FaultRaced);
+                return FaultResult.Handled;
+            }
+
+            long pfn = new Pte(pte).Pfn;
+            ref PageFrame frame = ref memory.Frame(pfn);
+            FrameState state = frame.ReadState();
+            ulong wanted = PteFlagsFor(vma, state);
+            if (write && (wanted & Pte.Writable) == 0 && state == FrameState.PageCache && vma.Kind == MappingKind.PrivateFile)
+            {
+                // Copy-on-write of a page-cache page into a private frame.
+                long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                if (copy < 0)
+                {
+                    return FaultResult.OutOfMemory;
+                }
+
+                PageKernels.Copy(memory.FrameDataUnchecked(pfn), memory.FrameDataUnchecked(copy));
+                cpu.Count(CpuCounter.PagesCopied);
+                ref PageFrame copyFrame = ref memory.Frame(copy);
+                copyFrame.MapCount = 1;
+                copyFrame.WriteState(FrameState.Anonymous);
+                ulong flags = PteFlagsFor(vma, FrameState.Anonymous) | Pte.Present | Pte.Accessed | Pte.Dirty;
+
+                // Release: the copy is complete before the PTE points at it.
+                Volatile.Write(ref *entry, Pte.Make(copy, flags).Value);
+                Interlocked.Decrement(ref frame.MapCount);
+
+                // Other CPUs may still cache the read-only translation of the page-cache page; after this returns
+                // none can read the old page through this address (Linux: flush_tlb_page in wp_page_copy).
+                cpu.Shootdown(mm.TlbContext, address & ~0xFFFUL, (address & ~0xFFFUL) + PhysicalMemory.PageSize);
+                cpu.Count(CpuCounter.FaultWriteProtect);
+                return FaultResult.Handled;
+            }
+
+            ulong updated = wanted | Pte.Present | Pte.Accessed | (pte & Pte.PfnMask) | (write ? Pte.Dirty : pte & Pte.Dirty);
+            if (write && (updated & Pte.Writable) == 0)
+            {
+                return FaultResult.SegmentationFault; // Cannot happen for a VMA that allows writes; defensive.
+            }
+
+            if (write && state == FrameState.PageCache)
+            {
+                frame.Flags |= (int)PageFrameFlags.Dirty;
+            }
+
+            // Release store under the PTL: widening only (write-enable or user-enable), so no shootdown is needed;
+            // a CPU with the narrower entry cached faults, walks, and finds this one.
+            Volatile.Write(ref *entry, updated);
+            cpu.Count(write ? CpuCounter.FaultWriteProtect : CpuCounter.FaultRaced);
+            return FaultResult.Handled;
+        }
+        finally
+        {
+            table.Ptl.Unlock(cpu.Id);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+using SpecVm.Memory;
+using SpecVm.Mm;
+using SpecVm.Paging;
+using SpecVm.Smp;
+
+namespace SpecVm.Faults;
+
+/// <summary>Why a speculative fault gave up (each is counted; see <see cref="CpuCounter"/>).</summary>
+public enum SpeculativeAbort
+{
+    /// <summary>No VMA at the address.</summary>
+    VmaNotFound,
+
+    /// <summary>The VMA's sequence count was odd.</summary>
+    SeqOdd,
+
+    /// <summary>The VMA's sequence count changed, or the VMA was detached.</summary>
+    SeqChanged,
+
+    /// <summary>A VMA or fault kind the speculative path does not handle (file-backed, write-protect).</summary>
+    UnsupportedKind,
+
+    /// <summary>A page-table level was missing.</summary>
+    NoPageTable,
+
+    /// <summary>The PTL trylock failed.</summary>
+    PtlBusy,
+
+    /// <summary>The PTE changed between the walk and the PTL.</summary>
+    PteChanged,
+}
+
+/// <summary>
+/// The speculative page fault of Laurent Dufour's 2017 series (after Peter Zijlstra's 2010/2014 patches): no mmap lock.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Under an SRCU read lock: look the VMA up locklessly; read its sequence count (odd: abort); check it is anonymous and
+/// allows the access (an access error is a segmentation fault at once, once the count confirms the VMA was stable);
+/// prepare the zeroed frame outside any lock; disable interrupts and walk the page tables locklessly (a missing
+/// level aborts: the 2017 design never allocates tables speculatively); <em>try</em>-lock the PTL (busy: abort);
+/// recheck the sequence count and the PTE under the PTL; install; unlock; enable interrupts. Any abort frees what it
+/// took, counts its reason, and falls back to <see cref="MmapLockStrategy"/>.
+/// </para>
+/// <para>
+/// Why trylock: the unmap path can hold the PTL while it waits for every CPU to acknowledge a TLB flush; a CPU
+/// spinning for that PTL with interrupts disabled never acknowledges. <see cref="SpinOnPtl"/> replaces the trylock
+/// with a spin to reproduce that deadlock on purpose (the hard-lockup watchdog then fires).
+/// </para>
+/// </remarks>
+public sealed unsafe class SpeculativeStrategy : FaultStrategy
+{
+    private readonly MmapLockStrategy _fallback = new();
+
+    /// <inheritdoc/>
+    public override string Name => SpinOnPtl ? "speculative-spin" : "speculative";
+
+    /// <summary>Spin on the PTL with interrupts disabled instead of trylock (reproduces the article's deadlock).</summary>
+    public bool SpinOnPtl { get; init; }
+
+    /// <summary>Planted bug for tests: skip the sequence-count recheck under the PTL.</summary>
+    internal bool PlantSkipSeqRecheck { get; init; }
+
+    /// <inheritdoc/>
+    public override FaultResult HandleFault(Cpu cpu, AddressSpace mm, ulong address, bool write)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(mm);
+        cpu.Count(CpuCounter.SpecAttempts);
+        SpeculativeAbort abort;
+        int idx = cpu.Machine.Srcu.ReadLock(cpu.Id);
+        try
+        {
+            FaultResult? done = TrySpeculative(cpu, mm, address, write, out abort);
+            if (done is FaultResult result)
+            {
+                return result;
+            }
+        }
+        finally
+        {
+            cpu.Machine.Srcu.ReadUnlock(cpu.Id, idx);
+        }
+
+        cpu.Count(abort switch
+        {
+            SpeculativeAbort.VmaNotFound => CpuCounter.SpecAbortVmaNotFound,
+            SpeculativeAbort.SeqOdd => CpuCounter.SpecAbortSeqOdd,
+            SpeculativeAbort.SeqChanged => CpuCounter.SpecAbortSeqChanged,
+            SpeculativeAbort.UnsupportedKind => CpuCounter.SpecAbortUnsupported,
+            SpeculativeAbort.NoPageTable => CpuCounter.SpecAbortNoPageTable,
+            SpeculativeAbort.PtlBusy => CpuCounter.SpecAbortPtlBusy,
+            _ => CpuCounter.SpecAbortPteChanged,
+        });
+        cpu.Count(CpuCounter.SpecFallbacks);
+        return _fallback.HandleFault(cpu, mm, address, write);
+    }
+
+    /// <summary>The speculative attempt; null with <paramref name="abort"/> set when it must fall back.</summary>
+    private FaultResult? TrySpeculative(Cpu cpu, AddressSpace mm, ulong address, bool write, out SpeculativeAbort abort)
+    {
+        abort = SpeculativeAbort.PteChanged;
+        Vma? vma = mm.Vmas.Find(address);
+        if (vma == null)
+        {
+            abort = SpeculativeAbort.VmaNotFound;
+            return null;
+        }
+
+        if (!vma.Seq.TryReadBegin(out int seq))
+        {
+            abort = SpeculativeAbort.SeqOdd;
+            return null;
+        }
+
+        // vma_has_changed(): detached, or (for a recycled VMA) no longer covering the address.
+        if (Volatile.Read(ref vma.Detached) != 0 || !vma.Contains(address))
+        {
+            abort = SpeculativeAbort.SeqChanged;
+            return null;
+        }
+
+        if (vma.Kind != MappingKind.Anonymous)
+        {
+            abort = SpeculativeAbort.UnsupportedKind;
+            return null;
+        }
+
+        if (!vma.Allows(write))
+        {
+            if (vma.Seq.ReadRetry(seq))
+            {
+                abort = SpeculativeAbort.SeqChanged;
+                return null;
+            }
+
+            cpu.Count(CpuCounter.SpecAccessError);
+            return FaultResult.SegmentationFault;
+        }
+
+        // All work that does not depend on the VMA staying put happens before any lock: get and zero the frame.
+        FaultResult prepared = FaultCore.Prepare(cpu, vma, address, write, out PreparedPage page);
+        if (prepared != FaultResult.Handled)
+        {
+            abort = SpeculativeAbort.UnsupportedKind;
+            return prepared == FaultResult.OutOfMemory ? FaultResult.OutOfMemory : null;
+        }
+
+        // Interrupts off for the lockless walk (as gup_fast): page-table pages are freed only after a shootdown that
+        // this CPU must acknowledge, and it cannot while interrupts are off, so the tables we walk stay allocated.
+        cpu.LocalIrqDisable();
+        bool installed = false;
+        try
+        {
+            ulong* entry = mm.PageTable.WalkLockless(address, out long ptePfn);
+            if (entry == null)
+            {
+                abort = SpeculativeAbort.NoPageTable;
+                return null;
+            }
+
+            // Acquire (READ_ONCE of the PTE).
+            ulong pte = Volatile.Read(ref *entry);
+            if ((pte & Pte.Present) != 0)
+            {
+                // A present PTE that does not permit the access: write-protect faults are not handled speculatively.
+                abort = SpeculativeAbort.UnsupportedKind;
+                return null;
+            }
+
+            ref PageFrame table = ref cpu.Machine.Memory.Frame(ptePfn);
+            if (SpinOnPtl)
+            {
+                cpu.SetSpinTarget($"PTL of PTE table {ptePfn}, held by CPU {table.Ptl.Owner}, with interrupts disabled");
+                table.Ptl.Lock(cpu.Id, cpu);
+            }
+            else if (!table.Ptl.TryLock(cpu.Id))
+            {
+                abort = SpeculativeAbort.PtlBusy;
+                return null;
+            }
+
+            try
+            {
+                // The recheck that makes it all safe: if a writer touched the VMA since we read the count, everything
+                // we decided from it (kind, protection, range) may be wrong; unmap bumps the count before it zaps.
+                if (!PlantSkipSeqRecheck && (vma.Seq.ReadRetry(seq) || Volatile.Read(ref vma.Detached) != 0))
+                {
+                    abort = SpeculativeAbort.SeqChanged;
+                    return null;
+                }
+
+                if (!FaultCore.Install(cpu, mm, ref page, entry, pte))
+                {
+                    abort = SpeculativeAbort.PteChanged;
+                    return null;
+                }
+
+                installed = true;
+            }
+            finally
+            {
+                table.Ptl.Unlock(cpu.Id);
+            }
+        }
+        finally
+        {
+            cpu.LocalIrqEnable();
+            if (!installed)
+            {
+                FaultCore.Abandon(cpu, mm, ref page);
+            }
+        }
+
+        cpu.Count(CpuCounter.SpecSuccess);
+        return FaultResult.Handled;
+    }
+}

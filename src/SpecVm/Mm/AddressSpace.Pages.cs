@@ -1,0 +1,336 @@
+using System.Runtime.CompilerServices;
+using SpecVm.Faults;
+using SpecVm.Memory;
+using SpecVm.Paging;
+using SpecVm.Smp;
+
+namespace SpecVm.Mm;
+
+/// <summary>The page side of an address space: the MMU access path, zapping and protection changes.</summary>
+public sealed unsafe partial class AddressSpace
+{
+    /// <summary>Faults one access may take before SpecVm calls it a livelock (a bug, never expected).</summary>
+    private const int MaxFaultsPerAccess = 1_000_000;
+
+    /// <summary>Reads a <typeparamref name="T"/> at <paramref name="address"/> through the MMU.</summary>
+    /// <typeparam name="T">An unmanaged type that does not cross a page boundary at this address.</typeparam>
+    /// <param name="cpu">The CPU doing the access (from its own thread).</param>
+    /// <param name="address">The virtual address.</param>
+    /// <param name="value">The value read, or default.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public AccessResult TryRead<T>(Cpu cpu, ulong address, out T value)
+        where T : unmanaged
+    {
+        CheckSpan(address, sizeof(T));
+        AccessResult r = Translate(cpu, address, false, out byte* p);
+        value = r == AccessResult.Ok ? Unsafe.ReadUnaligned<T>(p) : default;
+        return r;
+    }
+
+    /// <summary>Writes a <typeparamref name="T"/> at <paramref name="address"/> through the MMU.</summary>
+    /// <typeparam name="T">An unmanaged type that does not cross a page boundary at this address.</typeparam>
+    /// <param name="cpu">The CPU doing the access (from its own thread).</param>
+    /// <param name="address">The virtual address.</param>
+    /// <param name="value">The value.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public AccessResult TryWrite<T>(Cpu cpu, ulong address, T value)
+        where T : unmanaged
+    {
+        CheckSpan(address, sizeof(T));
+        AccessResult r = Translate(cpu, address, true, out byte* p);
+        if (r == AccessResult.Ok)
+        {
+            Unsafe.WriteUnaligned(p, value);
+        }
+
+        return r;
+    }
+
+    /// <summary>Reads a value, throwing <see cref="SegmentationFaultException"/> on a bad access.</summary>
+    /// <typeparam name="T">An unmanaged type.</typeparam>
+    /// <param name="cpu">The CPU.</param>
+    /// <param name="address">The address.</param>
+    public T Read<T>(Cpu cpu, ulong address)
+        where T : unmanaged
+    {
+        AccessResult r = TryRead(cpu, address, out T value);
+        return r == AccessResult.Ok ? value : throw new SegmentationFaultException(address, false, r);
+    }
+
+    /// <summary>Writes a value, throwing <see cref="SegmentationFaultException"/> on a bad access.</summary>
+    /// <typeparam name="T">An unmanaged type.</typeparam>
+    /// <param name="cpu">The CPU.</param>
+    /// <param name="address">The address.</param>
+    /// <param name="value">The value.</param>
+    public void Write<T>(Cpu cpu, ulong address, T value)
+        where T : unmanaged
+    {
+        AccessResult r = TryWrite(cpu, address, value);
+        if (r != AccessResult.Ok)
+        {
+            throw new SegmentationFaultException(address, true, r);
+        }
+    }
+
+    /// <summary>Copies <paramref name="data"/> to <paramref name="address"/> page by page through the MMU.</summary>
+    /// <param name="cpu">The CPU.</param>
+    /// <param name="address">The start address.</param>
+    /// <param name="data">The bytes.</param>
+    public AccessResult TryWriteBytes(Cpu cpu, ulong address, ReadOnlySpan<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            int n = (int)Math.Min((ulong)data.Length, PhysicalMemory.PageSize - (address & PageMask));
+            AccessResult r = Translate(cpu, address, true, out byte* p);
+            if (r != AccessResult.Ok)
+            {
+                return r;
+            }
+
+            data[..n].CopyTo(new Span<byte>(p, n));
+            data = data[n..];
+            address += (ulong)n;
+        }
+
+        return AccessResult.Ok;
+    }
+
+    /// <summary>Copies bytes at <paramref name="address"/> into <paramref name="into"/> page by page through the MMU.</summary>
+    /// <param name="cpu">The CPU.</param>
+    /// <param name="address">The start address.</param>
+    /// <param name="into">Where to put them.</param>
+    public AccessResult TryReadBytes(Cpu cpu, ulong address, Span<byte> into)
+    {
+        while (!into.IsEmpty)
+        {
+            int n = (int)Math.Min((ulong)into.Length, PhysicalMemory.PageSize - (address & PageMask));
+            AccessResult r = Translate(cpu, address, false, out byte* p);
+            if (r != AccessResult.Ok)
+            {
+                return r;
+            }
+
+            new ReadOnlySpan<byte>(p, n).CopyTo(into);
+            into = into[n..];
+            address += (ulong)n;
+        }
+
+        return AccessResult.Ok;
+    }
+
+    /// <summary>
+    /// The MMU: an interrupt point, then TLB → lockless walk → page fault → retry. On success <paramref name="p"/>
+    /// points at the byte in the frame. Between the translation and the caller's load or store there is no
+    /// interrupt point, so the access completes before this CPU can acknowledge a shootdown of the page (as an
+    /// instruction completes before an interrupt is taken).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private AccessResult Translate(Cpu cpu, ulong address, bool write, out byte* p)
+    {
+        cpu.Poll();
+        cpu.SwitchTo(_tlb);
+        ulong vpn = address >> PhysicalMemory.PageShift;
+        ulong tag = Tlb.MakeTag(_tlb.Id, vpn);
+        if (cpu.Tlb.TryLookup(tag, vpn, out ulong pte) && Permits(pte, write))
+        {
+            cpu.Count(CpuCounter.TlbHits);
+            p = _memory.FrameDataUnchecked(new Pte(pte).Pfn) + (address & PageMask);
+            return AccessResult.Ok;
+        }
+
+        return TranslateSlow(cpu, address, write, tag, vpn, out p);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private AccessResult TranslateSlow(Cpu cpu, ulong address, bool write, ulong tag, ulong vpn, out byte* p)
+    {
+        p = null;
+        cpu.Count(CpuCounter.TlbMisses);
+        if (!PageTable.IsUserAddress(address))
+        {
+            return AccessResult.SegmentationFault; // Non-canonical or kernel address: #GP, then SIGSEGV.
+        }
+
+        for (int faults = 0; ; faults++)
+        {
+            ulong* entry = _pageTable.WalkLockless(address, out _);
+            if (entry != null)
+            {
+                // Acquire: the frame's contents (zeroed or copied before the PTE was installed) are visible.
+                ulong pte = Volatile.Read(ref *entry);
+                if (Permits(pte, write))
+                {
+                    cpu.Tlb.Fill(tag, vpn, pte);
+                    cpu.Count(CpuCounter.TlbFills);
+                    p = _memory.FrameDataUnchecked(new Pte(pte).Pfn) + (address & PageMask);
+                    return AccessResult.Ok;
+                }
+            }
+
+            if (faults >= MaxFaultsPerAccess)
+            {
+                throw new InvalidOperationException($"Livelock: {faults} faults at 0x{address:x} without progress ({_strategy.Name}).");
+            }
+
+            cpu.Count(CpuCounter.Faults);
+            FaultResult result = _strategy.HandleFault(cpu, this, address, write);
+            switch (result)
+            {
+                case FaultResult.SegmentationFault:
+                    cpu.Count(CpuCounter.FaultSegv);
+                    return AccessResult.SegmentationFault;
+                case FaultResult.OutOfMemory:
+                    cpu.Count(CpuCounter.FaultOom);
+                    return AccessResult.OutOfMemory;
+                default:
+                    continue; // Handled or Retry: walk again.
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Permits(ulong pte, bool write)
+    {
+        ulong need = write ? Pte.Present | Pte.User | Pte.Writable : Pte.Present | Pte.User;
+        return (pte & need) == need;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CheckSpan(ulong address, int size)
+    {
+        if ((address & PageMask) + (ulong)size > PhysicalMemory.PageSize)
+        {
+            ThrowCrossesPage(address, size);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowCrossesPage(ulong address, int size) =>
+        throw new ArgumentException($"A {size}-byte access at 0x{address:x} crosses a page boundary; use TryReadBytes/TryWriteBytes.", nameof(address));
+
+    /// <summary>
+    /// Clears the PTEs of [start, end) under each table's PTL (Linux <c>zap_pte_range</c>). Anonymous frames go to this
+    /// CPU's gather, state <see cref="FrameState.AwaitingFlush"/>; page-cache frames just lose a mapping. When the gather
+    /// fills, it is flushed <em>while the PTL is held</em>. Returns how many gathered frames still await a flush.
+    /// </summary>
+    private int Zap(Cpu cpu, ulong start, ulong end, out bool zapped)
+    {
+        long[] gather = _gathers[cpu.Id] ??= new long[_options.ZapBatchPages];
+        int n = 0;
+        zapped = false;
+        bool unflushed = false;
+        for (ulong region = start & ~(PageTable.PteTableSpan - 1); region < end; region += PageTable.PteTableSpan)
+        {
+            ulong from = Math.Max(start, region);
+            ulong to = Math.Min(end, region + PageTable.PteTableSpan);
+            ulong* first = _pageTable.WalkLockless(from, out long ptePfn);
+            if (first == null)
+            {
+                continue; // No PTE table here: nothing mapped in this 2 MiB.
+            }
+
+            ref PageFrame table = ref _memory.Frame(ptePfn);
+            cpu.SetSpinTarget($"PTL of PTE table {ptePfn}");
+            table.Ptl.Lock(cpu.Id, cpu);
+            try
+            {
+                ulong* entry = first;
+                for (ulong va = from; va < to; va += PhysicalMemory.PageSize, entry++)
+                {
+                    ulong old = *entry;
+                    if ((old & Pte.Present) == 0)
+                    {
+                        continue;
+                    }
+
+                    // Release store under the PTL: walkers that read the entry after this see it gone; those that read
+                    // it before may still use it until the shootdown below, which is why the frame waits for it.
+                    Volatile.Write(ref *entry, 0UL);
+                    zapped = true;
+                    unflushed = true;
+                    long pfn = new Pte(old).Pfn;
+                    ref PageFrame frame = ref _memory.Frame(pfn);
+                    if (frame.ReadState() == FrameState.Anonymous)
+                    {
+                        frame.MapCount = 0;
+                        frame.WriteState(FrameState.AwaitingFlush);
+                        gather[n++] = pfn;
+                        if (n == gather.Length)
+                        {
+                            // The batch is full: flush now, still holding the PTL (Linux's force_flush path).
+                            cpu.Shootdown(_tlb, start, end);
+                            FreeGathered(cpu, n);
+                            n = 0;
+                            unflushed = false;
+                        }
+                    }
+                    else
+                    {
+                        Interlocked.Decrement(ref frame.MapCount);
+                    }
+                }
+            }
+            finally
+            {
+                table.Ptl.Unlock(cpu.Id);
+            }
+        }
+
+        zapped = unflushed;
+        return n;
+    }
+
+    private void FreeGathered(Cpu cpu, int count)
+    {
+        long[]? gather = _gathers[cpu.Id];
+        for (int i = 0; i < count; i++)
+        {
+            _machine.Frames.Free(cpu.Id, gather![i]);
+        }
+    }
+
+    /// <summary>Rewrites the present PTEs of <paramref name="vma"/> for its protection; true if any permission narrowed.</summary>
+    private bool ChangePtes(Cpu cpu, Vma vma)
+    {
+        bool narrowed = false;
+        for (ulong region = vma.Start & ~(PageTable.PteTableSpan - 1); region < vma.End; region += PageTable.PteTableSpan)
+        {
+            ulong from = Math.Max(vma.Start, region);
+            ulong to = Math.Min(vma.End, region + PageTable.PteTableSpan);
+            ulong* entry = _pageTable.WalkLockless(from, out long ptePfn);
+            if (entry == null)
+            {
+                continue;
+            }
+
+            ref PageFrame table = ref _memory.Frame(ptePfn);
+            table.Ptl.Lock(cpu.Id, cpu);
+            try
+            {
+                for (ulong va = from; va < to; va += PhysicalMemory.PageSize, entry++)
+                {
+                    ulong old = *entry;
+                    if ((old & Pte.Present) == 0)
+                    {
+                        continue;
+                    }
+
+                    ulong updated = FaultCore.PteFlagsFor(vma, _memory.Frame(new Pte(old).Pfn).ReadState()) | (old & Pte.PfnMask) | Pte.Present | (old & (Pte.Accessed | Pte.Dirty));
+                    if (updated != old)
+                    {
+                        narrowed |= (old & ~updated & (Pte.Writable | Pte.User)) != 0;
+
+                        // Release store under the PTL (see Zap).
+                        Volatile.Write(ref *entry, updated);
+                    }
+                }
+            }
+            finally
+            {
+                table.Ptl.Unlock(cpu.Id);
+            }
+        }
+
+        return narrowed;
+    }
+}

@@ -1,0 +1,624 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using SpecVm.Faults;
+using SpecVm.Memory;
+using SpecVm.Paging;
+using SpecVm.Smp;
+using SpecVm.Sync;
+
+namespace SpecVm.Mm;
+
+/// <summary>
+/// An address space (Linux <c>mm_struct</c>): the mmap lock, the VMA index, the page table, the TLB context (CPU mask
+/// and TLB generation) and the per-VMA-lock sequence. Every operation runs on a given <see cref="Cpu"/>, from that
+/// CPU's thread (inside <see cref="Machine.Run(int, Action{Cpu})"/>).
+/// </summary>
+/// <remarks>
+/// <para>
+/// <see cref="Map"/>, <see cref="Unmap"/> and <see cref="Protect"/> take the mmap lock for write; they bump the sequence
+/// count of every VMA they touch before changing anything, write-lock it for per-VMA-lock readers, replace it by new
+/// VMAs, zap or change PTEs under the PTL, shoot down the TLBs, and only then free frames and page tables. Retired
+/// VMAs return to the slab after an SRCU grace period. <see cref="DontNeed"/> zaps pages under the mmap lock for read.
+/// </para>
+/// <para>
+/// Reads and writes go through the MMU: TLB → lockless walk → page fault (the <see cref="FaultStrategy"/>) → retry.
+/// A bad access returns <see cref="AccessResult.SegmentationFault"/>; it never crashes the CPU.
+/// </para>
+/// </remarks>
+public sealed unsafe partial class AddressSpace : IDisposable
+{
+    /// <summary>Where top-down placement of mappings starts (below the x86-64 user stack region).</summary>
+    public const ulong MmapBase = 0x7f00_0000_0000;
+
+    /// <summary>The lowest mappable address (Linux <c>mmap_min_addr</c> default, 64 KiB).</summary>
+    public const ulong MinAddress = 0x1_0000;
+
+    private const ulong PageMask = PhysicalMemory.PageSize - 1;
+
+    private readonly Machine _machine;
+    private readonly PhysicalMemory _memory;
+    private readonly RwSemaphore _mmapLock = new();
+    private readonly TlbContext _tlb = new();
+    private readonly PageTable _pageTable;
+    private readonly VmaIndex _index = new();
+    private readonly VmaSlab _slab;
+    private readonly AddressSpaceOptions _options;
+    private readonly long[]?[] _gathers;
+    private FaultStrategy _strategy;
+    private PaddedInt _lockSeq;
+    private ulong _mmapHint = MmapBase;
+    private long _writeStart;
+    private int _disposed;
+
+    /// <summary>Creates an empty address space that handles faults with <paramref name="strategy"/>.</summary>
+    /// <param name="machine">The machine.</param>
+    /// <param name="strategy">The page-fault strategy.</param>
+    /// <param name="options">Tunables; null for defaults.</param>
+    public AddressSpace(Machine machine, FaultStrategy strategy, AddressSpaceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(strategy);
+        _options = options ?? new AddressSpaceOptions();
+        _options.Validate();
+        _machine = machine;
+        _memory = machine.Memory;
+        _strategy = strategy;
+        _pageTable = new PageTable(machine.Frames, -1);
+        _slab = new VmaSlab(machine.Srcu, _options.PoisonRetiredVmas || machine.Options.PoisonRetiredVmas);
+        _gathers = new long[]?[machine.CpuCount];
+    }
+
+    /// <summary>The machine.</summary>
+    public Machine Machine => _machine;
+
+    /// <summary>The page-fault strategy.</summary>
+    public FaultStrategy Strategy => _strategy;
+
+    /// <summary>The mmap lock (Linux <c>mmap_lock</c>, once <c>mmap_sem</c>).</summary>
+    public RwSemaphore MmapLock => _mmapLock;
+
+    /// <summary>The TLB context: id, generation and CPU mask.</summary>
+    public TlbContext TlbContext => _tlb;
+
+    /// <summary>The page table.</summary>
+    public PageTable PageTable => _pageTable;
+
+    /// <summary>The VMAs.</summary>
+    public VmaIndex Vmas => _index;
+
+    /// <summary>The VMA slab (grace-period reuse, poisoning, counters).</summary>
+    public VmaSlab Slab => _slab;
+
+    /// <summary>The options.</summary>
+    public AddressSpaceOptions Options => _options;
+
+    /// <summary>Planted bug for tests: Unmap frees detached page tables before its shootdown.</summary>
+    internal bool PlantFreeTablesBeforeShootdown { get; set; }
+
+    /// <summary>The per-VMA-lock sequence (Linux <c>mm_lock_seq</c>), bumped when the mmap write lock is released.</summary>
+    internal ref int LockSeq => ref _lockSeq.Value;
+
+    /// <summary>
+    /// Maps <paramref name="length"/> bytes (<c>mmap</c>) and returns the start address. Adjacent anonymous mappings
+    /// with the same protection merge into one VMA, as Linux's <c>vma_merge</c> does.
+    /// </summary>
+    /// <param name="cpu">The CPU doing the call.</param>
+    /// <param name="length">Bytes: positive, a multiple of 4096.</param>
+    /// <param name="protection">The protection.</param>
+    /// <param name="kind">The backing.</param>
+    /// <param name="file">The file, for file mappings.</param>
+    /// <param name="fileOffset">Byte offset in the file, page aligned.</param>
+    /// <param name="fixedAddress">Map exactly here (refusing overlap, like <c>MAP_FIXED_NOREPLACE</c>); null to let SpecVm choose.</param>
+    public ulong Map(Cpu cpu, ulong length, Protection protection, MappingKind kind = MappingKind.Anonymous, SimFile? file = null, long fileOffset = 0, ulong? fixedAddress = null)
+    {
+        CheckCpu(cpu);
+        CheckLength(length);
+        CheckProtection(protection);
+        CheckBacking(length, protection, kind, file, fileOffset);
+        if (fixedAddress is ulong fixedStart)
+        {
+            CheckRange(fixedStart, length, nameof(fixedAddress));
+        }
+
+        WriteLock(cpu);
+        try
+        {
+            ulong start;
+            if (fixedAddress is ulong f)
+            {
+                Vma? clash = _index.FirstOverlap(f, f + length);
+                if (clash != null)
+                {
+                    throw new ArgumentException($"Fixed mapping [0x{f:x}, 0x{f + length:x}) overlaps an existing mapping {clash}.", nameof(fixedAddress));
+                }
+
+                start = f;
+            }
+            else
+            {
+                start = FindGap(length);
+            }
+
+            ulong end = start + length;
+            Vma fresh = _slab.Allocate();
+            fresh.Initialize(this, start, end, protection, kind, file, fileOffset / PhysicalMemory.PageSize);
+
+            // Merge with anonymous neighbours of the same protection (Linux vma_merge).
+            var remove = new List<Vma>(2);
+            if (kind == MappingKind.Anonymous)
+            {
+                Vma? prev = start > MinAddress ? _index.Find(start - 1) : null;
+                Vma? next = _index.Find(end);
+                ulong mergedStart = start;
+                ulong mergedEnd = end;
+                if (prev != null && prev.End == start && prev.Kind == MappingKind.Anonymous && prev.Protection == protection)
+                {
+                    remove.Add(prev);
+                    mergedStart = prev.Start;
+                }
+
+                if (next != null && next.Start == end && next.Kind == MappingKind.Anonymous && next.Protection == protection)
+                {
+                    remove.Add(next);
+                    mergedEnd = next.End;
+                }
+
+                if (remove.Count > 0)
+                {
+                    fresh.Initialize(this, mergedStart, mergedEnd, protection, kind, null, 0);
+                    foreach (Vma v in remove)
+                    {
+                        BeginChange(cpu, v);
+                    }
+                }
+            }
+
+            _index.Replace(remove, [fresh]);
+            foreach (Vma v in remove)
+            {
+                EndChangeAndRetire(v);
+            }
+
+            return start;
+        }
+        finally
+        {
+            WriteUnlock(cpu);
+        }
+    }
+
+    /// <summary>
+    /// Unmaps [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>) (<c>munmap</c>): splits
+    /// VMAs at the edges, zaps PTEs, shoots down TLBs, frees frames and empty page tables. Unmapping a range with no
+    /// mapping is allowed (as POSIX says).
+    /// </summary>
+    /// <param name="cpu">The CPU doing the call.</param>
+    /// <param name="start">Page-aligned start.</param>
+    /// <param name="length">Bytes: positive, a multiple of 4096.</param>
+    public void Unmap(Cpu cpu, ulong start, ulong length)
+    {
+        CheckCpu(cpu);
+        CheckLength(length);
+        CheckRange(start, length, nameof(start));
+        ulong end = start + length;
+        WriteLock(cpu);
+        try
+        {
+            var old = new List<Vma>();
+            _index.CollectOverlapping(start, end, old);
+            if (old.Count == 0)
+            {
+                return;
+            }
+
+            var pieces = new List<Vma>(2);
+            foreach (Vma v in old)
+            {
+                BeginChange(cpu, v);
+                if (v.Start < start)
+                {
+                    pieces.Add(Clone(v, v.Start, start, v.Protection));
+                }
+
+                if (v.End > end)
+                {
+                    pieces.Add(Clone(v, end, v.End, v.Protection));
+                }
+            }
+
+            _index.Replace(old, pieces);
+            foreach (Vma v in old)
+            {
+                // Release: readers that find this VMA through an old index snapshot see it detached.
+                Volatile.Write(ref v.Detached, 1);
+            }
+
+            ulong zapStart = Math.Max(start, old[0].Start);
+            ulong zapEnd = Math.Min(end, old[^1].End);
+            int gathered = Zap(cpu, zapStart, zapEnd, out bool zapped);
+
+            // Free PTE tables whose 2 MiB region no VMA covers any more (Linux free_pgtables).
+            List<long>? detached = null;
+            for (ulong region = zapStart & ~(PageTable.PteTableSpan - 1); region < zapEnd; region += PageTable.PteTableSpan)
+            {
+                if (_index.FirstOverlap(region, region + PageTable.PteTableSpan) == null)
+                {
+                    long table = _pageTable.DetachPteTable(region);
+                    if (table >= 0)
+                    {
+                        (detached ??= []).Add(table);
+                    }
+                }
+            }
+
+            if (PlantFreeTablesBeforeShootdown && detached != null)
+            {
+                // Planted bug for tests: free page tables before the TLB shootdown has been acknowledged.
+                foreach (long table in detached)
+                {
+                    _machine.Frames.Free(cpu.Id, table);
+                }
+
+                detached = null;
+            }
+
+            if (zapped || detached != null)
+            {
+                cpu.Shootdown(_tlb, zapStart, zapEnd);
+            }
+
+            FreeGathered(cpu, gathered);
+            if (detached != null)
+            {
+                foreach (long table in detached)
+                {
+                    _machine.Frames.Free(cpu.Id, table);
+                }
+            }
+
+            foreach (Vma v in old)
+            {
+                EndChangeAndRetire(v);
+            }
+        }
+        finally
+        {
+            WriteUnlock(cpu);
+        }
+    }
+
+    /// <summary>
+    /// Changes the protection of [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>)
+    /// (<c>mprotect</c>). The whole range must be mapped. PTEs are updated under the PTL; narrowing shoots down TLBs.
+    /// </summary>
+    /// <param name="cpu">The CPU doing the call.</param>
+    /// <param name="start">Page-aligned start.</param>
+    /// <param name="length">Bytes: positive, a multiple of 4096.</param>
+    /// <param name="protection">The new protection.</param>
+    public void Protect(Cpu cpu, ulong start, ulong length, Protection protection)
+    {
+        CheckCpu(cpu);
+        CheckLength(length);
+        CheckRange(start, length, nameof(start));
+        CheckProtection(protection);
+        ulong end = start + length;
+        WriteLock(cpu);
+        try
+        {
+            var old = new List<Vma>();
+            _index.CollectOverlapping(start, end, old);
+            CheckFullyMapped(old, start, end, nameof(start));
+            foreach (Vma v in old)
+            {
+                if (v.Kind == MappingKind.SharedFile && (protection & Protection.Write) != 0 && !v.File!.IsWritable)
+                {
+                    throw new ArgumentException($"EACCES: file {v.File.Id} was opened read-only; a shared mapping of it cannot be made writable.", nameof(protection));
+                }
+            }
+
+            var pieces = new List<Vma>(old.Count + 2);
+            foreach (Vma v in old)
+            {
+                BeginChange(cpu, v);
+                if (v.Start < start)
+                {
+                    pieces.Add(Clone(v, v.Start, start, v.Protection));
+                }
+
+                pieces.Add(Clone(v, Math.Max(v.Start, start), Math.Min(v.End, end), protection));
+                if (v.End > end)
+                {
+                    pieces.Add(Clone(v, end, v.End, v.Protection));
+                }
+            }
+
+            _index.Replace(old, pieces);
+            foreach (Vma v in old)
+            {
+                Volatile.Write(ref v.Detached, 1);
+            }
+
+            bool narrowed = false;
+            foreach (Vma piece in pieces)
+            {
+                if (piece.Start >= start && piece.End <= end)
+                {
+                    narrowed |= ChangePtes(cpu, piece);
+                }
+            }
+
+            if (narrowed)
+            {
+                cpu.Shootdown(_tlb, start, end);
+            }
+
+            foreach (Vma v in old)
+            {
+                EndChangeAndRetire(v);
+            }
+        }
+        finally
+        {
+            WriteUnlock(cpu);
+        }
+    }
+
+    /// <summary>
+    /// Drops the pages of [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>)
+    /// (<c>madvise(MADV_DONTNEED)</c>) under the mmap lock for read, leaving the VMAs: the next touch faults in a zero
+    /// page (anonymous) or the page-cache page (file). The whole range must be mapped.
+    /// </summary>
+    /// <param name="cpu">The CPU doing the call.</param>
+    /// <param name="start">Page-aligned start.</param>
+    /// <param name="length">Bytes: positive, a multiple of 4096.</param>
+    public void DontNeed(Cpu cpu, ulong start, ulong length)
+    {
+        CheckCpu(cpu);
+        CheckLength(length);
+        CheckRange(start, length, nameof(start));
+        ulong end = start + length;
+        ReadLockMm(cpu);
+        try
+        {
+            var vmas = new List<Vma>();
+            _index.CollectOverlapping(start, end, vmas);
+            CheckFullyMapped(vmas, start, end, nameof(start));
+            int gathered = Zap(cpu, start, end, out bool zapped);
+            if (zapped)
+            {
+                cpu.Shootdown(_tlb, start, end);
+            }
+
+            FreeGathered(cpu, gathered);
+        }
+        finally
+        {
+            _mmapLock.ExitRead();
+        }
+    }
+
+    /// <summary>Replaces the fault strategy (only while no CPU is faulting in this address space).</summary>
+    /// <param name="strategy">The new strategy.</param>
+    public void SetStrategy(FaultStrategy strategy)
+    {
+        ArgumentNullException.ThrowIfNull(strategy);
+        _strategy = strategy;
+    }
+
+    /// <summary>Frees every frame and page table. No CPU may use this address space afterwards.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        FrameAllocator frames = _machine.Frames;
+        PhysicalMemory memory = _memory;
+        _pageTable.FreeAll(-1, pte =>
+        {
+            ref PageFrame frame = ref memory.Frame(pte.Pfn);
+            if (frame.ReadState() == FrameState.Anonymous)
+            {
+                frames.Free(-1, pte.Pfn);
+            }
+            else
+            {
+                Interlocked.Decrement(ref frame.MapCount);
+            }
+        });
+        _index.Replace(_index.Snapshot().ToArray(), []);
+    }
+
+    // ---- locking helpers ----
+
+    private void WriteLock(Cpu cpu)
+    {
+        if (!_mmapLock.TryEnterWrite())
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            _mmapLock.EnterWrite(cpu);
+            cpu.Count(CpuCounter.MmapWaitTicks, Stopwatch.GetTimestamp() - t0);
+        }
+
+        cpu.Count(CpuCounter.MmapWriteAcquisitions);
+        _writeStart = Stopwatch.GetTimestamp();
+    }
+
+    private void WriteUnlock(Cpu cpu)
+    {
+        cpu.Count(CpuCounter.MmapWriteHoldTicks, Stopwatch.GetTimestamp() - _writeStart);
+
+        // Release (Linux vma_end_write_all): every VMA marked in this write section becomes read-lockable again,
+        // at once, before the mmap lock itself is released.
+        Volatile.Write(ref _lockSeq.Value, _lockSeq.Value + 1);
+        _mmapLock.ExitWrite();
+    }
+
+    /// <summary>Takes the mmap lock for read on behalf of <paramref name="cpu"/>, counting waits.</summary>
+    /// <param name="cpu">The CPU.</param>
+    internal void ReadLockMm(Cpu cpu)
+    {
+        if (!_mmapLock.TryEnterRead())
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            _mmapLock.EnterRead(cpu);
+            cpu.Count(CpuCounter.MmapWaitTicks, Stopwatch.GetTimestamp() - t0);
+        }
+
+        cpu.Count(CpuCounter.MmapReadAcquisitions);
+    }
+
+    private void BeginChange(Cpu cpu, Vma v)
+    {
+        // The sequence count goes odd before anything about the VMA or its pages changes: speculative readers
+        // abort from here on. Then per-VMA-lock readers are fenced out and drained.
+        v.Seq.WriteBegin();
+        v.WriteLock(_lockSeq.Value, cpu);
+    }
+
+    private void EndChangeAndRetire(Vma v)
+    {
+        Volatile.Write(ref v.Detached, 1);
+        v.Seq.WriteEnd();
+        _slab.Retire(v);
+    }
+
+    private Vma Clone(Vma v, ulong start, ulong end, Protection protection)
+    {
+        Vma piece = _slab.Allocate();
+        long fileOffset = v.File == null ? 0 : v.FilePageOffset + (long)((start - v.Start) >> 12);
+        piece.Initialize(this, start, end, protection, v.Kind, v.File, fileOffset);
+        return piece;
+    }
+
+    private ulong FindGap(ulong length)
+    {
+        for (int pass = 0; pass < 2; pass++)
+        {
+            ulong hint = _mmapHint;
+            while (hint >= MinAddress + length)
+            {
+                ulong start = hint - length;
+                Vma? clash = _index.FirstOverlap(start, hint);
+                if (clash == null)
+                {
+                    _mmapHint = start;
+                    return start;
+                }
+
+                hint = clash.Start;
+            }
+
+            _mmapHint = MmapBase; // Wrap around once and look for holes left by unmaps.
+        }
+
+        throw new InvalidOperationException($"ENOMEM: no free range of {length} bytes in the address space.");
+    }
+
+    // ---- argument checks ----
+
+    [Conditional("DEBUG")]
+    private static void CheckOnCpuThread(Cpu cpu)
+    {
+        if (cpu.ThreadId != 0 && cpu.ThreadId != Environment.CurrentManagedThreadId)
+        {
+            throw new InvalidOperationException($"CPU {cpu.Id} is used from thread {Environment.CurrentManagedThreadId}, not its own: run the code with Machine.Run.");
+        }
+    }
+
+    private void CheckCpu(Cpu cpu)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        if (!ReferenceEquals(cpu.Machine, _machine))
+        {
+            throw new ArgumentException("The CPU belongs to another machine.", nameof(cpu));
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        CheckOnCpuThread(cpu);
+    }
+
+    private static void CheckLength(ulong length)
+    {
+        if (length == 0 || (length & PageMask) != 0)
+        {
+            throw new ArgumentException($"Length must be a positive multiple of 4096 bytes (got {length}).", nameof(length));
+        }
+    }
+
+    private static void CheckRange(ulong start, ulong length, string name)
+    {
+        if ((start & PageMask) != 0)
+        {
+            throw new ArgumentException($"Address 0x{start:x} is not page aligned.", name);
+        }
+
+        if (start < MinAddress || start >= PageTable.UserTop || length > PageTable.UserTop - start)
+        {
+            throw new ArgumentOutOfRangeException(name, $"Range [0x{start:x}, +0x{length:x}) is outside user space [0x{MinAddress:x}, 0x{PageTable.UserTop:x}).");
+        }
+    }
+
+    private static void CheckProtection(Protection protection)
+    {
+        if ((protection & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0)
+        {
+            throw new ArgumentException($"Unknown protection bits: {protection}.", nameof(protection));
+        }
+    }
+
+    private static void CheckBacking(ulong length, Protection protection, MappingKind kind, SimFile? file, long fileOffset)
+    {
+        switch (kind)
+        {
+            case MappingKind.Anonymous:
+                if (file != null)
+                {
+                    throw new ArgumentException("An anonymous mapping takes no file.", nameof(file));
+                }
+
+                break;
+            case MappingKind.PrivateFile:
+            case MappingKind.SharedFile:
+                if (file == null)
+                {
+                    throw new ArgumentNullException(nameof(file), $"A {kind} mapping needs a file.");
+                }
+
+                if (fileOffset < 0 || (fileOffset & (long)PageMask) != 0 || fileOffset + (long)length > file.Length)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(fileOffset), fileOffset, $"File range [{fileOffset}, +{length}) must be page aligned and inside the file (length {file.Length}).");
+                }
+
+                if (kind == MappingKind.SharedFile && (protection & Protection.Write) != 0 && !file.IsWritable)
+                {
+                    throw new ArgumentException($"EACCES: file {file.Id} was opened read-only; a shared mapping of it cannot be writable.", nameof(protection));
+                }
+
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown mapping kind.");
+        }
+    }
+
+    private static void CheckFullyMapped(List<Vma> vmas, ulong start, ulong end, string name)
+    {
+        ulong at = start;
+        foreach (Vma v in vmas)
+        {
+            if (v.Start > at)
+            {
+                break;
+            }
+
+            at = Math.Max(at, v.End);
+        }
+
+        if (at < end)
+        {
+            throw new ArgumentException($"ENOMEM: [0x{start:x}, 0x{end:x}) is not fully mapped (hole at 0x{at:x}).", name);
+        }
+    }
+}

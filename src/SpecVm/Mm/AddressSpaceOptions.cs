@@ -1,0 +1,23 @@
+namespace SpecVm.Mm;
+
+/// <summary>Tunables of an <see cref="AddressSpace"/>.</summary>
+public sealed class AddressSpaceOptions
+{
+    /// <summary>
+    /// Frames an unmap gathers before it must flush (Linux <c>mmu_gather</c> batches). When the batch fills in the
+    /// middle of a PTE table, the flush happens <em>while holding that table's PTL</em>, as Linux's zap path can:
+    /// the hazard the speculative path's PTL trylock exists for. Default 4096 pages (16 MiB).
+    /// </summary>
+    public int ZapBatchPages { get; set; } = 4096;
+
+    /// <summary>Poison VMAs when they return to the slab and count reads of poisoned VMAs (see <see cref="VmaSlab.PoisonedReads"/>).</summary>
+    public bool PoisonRetiredVmas { get; set; } = true;
+
+    internal void Validate()
+    {
+        if (ZapBatchPages < 1 || ZapBatchPages > 1 << 20)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ZapBatchPages), ZapBatchPages, "Zap batch must be 1..1048576 pages.");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+using System.Runtime.CompilerServices;
+using SpecVm.Sync;
+
+namespace SpecVm.Mm;
+
+/// <summary>
+/// A virtual memory area (Linux <c>vm_area_struct</c>): a page-aligned range with one protection and one backing,
+/// its sequence count for speculative faults (<c>vm_sequence</c>) and its per-VMA lock state (<c>vm_lock_seq</c> and a
+/// reader count, Linux 6.4).
+/// </summary>
+/// <remarks>
+/// <para>
+/// VMAs are never changed in place once published: Map, Unmap and Protect bump the sequence count of every VMA they
+/// touch (odd while they work), mark it write-locked for per-VMA-lock readers, and replace it by new VMAs. Retired
+/// VMAs go back to the <see cref="VmaSlab"/> only after an SRCU grace period (<c>SLAB_TYPESAFE_BY_RCU</c> style), so a
+/// lockless reader may meet a VMA that is detached, or even recycled, and must validate what it read.
+/// </para>
+/// <para>An instance fits in three 128-byte cache lines (pinned by a layout test).</para>
+/// </remarks>
+public sealed class Vma
+{
+    internal const ulong PoisonAddress = 0xDEAD_0000_0000_0000;
+
+    private ulong _start;
+    private ulong _end;
+    private Protection _protection;
+    private MappingKind _kind;
+    private SimFile? _file;
+    private long _filePageOffset;
+    private AddressSpace? _mm;
+    private readonly VmaSlab _slab;
+
+    /// <summary>The sequence count (Linux <c>vm_sequence</c>): odd while a writer changes or retires this VMA.</summary>
+    private SeqCount _seq;
+
+    /// <summary>Write-locked for per-VMA-lock readers while this equals the address space's lock sequence.</summary>
+    private int _lockSeq = -1;
+
+    /// <summary>Per-VMA-lock readers inside (Linux 6.15's <c>vm_refcnt</c>, reader part).</summary>
+    private int _readers;
+
+    /// <summary>Nonzero once removed from the index (Linux's <c>vma_has_changed</c> checks the tree node for this).</summary>
+    private int _detached;
+
+    /// <summary>Nonzero while sitting in the slab after retirement (with poisoning on).</summary>
+    private int _poisoned;
+
+    internal Vma(VmaSlab slab) => _slab = slab;
+
+    /// <summary>The first address.</summary>
+    public ulong Start
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            CheckPoison();
+            return _start;
+        }
+    }
+
+    /// <summary>One past the last address.</summary>
+    public ulong End
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            CheckPoison();
+            return _end;
+        }
+    }
+
+    /// <summary>Bytes covered.</summary>
+    public ulong Length => End - Start;
+
+    /// <summary>The protection.</summary>
+    public Protection Protection
+    {
+        get
+        {
+            CheckPoison();
+            return _protection;
+        }
+    }
+
+    /// <summary>The backing kind.</summary>
+    public MappingKind Kind
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            CheckPoison();
+            return _kind;
+        }
+    }
+
+    /// <summary>The file, for file mappings.</summary>
+    public SimFile? File => _file;
+
+    /// <summary>The file page that <see cref="Start"/> maps.</summary>
+    public long FilePageOffset => _filePageOffset;
+
+    /// <summary>The owning address space.</summary>
+    public AddressSpace? AddressSpace => _mm;
+
+    /// <summary>True once removed from its address space.</summary>
+    public bool IsDetached => Volatile.Read(ref _detached) != 0;
+
+    /// <summary>The sequence count (by reference).</summary>
+    internal ref SeqCount Seq => ref _seq;
+
+    /// <summary>The detached flag (by reference).</summary>
+    internal ref int Detached => ref _detached;
+
+    /// <summary>True if <paramref name="address"/> lies in this VMA.</summary>
+    /// <param name="address">A user address.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Contains(ulong address) => address >= Start && address < End;
+
+    /// <summary>True if the protection allows the access (write implies read, as on x86).</summary>
+    /// <param name="write">True for a write.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Allows(bool write)
+    {
+        Protection p = Protection;
+        return write ? (p & Protection.Write) != 0 : (p & (Protection.Read | Protection.Write)) != 0;
+    }
+
+    /// <summary>The file page index that <paramref name="address"/> maps.</summary>
+    /// <param name="address">An address in this VMA.</param>
+    public long FilePageOf(ulong address) => _filePageOffset + (long)((address - Start) >> 12);
+
+    internal void Initialize(AddressSpace mm, ulong start, ulong end, Protection protection, MappingKind kind, SimFile? file, long filePageOffset)
+    {
+        _mm = mm;
+        _start = start;
+        _end = end;
+        _protection = protection;
+        _kind = kind;
+        _file = file;
+        _filePageOffset = filePageOffset;
+        _lockSeq = -1;
+        _readers = 0;
+        _detached = 0;
+        _poisoned = 0;
+
+        // Seq keeps counting across reuse (never reset): a reader holding a stale start value of a recycled VMA
+        // then sees a different count, which is what SLAB_TYPESAFE_BY_RCU readers rely on.
+    }
+
+    internal void Poison()
+    {
+        _start = PoisonAddress;
+        _end = PoisonAddress;
+        _protection = Protection.None;
+        _file = null;
+        _mm = null;
+        Volatile.Write(ref _poisoned, 1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckPoison()
+    {
+        if (_poisoned != 0)
+        {
+            ReportPoisonedRead();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReportPoisonedRead() => _slab.ReportPoisonedRead();
+
+    /// <summary>Per-VMA lock, read side (<c>vma_start_read</c>): fails if a writer marked this VMA or is marking it.</summary>
+    /// <param name="mmLockSeq">The address space's current lock sequence.</param>
+    internal bool TryReadLock(ref int mmLockSeq)
+    {
+        // Acquire reads: a VMA marked by the current write section is locked; don't bother bouncing its line.
+        if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
+        {
+            return false;
+        }
+
+        // Full fence (Interlocked), one half of a Dekker pair with WriteLock: we publish our reader count, then
+        // re-read the mark; the writer publishes the mark, then reads the reader count. One of us sees the other.
+        Interlocked.Increment(ref _readers);
+        if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
+        {
+            Interlocked.Decrement(ref _readers);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Per-VMA lock, read release (<c>vma_end_read</c>).</summary>
+    internal void ReadUnlock()
+    {
+        // Full fence: the fault's work is done before the writer may see zero readers.
+        if (Interlocked.Decrement(ref _readers) < 0)
+        {
+            Interlocked.Increment(ref _readers);
+            throw new SynchronizationLockException("Vma.ReadUnlock without a matching read lock.");
+        }
+    }
+
+    /// <summary>Per-VMA lock, write side (<c>vma_start_write</c>): mark for this write section and wait out readers.</summary>
+    /// <param name="mmLockSeq">The address space's current lock sequence (the caller holds the mmap lock for write).</param>
+    /// <param name="waiter">Served while waiting.</param>
+    internal void WriteLock(int mmLockSeq, ISpinWaiter? waiter)
+    {
+        if (_lockSeq == mmLockSeq)
+        {
+            return; // Already marked in this write section.
+        }
+
+        // Exchange (full fence): the mark is visible before we read the reader count (Dekker with TryReadLock).
+        Interlocked.Exchange(ref _lockSeq, mmLockSeq);
+        while (Volatile.Read(ref _readers) != 0)
+        {
+            // A fault holds this VMA read-locked; it finishes without any lock we hold, so waiting is safe.
+            CpuRelax.Pause();
+            waiter?.Relax();
+        }
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        _poisoned != 0 ? "vma (poisoned)" : $"vma [0x{_start:x}, 0x{_end:x}) {_protection} {_kind}{(_file != null ? $" file {_file.Id} @page {_filePageOffset}" : "")}";
+}
