@@ -5,35 +5,58 @@ namespace SpecVm.Mm;
 /// concurrent updates (the maple tree's role in Linux).
 /// </summary>
 /// <remarks>
-/// This implementation is a copy-on-write sorted array: an update (always under the mmap lock held for write) builds
-/// a new array and publishes it with one release store; a reader takes one acquire load of the array and binary
-/// searches a snapshot that never changes under it. Old arrays are reclaimed by the GC once no reader holds them.
-/// Lookups are O(log n) and allocation-free; updates are O(n).
+/// <para>
+/// A path-copying B-tree in the spirit of the maple tree (REFERENCES.md: 16 slots per leaf): nodes are immutable once
+/// published. An update (always under the mmap lock held for write) copies only the nodes on the path from the root
+/// to the leaves it changes — O(log n) nodes of at most <see cref="Fanout"/> slots — and publishes the new root with
+/// one release store. A reader takes one acquire load of the root and searches a version that never changes under
+/// it; old nodes are reclaimed by the GC once no reader holds them (the GC plays RCU's part for the nodes; the VMAs
+/// themselves are reused only after an SRCU grace period, see <see cref="VmaSlab"/>).
+/// </para>
+/// <para>
+/// Deletion removes empty nodes but does not merge underfull ones, so the height stays bounded by the logarithm of
+/// the largest size the tree has had. Lookups are O(log n) and allocation-free.
+/// </para>
 /// </remarks>
 public sealed class VmaIndex
 {
-    private Vma[] _vmas = [];
+    /// <summary>Slots per node (the maple tree's leaves have 16).</summary>
+    public const int Fanout = 16;
+
+    private Root _root = new(null, 0);
 
     /// <summary>The number of VMAs.</summary>
-    public int Count => Volatile.Read(ref _vmas).Length;
+    public int Count => Volatile.Read(ref _root).Count;
+
+    /// <summary>The height of the tree (0 when empty).</summary>
+    public int Height
+    {
+        get
+        {
+            int h = 0;
+            for (Node? n = Volatile.Read(ref _root).Node; n != null; n = n.Children?[0])
+            {
+                h++;
+            }
+
+            return h;
+        }
+    }
 
     /// <summary>A snapshot of every VMA in address order.</summary>
-    public IReadOnlyList<Vma> Snapshot() => Volatile.Read(ref _vmas);
+    public IReadOnlyList<Vma> Snapshot()
+    {
+        var all = new List<Vma>(Count);
+        Collect(Volatile.Read(ref _root).Node, 0, ulong.MaxValue, all);
+        return all;
+    }
 
-    /// <summary>The VMA containing <paramref name="address"/>, or null. Lockless.</summary>
+    /// <summary>The VMA containing <paramref name="address"/>, or null. Lockless and allocation-free.</summary>
     /// <param name="address">A user address.</param>
     public Vma? Find(ulong address)
     {
-        // Acquire: the array and every VMA it holds were fully initialised before it was published.
-        Vma[] vmas = Volatile.Read(ref _vmas);
-        int i = UpperBound(vmas, address) - 1;
-        if (i < 0)
-        {
-            return null;
-        }
-
-        Vma v = vmas[i];
-        return address < v.End ? v : null;
+        Vma? v = Floor(address);
+        return v != null && address < v.End ? v : null;
     }
 
     /// <summary>The first VMA (lowest address) overlapping [<paramref name="start"/>, <paramref name="end"/>), or null.</summary>
@@ -41,15 +64,15 @@ public sealed class VmaIndex
     /// <param name="end">End address (exclusive).</param>
     public Vma? FirstOverlap(ulong start, ulong end)
     {
-        Vma[] vmas = Volatile.Read(ref _vmas);
-        int i = UpperBound(vmas, start) - 1;
-        if (i >= 0 && vmas[i].End > start)
+        Root root = Volatile.Read(ref _root);
+        Vma? floor = Floor(root.Node, start);
+        if (floor != null && floor.End > start)
         {
-            return vmas[i];
+            return floor;
         }
 
-        i++;
-        return i < vmas.Length && vmas[i].Start < end ? vmas[i] : null;
+        Vma? next = Ceiling(root.Node, start);
+        return next != null && next.Start < end ? next : null;
     }
 
     /// <summary>Adds every VMA overlapping [<paramref name="start"/>, <paramref name="end"/>) to <paramref name="into"/>, in order.</summary>
@@ -59,68 +82,174 @@ public sealed class VmaIndex
     public void CollectOverlapping(ulong start, ulong end, List<Vma> into)
     {
         ArgumentNullException.ThrowIfNull(into);
-        Vma[] vmas = Volatile.Read(ref _vmas);
-        int i = Math.Max(0, UpperBound(vmas, start) - 1);
-        for (; i < vmas.Length && vmas[i].Start < end; i++)
-        {
-            if (vmas[i].End > start)
-            {
-                into.Add(vmas[i]);
-            }
-        }
+        Root root = Volatile.Read(ref _root);
+        Vma? floor = Floor(root.Node, start);
+        ulong from = floor != null && floor.End > start ? floor.Start : start;
+        Collect(root.Node, from, end, into);
     }
 
     /// <summary>Removes <paramref name="remove"/> and adds <paramref name="add"/> in one publication. Caller holds the mmap lock for write.</summary>
     /// <param name="remove">VMAs currently in the index.</param>
-    /// <param name="add">New, non-overlapping VMAs.</param>
+    /// <param name="add">New VMAs, overlapping nothing that remains.</param>
     public void Replace(IReadOnlyCollection<Vma> remove, IReadOnlyCollection<Vma> add)
     {
         ArgumentNullException.ThrowIfNull(remove);
         ArgumentNullException.ThrowIfNull(add);
-        Vma[] old = _vmas;
-        var next = new List<Vma>(old.Length - remove.Count + add.Count);
-        foreach (Vma v in old)
+        Root old = _root;
+        Node? node = old.Node;
+        int count = old.Count;
+        foreach (Vma v in remove)
         {
-            if (!Contains(remove, v))
+            node = Delete(node, v, out bool found);
+            if (!found)
             {
-                next.Add(v);
+                throw new InvalidOperationException($"VmaIndex.Replace: {v} is not in the index.");
             }
+
+            count--;
         }
 
-        if (next.Count != old.Length - remove.Count)
+        foreach (Vma v in add)
         {
-            throw new InvalidOperationException("VmaIndex.Replace: a VMA to remove is not in the index.");
-        }
-
-        next.AddRange(add);
-        next.Sort(static (a, b) => a.Start.CompareTo(b.Start));
-        for (int i = 1; i < next.Count; i++)
-        {
-            if (next[i - 1].End > next[i].Start)
+            Vma? floor = Floor(node, v.Start);
+            Vma? ceiling = Ceiling(node, v.Start);
+            if ((floor != null && floor.End > v.Start) || (ceiling != null && ceiling.Start < v.End))
             {
-                throw new InvalidOperationException($"VmaIndex.Replace: overlapping VMAs {next[i - 1]} and {next[i]}.");
+                throw new InvalidOperationException($"VmaIndex.Replace: {v} overlaps {(floor != null && floor.End > v.Start ? floor : ceiling)}.");
             }
+
+            node = Insert(node, v);
+            count++;
         }
 
-        // Release: the new array's contents (and the VMAs' fields, written before this call) are visible before the
-        // array is; a lockless Find sees either the old snapshot or the new one, never a half-built one.
-        Volatile.Write(ref _vmas, next.ToArray());
+        // Release: every node built above, and the VMAs' fields (written before this call), are visible before the
+        // root that reaches them; a lockless reader sees the old version or the new one, never a half-built one.
+        Volatile.Write(ref _root, new Root(node, count));
     }
 
-    private static bool Contains(IReadOnlyCollection<Vma> set, Vma v)
+    private Vma? Floor(ulong address) => Floor(Volatile.Read(ref _root).Node, address);
+
+    /// <summary>The VMA with the largest start ≤ <paramref name="address"/>.</summary>
+    private static Vma? Floor(Node? node, ulong address)
     {
-        foreach (Vma x in set)
+        Vma? best = null;
+        while (node != null)
         {
-            if (ReferenceEquals(x, v))
+            if (node.Children == null)
             {
-                return true;
+                Vma[] leaf = node.Vmas!;
+                int i = UpperBound(leaf, address) - 1;
+                return i >= 0 ? leaf[i] : best;
+            }
+
+            int c = ChildFor(node, address);
+
+            // Left siblings hold smaller starts: remember the max of the one to our left in case our child has none ≤ address.
+            if (c > 0)
+            {
+                best = Max(node.Children[c - 1]);
+            }
+
+            node = node.Children[c];
+        }
+
+        return best;
+    }
+
+    /// <summary>The VMA with the smallest start &gt; <paramref name="address"/>.</summary>
+    private static Vma? Ceiling(Node? node, ulong address)
+    {
+        Vma? best = null;
+        while (node != null)
+        {
+            if (node.Children == null)
+            {
+                Vma[] leaf = node.Vmas!;
+                int i = UpperBound(leaf, address);
+                return i < leaf.Length ? leaf[i] : best;
+            }
+
+            int c = ChildFor(node, address);
+            if (c + 1 < node.Children.Length)
+            {
+                best = Min(node.Children[c + 1]);
+            }
+
+            node = node.Children[c];
+        }
+
+        return best;
+    }
+
+    private static Vma Max(Node node)
+    {
+        while (node.Children != null)
+        {
+            node = node.Children[^1];
+        }
+
+        return node.Vmas![^1];
+    }
+
+    private static Vma Min(Node node)
+    {
+        while (node.Children != null)
+        {
+            node = node.Children[0];
+        }
+
+        return node.Vmas![0];
+    }
+
+    private static void Collect(Node? node, ulong from, ulong end, List<Vma> into)
+    {
+        if (node == null)
+        {
+            return;
+        }
+
+        if (node.Children == null)
+        {
+            foreach (Vma v in node.Vmas!)
+            {
+                if (v.Start >= from && v.Start < end)
+                {
+                    into.Add(v);
+                }
+            }
+
+            return;
+        }
+
+        int first = ChildFor(node, from);
+        for (int c = first; c < node.Children.Length && (c == first || node.Keys![c] < end); c++)
+        {
+            Collect(node.Children[c], from, end, into);
+        }
+    }
+
+    /// <summary>Index of the child whose key range holds <paramref name="address"/>: the last key ≤ address (or 0).</summary>
+    private static int ChildFor(Node node, ulong address)
+    {
+        ulong[] keys = node.Keys!;
+        int lo = 1;
+        int hi = keys.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (keys[mid] <= address)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
             }
         }
 
-        return false;
+        return lo - 1;
     }
 
-    /// <summary>Index of the first VMA whose start is greater than <paramref name="address"/>.</summary>
     private static int UpperBound(Vma[] vmas, ulong address)
     {
         int lo = 0;
@@ -139,5 +268,151 @@ public sealed class VmaIndex
         }
 
         return lo;
+    }
+
+    private static Node Insert(Node? root, Vma v)
+    {
+        if (root == null)
+        {
+            return Node.Leaf([v]);
+        }
+
+        Node left = InsertInto(root, v, out Node? right);
+        return right == null ? left : Node.Internal([MinKey(left), MinKey(right)], [left, right]);
+    }
+
+    private static ulong MinKey(Node n) => n.Children == null ? n.Vmas![0].Start : n.Keys![0];
+
+    /// <summary>Path-copying insert; returns the copy of <paramref name="node"/> and, if it split, its new right sibling.</summary>
+    private static Node InsertInto(Node node, Vma v, out Node? right)
+    {
+        if (node.Children == null)
+        {
+            Vma[] leaf = node.Vmas!;
+            int at = UpperBound(leaf, v.Start);
+            var next = new Vma[leaf.Length + 1];
+            Array.Copy(leaf, next, at);
+            next[at] = v;
+            Array.Copy(leaf, at, next, at + 1, leaf.Length - at);
+            if (next.Length <= Fanout)
+            {
+                right = null;
+                return Node.Leaf(next);
+            }
+
+            int half = next.Length / 2;
+            right = Node.Leaf(next[half..]);
+            return Node.Leaf(next[..half]);
+        }
+
+        int c = ChildFor(node, v.Start);
+        Node child = InsertInto(node.Children[c], v, out Node? split);
+        ulong[] keys = (ulong[])node.Keys!.Clone();
+        Node[] children = (Node[])node.Children.Clone();
+        children[c] = child;
+        keys[c] = Math.Min(keys[c], MinKey(child));
+        if (split == null)
+        {
+            right = null;
+            return Node.Internal(keys, children);
+        }
+
+        var k2 = new ulong[keys.Length + 1];
+        var c2 = new Node[children.Length + 1];
+        Array.Copy(keys, k2, c + 1);
+        Array.Copy(children, c2, c + 1);
+        k2[c + 1] = MinKey(split);
+        c2[c + 1] = split;
+        Array.Copy(keys, c + 1, k2, c + 2, keys.Length - c - 1);
+        Array.Copy(children, c + 1, c2, c + 2, children.Length - c - 1);
+        if (c2.Length <= Fanout)
+        {
+            right = null;
+            return Node.Internal(k2, c2);
+        }
+
+        int h = c2.Length / 2;
+        right = Node.Internal(k2[h..], c2[h..]);
+        return Node.Internal(k2[..h], c2[..h]);
+    }
+
+    /// <summary>Path-copying delete of <paramref name="v"/> (by identity); returns the new subtree (null if it became empty).</summary>
+    private static Node? Delete(Node? node, Vma v, out bool found)
+    {
+        found = false;
+        if (node == null)
+        {
+            return null;
+        }
+
+        if (node.Children == null)
+        {
+            Vma[] leaf = node.Vmas!;
+            int at = Array.IndexOf(leaf, v);
+            if (at < 0)
+            {
+                return node;
+            }
+
+            found = true;
+            if (leaf.Length == 1)
+            {
+                return null;
+            }
+
+            var next = new Vma[leaf.Length - 1];
+            Array.Copy(leaf, next, at);
+            Array.Copy(leaf, at + 1, next, at, leaf.Length - at - 1);
+            return Node.Leaf(next);
+        }
+
+        int c = ChildFor(node, v.Start);
+        Node? child = Delete(node.Children[c], v, out found);
+        if (!found)
+        {
+            return node;
+        }
+
+        if (child != null)
+        {
+            var children = (Node[])node.Children.Clone();
+            children[c] = child;
+            return Node.Internal(node.Keys!, children);
+        }
+
+        if (node.Children.Length == 1)
+        {
+            return null;
+        }
+
+        // The child emptied: drop it and its key. A lone remaining child replaces this node (the tree shrinks).
+        var k2 = new ulong[node.Keys!.Length - 1];
+        var c2 = new Node[node.Children.Length - 1];
+        Array.Copy(node.Keys, k2, c);
+        Array.Copy(node.Children, c2, c);
+        Array.Copy(node.Keys, c + 1, k2, c, node.Keys.Length - c - 1);
+        Array.Copy(node.Children, c + 1, c2, c, node.Children.Length - c - 1);
+        return c2.Length == 1 ? c2[0] : Node.Internal(k2, c2);
+    }
+
+    private sealed class Root(Node? node, int count)
+    {
+        public Node? Node { get; } = node;
+
+        public int Count { get; } = count;
+    }
+
+    /// <summary>An immutable node: a leaf holds VMAs sorted by start; an internal node holds children and their minimum keys.</summary>
+    private sealed class Node
+    {
+        public Vma[]? Vmas { get; private init; }
+
+        public ulong[]? Keys { get; private init; }
+
+        public Node[]? Children { get; private init; }
+
+        public static Node Leaf(Vma[] vmas) => new() { Vmas = vmas };
+
+        public static Node Internal(ulong[] keys, Node[] children) => new() { Keys = keys, Children = children };
     }
 }
