@@ -171,7 +171,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             ref PageFrame table = ref cpu.Machine.Memory.Frame(ptePfn);
             if (SpinOnPtl)
             {
-                cpu.SetSpinTarget($"PTL of PTE table {ptePfn}, held by CPU {table.Ptl.Owner}, with interrupts disabled");
+                cpu.SetSpinTarget("PTL (interrupts disabled) of PTE table", ptePfn);
                 table.Ptl.Lock(cpu.Id, cpu);
             }
             else if (!table.Ptl.TryLock(cpu.Id))

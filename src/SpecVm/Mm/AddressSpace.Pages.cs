@@ -230,7 +230,7 @@ public sealed unsafe partial class AddressSpace
             }
 
             ref PageFrame table = ref _memory.Frame(ptePfn);
-            cpu.SetSpinTarget($"PTL of PTE table {ptePfn}");
+            cpu.SetSpinTarget("PTL of PTE table", ptePfn);
             table.Ptl.Lock(cpu.Id, cpu);
             try
             {

@@ -36,6 +36,7 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     private long _irqOffSpinStart;
     private int _irqOffSpins;
     private string _spinTarget = "a lock";
+    private long _spinTargetArg = -1;
 
     internal Cpu(Machine machine, int id, long* counters, int tlbEntries, TimeSpan watchdog)
     {
@@ -113,8 +114,13 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     }
 
     /// <summary>Tells the watchdog what the next spin-wait is for (it appears in <see cref="HardLockupException"/>).</summary>
-    /// <param name="what">A short description, e.g. "PTL of PTE table 1234".</param>
-    public void SetSpinTarget(string what) => _spinTarget = what;
+    /// <param name="what">A short description, e.g. "PTL of PTE table"; keep it a constant so this never allocates.</param>
+    /// <param name="arg">A number that goes with it (a PFN, a CPU id), or -1.</param>
+    public void SetSpinTarget(string what, long arg = -1)
+    {
+        _spinTarget = what;
+        _spinTargetArg = arg;
+    }
 
     /// <inheritdoc/>
     public void Relax()
@@ -140,7 +146,7 @@ public sealed unsafe partial class Cpu : ISpinWaiter
         {
             long started = _irqOffSpinStart;
             _irqOffSpinStart = 0;
-            throw new HardLockupException(Id, Stopwatch.GetElapsedTime(started, now), _spinTarget);
+            throw new HardLockupException(Id, Stopwatch.GetElapsedTime(started, now), _spinTargetArg >= 0 ? $"{_spinTarget} {_spinTargetArg}" : _spinTarget);
         }
     }
 
