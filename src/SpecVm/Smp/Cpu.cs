@@ -174,6 +174,24 @@ public sealed unsafe partial class Cpu : ISpinWaiter
         Poll();
     }
 
+    /// <summary>
+    /// Sleeps for <paramref name="duration"/> the way a kernel task sleeps: lazy (skipped by shootdowns) while asleep,
+    /// catching up with missed TLB flushes on wake. Throws if interrupts are disabled.
+    /// </summary>
+    /// <param name="duration">How long; zero just yields the core.</param>
+    public void Sleep(TimeSpan duration)
+    {
+        PrepareToBlock();
+        try
+        {
+            Thread.Sleep(duration);
+        }
+        finally
+        {
+            FinishBlock();
+        }
+    }
+
     /// <summary>The per-CPU counter block's address (for the machine's sums).</summary>
     internal long* Counters => _counters;
 

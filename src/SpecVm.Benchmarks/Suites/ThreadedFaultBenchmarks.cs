@@ -1,0 +1,126 @@
+using BenchmarkDotNet.Attributes;
+using SpecVm.Faults;
+using SpecVm.Mm;
+using SpecVm.Smp;
+
+namespace SpecVm.Benchmarks.Suites;
+
+/// <summary>
+/// Fault throughput with several CPUs faulting into one shared address space (each its own slice of one big anonymous
+/// VMA, the database-load shape), optionally with a concurrent mapper CPU that keeps mapping, touching and unmapping a
+/// small region (about a thousand operations a second, sleeping lazily in between). <c>OperationsPerInvoke</c> is the
+/// total number of faults over all threads, so times and the Ops/s column are <b>aggregate throughput</b>.
+/// BenchmarkDotNet has no native thread-scaling support (its issue #147); the scaling harness (<c>scale</c>) is the
+/// tool for curves — this suite is for quick side-by-side ratios.
+/// </summary>
+[OpsPerSecondColumn]
+public class ThreadedFaultBenchmarks
+{
+    /// <summary>Faults per invocation, split evenly over the threads.</summary>
+    public const int TotalPages = 8192;
+
+    private Machine _machine = null!;
+    private readonly Dictionary<string, (AddressSpace Mm, ulong Start)> _spaces = [];
+    private volatile bool _stopMapper;
+    private Task? _mapper;
+
+    /// <summary>Faulting CPUs: 1 to the cores this process may use.</summary>
+    [ParamsSource(nameof(ThreadCounts))]
+    public int Threads { get; set; }
+
+    /// <summary>Whether a mapper CPU runs concurrently.</summary>
+    [Params(false, true)]
+    public bool Mapper { get; set; }
+
+    /// <summary>1..cores.</summary>
+    public static IEnumerable<int> ThreadCounts => Enumerable.Range(1, Affinity.AllowedCores.Count);
+
+    private ulong SliceBytes => (ulong)(TotalPages / Threads) * 4096;
+
+    /// <summary>Builds the machine (threads + 1 CPUs when there is a mapper) and one address space per strategy.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        _machine = new Machine(new MachineOptions { CpuCount = Threads + (Mapper ? 1 : 0), MemoryBytes = 512L << 20 });
+        foreach (FaultStrategy s in new FaultStrategy[] { new MmapLockStrategy(), new SpeculativeStrategy(), new PerVmaLockStrategy() })
+        {
+            var mm = new AddressSpace(_machine, s);
+            ulong start = _machine.Run(0, cpu => mm.Map(cpu, SliceBytes * (ulong)Threads, Protection.ReadWrite));
+            _spaces[s.Name] = (mm, start);
+        }
+    }
+
+    /// <summary>Zaps the region (untimed) and starts the mapper if any.</summary>
+    [IterationSetup]
+    public void Reset()
+    {
+        foreach ((AddressSpace mm, ulong start) in _spaces.Values)
+        {
+            _machine.Run(0, cpu => mm.DontNeed(cpu, start, SliceBytes * (ulong)Threads));
+        }
+    }
+
+    /// <summary>Frees everything.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach ((AddressSpace mm, ulong start) in _spaces.Values)
+        {
+            _machine.Run(0, cpu => mm.Unmap(cpu, start, SliceBytes * (ulong)Threads));
+            mm.Dispose();
+        }
+
+        _machine.Dispose();
+    }
+
+    /// <summary>The classic path (baseline).</summary>
+    [Benchmark(Baseline = true, OperationsPerInvoke = TotalPages)]
+    public void MmapLock() => Fault("mmap-lock");
+
+    /// <summary>The speculative path.</summary>
+    [Benchmark(OperationsPerInvoke = TotalPages)]
+    public void Speculative() => Fault("speculative");
+
+    /// <summary>Per-VMA locks.</summary>
+    [Benchmark(OperationsPerInvoke = TotalPages)]
+    public void PerVmaLock() => Fault("per-vma-lock");
+
+    private void Fault(string strategy)
+    {
+        (AddressSpace mm, ulong start) = _spaces[strategy];
+        if (Mapper)
+        {
+            _stopMapper = false;
+            _mapper = _machine.RunAsync(Threads, cpu =>
+            {
+                while (!_stopMapper)
+                {
+                    ulong a = mm.Map(cpu, 64 << 10, Protection.ReadWrite);
+                    for (ulong off = 0; off < 64 << 10; off += 4096)
+                    {
+                        mm.TryWrite(cpu, a + off, 1UL);
+                    }
+
+                    mm.Unmap(cpu, a, 64 << 10);
+                    cpu.Sleep(TimeSpan.FromMilliseconds(1));
+                }
+            });
+        }
+
+        ulong slice = SliceBytes;
+        _machine.RunOn(Enumerable.Range(0, Threads).ToArray(), cpu =>
+        {
+            ulong mine = start + (slice * (ulong)cpu.Id);
+            for (ulong off = 0; off < slice; off += 4096)
+            {
+                mm.TryWrite(cpu, mine + off, 1UL);
+            }
+        });
+        if (_mapper != null)
+        {
+            _stopMapper = true;
+            _mapper.GetAwaiter().GetResult();
+            _mapper = null;
+        }
+    }
+}
