@@ -1,3 +1,4 @@
+using SpecVm.Diagnostics;
 using SpecVm.Mm;
 using SpecVm.Smp;
 
@@ -37,6 +38,13 @@ public sealed class PerVmaLockStrategy : FaultStrategy
                 cpu.Count(CpuCounter.VmaLockMiss);
                 vma = null;
             }
+#if DEBUG
+            else if (cpu.Machine.Hooks.Fire(HookPoint.VmaLockAfterLookup, cpu) == HookAction.ForceAbort)
+            {
+                cpu.Count(CpuCounter.VmaLockAbort);
+                vma = null;
+            }
+#endif
             else if (vma.Kind != MappingKind.Anonymous || !vma.TryReadLock(ref mm.LockSeq))
             {
                 cpu.Count(CpuCounter.VmaLockAbort);

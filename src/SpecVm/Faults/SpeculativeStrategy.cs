@@ -1,3 +1,4 @@
+using SpecVm.Diagnostics;
 using SpecVm.Memory;
 using SpecVm.Mm;
 using SpecVm.Paging;
@@ -107,11 +108,27 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             return null;
         }
 
+#if DEBUG
+        if (cpu.Machine.Hooks.Fire(HookPoint.SpecAfterLookup, cpu) == HookAction.ForceAbort)
+        {
+            abort = SpeculativeAbort.SeqChanged;
+            return null;
+        }
+#endif
+
         if (!vma.Seq.TryReadBegin(out int seq))
         {
             abort = SpeculativeAbort.SeqOdd;
             return null;
         }
+
+#if DEBUG
+        if (cpu.Machine.Hooks.Fire(HookPoint.SpecAfterSeqRead, cpu) == HookAction.ForceAbort)
+        {
+            abort = SpeculativeAbort.SeqChanged;
+            return null;
+        }
+#endif
 
         // vma_has_changed(): detached, or (for a recycled VMA) no longer covering the address.
         if (Volatile.Read(ref vma.Detached) != 0 || !vma.Contains(address))
@@ -169,6 +186,14 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             }
 
             ref PageFrame table = ref cpu.Machine.Memory.Frame(ptePfn);
+#if DEBUG
+            HookAction action = cpu.Machine.Hooks.Fire(HookPoint.SpecBeforePtlTryLock, cpu);
+            if (action != HookAction.Continue)
+            {
+                abort = action == HookAction.FailTryLock ? SpeculativeAbort.PtlBusy : SpeculativeAbort.SeqChanged;
+                return null;
+            }
+#endif
             if (SpinOnPtl)
             {
                 cpu.SetSpinTarget("PTL (interrupts disabled) of PTE table", ptePfn);
@@ -182,6 +207,14 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
 
             try
             {
+#if DEBUG
+                if (cpu.Machine.Hooks.Fire(HookPoint.SpecBeforeRecheck, cpu) == HookAction.ForceAbort)
+                {
+                    abort = SpeculativeAbort.SeqChanged;
+                    return null;
+                }
+#endif
+
                 // The recheck that makes it all safe: if a writer touched the VMA since we read the count, everything
                 // we decided from it (kind, protection, range) may be wrong; unmap bumps the count before it zaps.
                 if (!PlantSkipSeqRecheck && (vma.Seq.ReadRetry(seq) || Volatile.Read(ref vma.Detached) != 0))

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using SpecVm.Diagnostics;
 using SpecVm.Faults;
 using SpecVm.Memory;
 using SpecVm.Paging;
@@ -227,7 +228,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 }
             }
 
+            Hook(HookPoint.WriterBeforeIndexPublish, cpu);
             _index.Replace(old, pieces);
+            Hook(HookPoint.WriterAfterIndexPublish, cpu);
             foreach (Vma v in old)
             {
                 // Release: readers that find this VMA through an old index snapshot see it detached.
@@ -263,11 +266,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 detached = null;
             }
 
+            Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (zapped || detached != null)
             {
                 cpu.Shootdown(_tlb, zapStart, zapEnd);
             }
 
+            Hook(HookPoint.WriterAfterShootdown, cpu);
             FreeGathered(cpu, gathered);
             if (detached != null)
             {
@@ -333,7 +338,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 }
             }
 
+            Hook(HookPoint.WriterBeforeIndexPublish, cpu);
             _index.Replace(old, pieces);
+            Hook(HookPoint.WriterAfterIndexPublish, cpu);
             foreach (Vma v in old)
             {
                 Volatile.Write(ref v.Detached, 1);
@@ -348,6 +355,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 }
             }
 
+            Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (narrowed)
             {
                 cpu.Shootdown(_tlb, start, end);
@@ -385,11 +393,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
             _index.CollectOverlapping(start, end, vmas);
             CheckFullyMapped(vmas, start, end, nameof(start));
             int gathered = Zap(cpu, start, end, out bool zapped);
+            Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (zapped)
             {
                 cpu.Shootdown(_tlb, start, end);
             }
 
+            Hook(HookPoint.WriterAfterShootdown, cpu);
             FreeGathered(cpu, gathered);
         }
         finally
@@ -430,6 +440,11 @@ public sealed unsafe partial class AddressSpace : IDisposable
         });
         _index.Replace(_index.Snapshot().ToArray(), []);
     }
+
+    // ---- hooks ----
+
+    [Conditional("DEBUG")]
+    private static void Hook(HookPoint point, Cpu cpu) => cpu.Machine.Hooks.Fire(point, cpu);
 
     // ---- locking helpers ----
 
