@@ -97,6 +97,16 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         return _fallback.HandleFault(cpu, mm, address, write);
     }
 
+    /// <summary>Debug check: the PTE table a lockless walker (interrupts off) reached must still be a page table.</summary>
+    [System.Diagnostics.Conditional("DEBUG")]
+    private static void CheckTableStillAllocated(Cpu cpu, long ptePfn)
+    {
+        if (cpu.Machine.Memory.Frame(ptePfn).ReadState() != FrameState.PageTable)
+        {
+            cpu.Machine.ReportViolation($"CPU {cpu.Id}: lockless walker with interrupts disabled reached page-table page {ptePfn}, which was freed under it");
+        }
+    }
+
     /// <summary>The speculative attempt; null with <paramref name="abort"/> set when it must fall back.</summary>
     private FaultResult? TrySpeculative(Cpu cpu, AddressSpace mm, ulong address, bool write, out SpeculativeAbort abort)
     {
@@ -194,6 +204,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
                 return null;
             }
 #endif
+            CheckTableStillAllocated(cpu, ptePfn);
             if (SpinOnPtl)
             {
                 cpu.SetSpinTarget("PTL (interrupts disabled) of PTE table", ptePfn);

@@ -106,10 +106,26 @@ public sealed class Vma
     public bool IsDetached => Volatile.Read(ref _detached) != 0;
 
     /// <summary>The sequence count (by reference).</summary>
-    internal ref SeqCount Seq => ref _seq;
+    internal ref SeqCount Seq
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            CheckPoison();
+            return ref _seq;
+        }
+    }
 
     /// <summary>The detached flag (by reference).</summary>
-    internal ref int Detached => ref _detached;
+    internal ref int Detached
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            CheckPoison();
+            return ref _detached;
+        }
+    }
 
     /// <summary>True if <paramref name="address"/> lies in this VMA.</summary>
     /// <param name="address">A user address.</param>

@@ -24,6 +24,7 @@ public sealed unsafe class Machine : IDisposable
     private readonly FrameAllocator _frames;
     private readonly Srcu _srcu;
     private readonly CountdownEvent _started;
+    private readonly List<string> _violations = [];
     private int _disposed;
 
     /// <summary>Builds a machine with default options (one CPU per usable core, 4 GiB).</summary>
@@ -82,6 +83,34 @@ public sealed unsafe class Machine : IDisposable
 
     /// <summary>The frame allocator.</summary>
     public FrameAllocator Frames => _frames;
+
+    /// <summary>
+    /// Protocol violations that debug checks observed (for example a lockless walker that found its page-table page
+    /// freed). Empty in a correct run; checkers report it.
+    /// </summary>
+    public IReadOnlyList<string> Violations
+    {
+        get
+        {
+            lock (_violations)
+            {
+                return [.. _violations];
+            }
+        }
+    }
+
+    /// <summary>Records a protocol violation seen by a debug check (never throws: the run goes on to be checked).</summary>
+    /// <param name="what">What was seen.</param>
+    public void ReportViolation(string what)
+    {
+        lock (_violations)
+        {
+            if (_violations.Count < 1000)
+            {
+                _violations.Add(what);
+            }
+        }
+    }
 
     /// <summary>Interleaving hooks for tests (called only in Debug builds of SpecVm).</summary>
     public Diagnostics.InterleavingHooks Hooks { get; } = new();
