@@ -109,6 +109,7 @@ internal sealed class ParkedThread
     private readonly ManualResetEventSlim _entered = new();
     private readonly ManualResetEventSlim _release = new();
     private readonly TestThread _thread;
+    private bool _enterCompleted;
 
     /// <summary>Starts the thread and returns once <paramref name="enter"/> has completed on it.</summary>
     public ParkedThread(string name, Action enter, Action leave)
@@ -118,10 +119,11 @@ internal sealed class ParkedThread
             try
             {
                 enter();
+                _enterCompleted = true;
             }
             finally
             {
-                _entered.Set();
+                _entered.Set(); // Publishes _enterCompleted (the event's set/wait pair is a full barrier).
             }
 
             _release.Wait();
@@ -129,9 +131,9 @@ internal sealed class ParkedThread
         });
 
         Assert.True(_entered.Wait(TestThreads.Bound), $"Parked thread '{name}' did not enter within the bound.");
-        if (_thread.IsFinished)
+        if (!_enterCompleted)
         {
-            _thread.Join(); // enter threw: surface it now.
+            _thread.Join(); // enter threw: surface its exception now.
         }
     }
 
