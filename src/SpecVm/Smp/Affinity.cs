@@ -49,6 +49,10 @@ public static unsafe partial class Affinity
             return PinResult.NotSupported;
         }
 
+        // AllowedCores reads the calling thread's own mask the first time it is asked; take that snapshot now, while
+        // this thread still has the process's full set, or a pinned thread asking first would make it one core.
+        _ = AllowedCores;
+
         ulong* mask = stackalloc ulong[MaskWords];
         new Span<ulong>(mask, MaskWords).Clear();
         mask[core / 64] = 1UL << (core % 64);

@@ -340,8 +340,10 @@ public sealed class RwSemaphore
         }
     }
 
+    // Internal, not private, only so the layout tests can name these lines in [UnsafeAccessor] signatures
+    // (UnsafeAccessorType does not support value types); neither is part of the public surface.
     [StructLayout(LayoutKind.Explicit, Size = 3 * CacheLine.Size)]
-    private struct HotLine
+    internal struct HotLine
     {
         [FieldOffset(CacheLine.Size)]
         public long Count;
@@ -351,7 +353,7 @@ public sealed class RwSemaphore
     }
 
     [StructLayout(LayoutKind.Explicit, Size = 2 * CacheLine.Size)]
-    private struct StatsLine
+    internal struct StatsLine
     {
         [FieldOffset(0)]
         public long WriteAcquisitions;
