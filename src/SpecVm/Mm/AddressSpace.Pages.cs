@@ -131,7 +131,10 @@ public sealed unsafe partial class AddressSpace
         cpu.SwitchTo(_tlb);
         ulong vpn = address >> PhysicalMemory.PageShift;
         ulong tag = Tlb.MakeTag(_tlb.Id, vpn);
-        if (cpu.Tlb.TryLookup(tag, vpn, out ulong pte) && Permits(pte, write))
+
+        // A non-canonical address has page-number bits above bit 35, which overlap the context id in the tag: without
+        // the range check, va | (id << 48) would hit the translation of va. Such addresses go to the slow path (#GP).
+        if (PageTable.IsUserAddress(address) && cpu.Tlb.TryLookup(tag, vpn, out ulong pte) && Permits(pte, write))
         {
             cpu.Count(CpuCounter.TlbHits);
             p = _memory.FrameDataUnchecked(new Pte(pte).Pfn) + (address & PageMask);

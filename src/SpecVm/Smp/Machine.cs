@@ -77,6 +77,9 @@ public sealed unsafe class Machine : IDisposable
 
     internal Cpu[] CpuArray => _cpus;
 
+    /// <summary>The CPU threads (for tests that check <see cref="Dispose"/> joined them).</summary>
+    internal IReadOnlyList<Thread> Threads => _threads;
+
     /// <summary>Physical memory.</summary>
     public PhysicalMemory Memory => _memory;
 
