@@ -141,7 +141,11 @@ public sealed unsafe partial class AddressSpace
             return AccessResult.Ok;
         }
 
-        return TranslateSlow(cpu, address, write, tag, vpn, out p);
+        // Through a separate local: handing `p` itself to the non-inlined slow path would take its address and keep
+        // it in a stack slot on the hit path too (a store and a reload before every simulated access).
+        AccessResult slow = TranslateSlow(cpu, address, write, tag, vpn, out byte* slowP);
+        p = slowP;
+        return slow;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -66,19 +66,6 @@ public class MachineInputTests
     }
 
     [Fact]
-    public void APfnBeyondTheArenaIsRejected()
-    {
-        using Machine m = ShootdownTests.NewMachine();
-        int frames = m.Memory.FrameCount;
-        Assert.Equal("pfn", Assert.Throws<ArgumentOutOfRangeException>(() => m.Memory.Frame(frames)).ParamName);
-        Assert.Throws<ArgumentOutOfRangeException>(() => m.Memory.Frame(-1));
-        Assert.Throws<ArgumentOutOfRangeException>(() => m.Memory.Frame(long.MaxValue));
-        Assert.Throws<ArgumentOutOfRangeException>(() => m.Memory.FrameSpan(frames));
-        Assert.Throws<ArgumentOutOfRangeException>(() => m.Frames.Free(0, frames));
-        m.Memory.Frame(frames - 1); // The last frame is fine.
-    }
-
-    [Fact]
     public void ACpuIdOutOfRangeIsRejected()
     {
         using Machine m = ShootdownTests.NewMachine();
