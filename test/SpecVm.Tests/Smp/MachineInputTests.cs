@@ -170,6 +170,19 @@ public class MachineInputTests
     }
 
     [Fact]
+    public void ACpuWaitingForWorkQueuedToItselfFailsInsteadOfDeadlocking()
+    {
+        using Machine m = ShootdownTests.NewMachine();
+        Task nested = m.RunAsync(1, cpu =>
+        {
+            Assert.Throws<InvalidOperationException>(() => m.Run(1, _ => { }));
+            Assert.Throws<InvalidOperationException>(() => m.Run(1, c => c.Id));
+            Assert.Throws<InvalidOperationException>(() => m.RunOnAll(_ => { }));
+        });
+        Spin.Join(Spin.HandOff, "Nested Run on the same CPU", nested);
+    }
+
+    [Fact]
     public void DisposingTheMachineLeavesNoCpuThreadRunning()
     {
         var m = new Machine(new MachineOptions { CpuCount = 3, MemoryBytes = 1 << 20 });
