@@ -131,14 +131,21 @@ public sealed unsafe partial class AddressSpace
         cpu.SwitchTo(_tlb);
         ulong vpn = address >> PhysicalMemory.PageShift;
         ulong tag = Tlb.MakeTag(_tlb.Id, vpn);
-        if (cpu.Tlb.TryLookup(tag, vpn, out ulong pte) && Permits(pte, write))
+
+        // A non-canonical address has page-number bits above bit 35, which overlap the context id in the tag: without
+        // the range check, va | (id << 48) would hit the translation of va. Such addresses go to the slow path (#GP).
+        if (PageTable.IsUserAddress(address) && cpu.Tlb.TryLookup(tag, vpn, out ulong pte) && Permits(pte, write))
         {
             cpu.Count(CpuCounter.TlbHits);
             p = _memory.FrameDataUnchecked(new Pte(pte).Pfn) + (address & PageMask);
             return AccessResult.Ok;
         }
 
-        return TranslateSlow(cpu, address, write, tag, vpn, out p);
+        // Through a separate local: handing `p` itself to the non-inlined slow path would take its address and keep
+        // it in a stack slot on the hit path too (a store and a reload before every simulated access).
+        AccessResult slow = TranslateSlow(cpu, address, write, tag, vpn, out byte* slowP);
+        p = slowP;
+        return slow;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -150,8 +150,18 @@ public sealed unsafe partial class Cpu
 
                 // Acquire reads: the target clears our bit only after its flush; a target that went lazy will catch
                 // up through the generation when it wakes, before it touches memory again.
-                if ((Volatile.Read(ref target._shared.Pending) & myBit) == 0 || Volatile.Read(ref target._shared.Lazy) != 0)
+                if ((Volatile.Read(ref target._shared.Pending) & myBit) == 0)
                 {
+                    targets &= ~(1UL << t);
+                }
+                else if (Volatile.Read(ref target._shared.Lazy) != 0)
+                {
+                    // And (full fence): withdraw the post. A target that went lazy after reading its inbox would
+                    // otherwise keep our bit set while it sleeps; our next post would merge with that stale bit and
+                    // be acknowledged by whichever serve clears it, possibly one that read the generation before our
+                    // next bump, so the next shootdown would return without that flush. The withdrawn flush is not
+                    // lost: the target compares generations on wake. Only we set this bit, so nothing else is undone.
+                    Interlocked.And(ref target._shared.Pending, ~myBit);
                     targets &= ~(1UL << t);
                 }
             }

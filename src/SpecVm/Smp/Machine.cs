@@ -78,6 +78,9 @@ public sealed unsafe class Machine : IDisposable
 
     internal Cpu[] CpuArray => _cpus;
 
+    /// <summary>The CPU threads (for tests that check <see cref="Dispose"/> joined them).</summary>
+    internal IReadOnlyList<Thread> Threads => _threads;
+
     /// <summary>Physical memory.</summary>
     public PhysicalMemory Memory => _memory;
 
@@ -131,6 +134,8 @@ public sealed unsafe class Machine : IDisposable
     /// <param name="work">The work; it receives the CPU.</param>
     public void Run(int cpu, Action<Cpu> work)
     {
+        CheckCpu(cpu);
+        CheckNotWaitingOnItself(cpu);
         try
         {
             RunAsync(cpu, work).GetAwaiter().GetResult();
@@ -177,6 +182,13 @@ public sealed unsafe class Machine : IDisposable
     public void RunOn(IReadOnlyList<int> cpus, Action<Cpu> work)
     {
         ArgumentNullException.ThrowIfNull(cpus);
+        foreach (int id in cpus)
+        {
+            // Checked before anything is queued, so a bad id does not leave work running on the good ones.
+            CheckCpu(id);
+            CheckNotWaitingOnItself(id);
+        }
+
         var tasks = new Task[cpus.Count];
         for (int i = 0; i < cpus.Count; i++)
         {
@@ -265,6 +277,15 @@ public sealed unsafe class Machine : IDisposable
         if ((uint)id >= (uint)_cpus.Length)
         {
             throw new ArgumentOutOfRangeException("cpu", id, $"CPU id must be in 0..{_cpus.Length - 1}.");
+        }
+    }
+
+    /// <summary>A CPU's thread waiting for work queued to that same CPU would wait forever: fail instead.</summary>
+    private void CheckNotWaitingOnItself(int id)
+    {
+        if (_cpus[id].ThreadId == Environment.CurrentManagedThreadId)
+        {
+            throw new InvalidOperationException($"CPU {id} would wait for work queued to itself (a deadlock): call the work directly, or use RunAsync.");
         }
     }
 

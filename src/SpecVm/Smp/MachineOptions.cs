@@ -47,6 +47,13 @@ public sealed class MachineOptions
             throw new ArgumentOutOfRangeException(nameof(MemoryBytes), MemoryBytes, "Memory must be between 64 KiB and 8 TiB.");
         }
 
+        // Checked here, not only in Tlb's constructor: that runs after the machine has allocated physical memory,
+        // which a throw from there would leak (and its parameter name would not be the option's).
+        if (TlbEntries < 16 || TlbEntries > (1 << 20) || (TlbEntries & (TlbEntries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(TlbEntries), TlbEntries, "TLB size must be a power of two from 16 to 1048576.");
+        }
+
         if (WatchdogTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(WatchdogTimeout), WatchdogTimeout, "The watchdog timeout must be positive.");
