@@ -1,0 +1,201 @@
+using System.Diagnostics;
+using SpecVm.Faults;
+using SpecVm.Mm;
+using SpecVm.Smp;
+using Xunit.Abstractions;
+
+namespace SpecVm.Tests.Mm;
+
+/// <summary>
+/// The address-space suite, run once per fault strategy: seeded random sequences against a sequential oracle,
+/// copy-on-write and shared-file semantics, and a bounded two-CPU stress that ends with the oracle and the invariant
+/// checker. Every strategy must give exactly the results the oracle predicts.
+/// </summary>
+[Collection(MachineCollection.Name)]
+public abstract class AddressSpaceSuite(ITestOutputHelper output)
+{
+    private const ulong Page = 4096;
+
+    protected ITestOutputHelper Output { get; } = output;
+
+    protected abstract FaultStrategy CreateStrategy();
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(6)]
+    public void RandomSequencesMatchTheOracle(int seed)
+    {
+        FaultStrategy strategy = CreateStrategy();
+        Output.WriteLine($"strategy {strategy.Name}, seed {seed}");
+        List<string> trace = RandomSequence.Run(strategy, seed, steps: 600);
+        Output.WriteLine($"{trace.Count} results checked; last: {trace[^1]}");
+    }
+
+    [Fact]
+    public void PrivateFileMappingSeesTheFileAndKeepsWritesPrivate()
+    {
+        using Machine machine = TestMachines.Create(2, 32);
+        long freeBefore = machine.Memory.Census().Free;
+        var file = new SimFile(machine, 4 * (long)Page);
+        byte[] content = Pattern(4 * (int)Page, 7);
+        file.Write(0, content);
+        using (var mm = new AddressSpace(machine, CreateStrategy()))
+        {
+            machine.Run(0, cpu =>
+            {
+                ulong a = mm.Map(cpu, 4 * Page, Protection.ReadWrite, MappingKind.PrivateFile, file);
+                ulong b = mm.Map(cpu, 4 * Page, Protection.Read, MappingKind.PrivateFile, file);
+                Assert.Equal(content, ReadAll(mm, cpu, a, 4 * Page));
+
+                // Writes copy the page: the mapping sees them, the file and the other mapping do not.
+                mm.Write(cpu, a + 8, 0xC0FFEEUL);
+                Assert.Equal(0xC0FFEEUL, mm.Read<ulong>(cpu, a + 8));
+                Assert.Equal(content, FileBytes(file));
+                Assert.Equal(content, ReadAll(mm, cpu, b, 4 * Page));
+                Assert.Equal(AccessResult.SegmentationFault, mm.TryWrite(cpu, b, 1UL));
+
+                // An untouched (or only read) private page still shows the page cache, so a later file write shows.
+                Assert.Equal(content[(int)Page], mm.Read<byte>(cpu, a + Page));
+                file.Write((long)Page, [0xAB]);
+                Assert.Equal(0xAB, mm.Read<byte>(cpu, a + Page));
+
+                // The copied page keeps the private write; DontNeed drops the copy and the file's bytes come back.
+                file.Write(8, BitConverter.GetBytes(0x1234UL));
+                Assert.Equal(0xC0FFEEUL, mm.Read<ulong>(cpu, a + 8));
+                mm.DontNeed(cpu, a, Page);
+                Assert.Equal(0x1234UL, mm.Read<ulong>(cpu, a + 8));
+            });
+            TestMachines.AssertNoViolations(mm, file);
+        }
+
+        file.Dispose();
+        TestMachines.AssertAllFramesFree(machine, freeBefore);
+    }
+
+    [Fact]
+    public void SharedFileWritesReachTheFileAndEveryOtherSharedMapping()
+    {
+        using Machine machine = TestMachines.Create(2, 32);
+        long freeBefore = machine.Memory.Census().Free;
+        var file = new SimFile(machine, 4 * (long)Page);
+        byte[] content = Pattern(4 * (int)Page, 3);
+        file.Write(0, content);
+        using (var mm = new AddressSpace(machine, CreateStrategy()))
+        {
+            ulong a = machine.Run(0, cpu => mm.Map(cpu, 4 * Page, Protection.ReadWrite, MappingKind.SharedFile, file));
+            ulong b = machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, MappingKind.SharedFile, file, 2 * (long)Page));
+            machine.Run(0, cpu =>
+            {
+                Assert.Equal(content, ReadAll(mm, cpu, a, 4 * Page));
+                mm.Write(cpu, a + (2 * Page) + 16, 0x5555UL);
+            });
+
+            // Another CPU sees it through the second mapping (same page-cache page), and so does pread.
+            machine.Run(1, cpu => Assert.Equal(0x5555UL, mm.Read<ulong>(cpu, b + 16)));
+            byte[] expected = (byte[])content.Clone();
+            BitConverter.GetBytes(0x5555UL).CopyTo(expected, (2 * (int)Page) + 16);
+            Assert.Equal(expected, FileBytes(file));
+
+            // And the other way round: pwrite shows through both mappings.
+            file.Write((3 * (long)Page) + 100, BitConverter.GetBytes(0x7777UL));
+            machine.Run(1, cpu =>
+            {
+                Assert.Equal(0x7777UL, mm.Read<ulong>(cpu, a + (3 * Page) + 100));
+                Assert.Equal(0x7777UL, mm.Read<ulong>(cpu, b + Page + 100));
+                mm.Protect(cpu, b, 2 * Page, Protection.Read);
+                Assert.Equal(AccessResult.SegmentationFault, mm.TryWrite(cpu, b, 1UL));
+                mm.Write(cpu, a + (2 * Page), 9UL);
+                Assert.Equal(9UL, mm.Read<ulong>(cpu, b));
+            });
+            TestMachines.AssertNoViolations(mm, file);
+        }
+
+        file.Dispose();
+        TestMachines.AssertAllFramesFree(machine, freeBefore);
+    }
+
+    /// <summary>
+    /// CPU 1 writes and reads back patterns in stable mappings (anonymous and shared file) that share PTE tables
+    /// with a churn area, while CPU 0 maps, unmaps, protects and zaps the churn area (checking it against its own
+    /// oracle) and flips the stable mappings read-only and back. At the end every stable page holds CPU 1's last
+    /// successful write, every churn page matches CPU 0's oracle, and the invariants hold.
+    /// </summary>
+    [Fact]
+    public void ConcurrentFaultsWhileAnotherCpuMapsUnmapsAndProtectsKeepEveryByte()
+    {
+        int seed = Environment.TickCount;
+        Output.WriteLine($"seed {seed}");
+        FaultStrategy strategy = CreateStrategy();
+        Output.WriteLine($"strategy {strategy.Name}");
+        var stress = new ConcurrentStress(seed, TimeSpan.FromSeconds(1.5));
+        stress.Run(strategy, Output);
+    }
+
+    protected static byte[] Pattern(int length, int seed)
+    {
+        byte[] bytes = new byte[length];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    private static byte[] ReadAll(AddressSpace mm, Cpu cpu, ulong address, ulong length)
+    {
+        byte[] bytes = new byte[length];
+        Assert.Equal(AccessResult.Ok, mm.TryReadBytes(cpu, address, bytes));
+        return bytes;
+    }
+
+    private static byte[] FileBytes(SimFile file)
+    {
+        byte[] bytes = new byte[file.Length];
+        file.Read(0, bytes);
+        return bytes;
+    }
+}
+
+public sealed class MmapLockAddressSpaceTests(ITestOutputHelper output) : AddressSpaceSuite(output)
+{
+    protected override FaultStrategy CreateStrategy() => new MmapLockStrategy();
+}
+
+public sealed class SpeculativeAddressSpaceTests(ITestOutputHelper output) : AddressSpaceSuite(output)
+{
+    protected override FaultStrategy CreateStrategy() => new SpeculativeStrategy();
+}
+
+public sealed class PerVmaLockAddressSpaceTests(ITestOutputHelper output) : AddressSpaceSuite(output)
+{
+    protected override FaultStrategy CreateStrategy() => new PerVmaLockStrategy();
+}
+
+/// <summary>Every strategy gives exactly the same results for the same random sequence.</summary>
+[Collection(MachineCollection.Name)]
+public sealed class FaultStrategyEquivalenceTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(11)]
+    [InlineData(12)]
+    public void EveryStrategyGivesIdenticalResults(int seed)
+    {
+        output.WriteLine($"seed {seed}");
+        var sw = Stopwatch.StartNew();
+        List<string> reference = RandomSequence.Run(TestMachines.Strategy(TestMachines.StrategyNames[0]), seed, steps: 400);
+        foreach (string name in TestMachines.StrategyNames.Skip(1))
+        {
+            List<string> trace = RandomSequence.Run(TestMachines.Strategy(name), seed, steps: 400);
+            int i = 0;
+            while (i < reference.Count && i < trace.Count && reference[i] == trace[i])
+            {
+                i++;
+            }
+
+            Assert.True(i == reference.Count && i == trace.Count, $"{name} differs from {TestMachines.StrategyNames[0]} at result {i}: '{(i < trace.Count ? trace[i] : "(end)")}' vs '{(i < reference.Count ? reference[i] : "(end)")}'.");
+        }
+
+        output.WriteLine($"{reference.Count} results identical for {TestMachines.StrategyNames.Length} strategies in {sw.ElapsedMilliseconds} ms");
+    }
+}
