@@ -118,6 +118,69 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         TestMachines.AssertAllFramesFree(machine, freeBefore);
     }
 
+    [Fact]
+    public void AnIdleCpuNeverUsesAStaleTranslationAfterItWakes()
+    {
+        using Machine machine = TestMachines.Create(2, 16);
+        using var mm = new AddressSpace(machine, CreateStrategy());
+        ulong a = machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite));
+
+        // CPU 1 caches both translations, then goes idle (lazy): CPU 0's shootdowns skip it.
+        machine.Run(1, cpu =>
+        {
+            mm.Write(cpu, a, 5UL);
+            mm.Write(cpu, a + Page, 6UL);
+        });
+        machine.Run(0, cpu => mm.Unmap(cpu, a, Page));
+        machine.Run(1, cpu => Assert.Equal(AccessResult.SegmentationFault, mm.TryRead(cpu, a, out ulong _)));
+        machine.Run(0, cpu => mm.Protect(cpu, a + Page, Page, Protection.Read));
+        machine.Run(1, cpu => Assert.Equal(AccessResult.SegmentationFault, mm.TryWrite(cpu, a + Page, 1UL)));
+        machine.Run(0, cpu => mm.DontNeed(cpu, a + Page, Page));
+        machine.Run(1, cpu => Assert.Equal(0UL, mm.Read<ulong>(cpu, a + Page)));
+        machine.Run(0, cpu => mm.Map(cpu, Page, Protection.ReadWrite, fixedAddress: a));
+        machine.Run(1, cpu => Assert.Equal(0UL, mm.Read<ulong>(cpu, a)));
+        TestMachines.AssertNoViolations(mm);
+    }
+
+    [Fact]
+    public void RunningOutOfFramesIsAnErrorNotACrashAndNothingLeaks()
+    {
+        using Machine machine = TestMachines.Create(2, 1); // 256 frames.
+        long freeBefore = machine.Memory.Census().Free;
+        var file = new SimFile(machine, 64 * (long)Page);
+        using (var mm = new AddressSpace(machine, CreateStrategy()))
+        {
+            machine.Run(0, cpu =>
+            {
+                ulong f = mm.Map(cpu, 64 * Page, Protection.ReadWrite, MappingKind.PrivateFile, file);
+                ulong a = mm.Map(cpu, 2UL << 20, Protection.ReadWrite);
+                for (ulong i = 0; i < 64; i++)
+                {
+                    Assert.Equal(AccessResult.Ok, mm.TryRead(cpu, f + (i * Page), out ulong _));
+                }
+
+                AccessResult r = AccessResult.Ok;
+                for (ulong i = 0; i < 512 && r == AccessResult.Ok; i++)
+                {
+                    r = mm.TryWrite(cpu, a + (i * Page), i);
+                }
+
+                Assert.Equal(AccessResult.OutOfMemory, r);
+                Assert.Equal(AccessResult.OutOfMemory, mm.TryWrite(cpu, f, 1UL)); // Copy-on-write needs a frame too.
+                Assert.Throws<SegmentationFaultException>(() => mm.Write(cpu, f, 1UL));
+                TestMachines.AssertNoViolations(mm, file);
+
+                // Freeing memory makes the same accesses work again.
+                mm.Unmap(cpu, a, 2UL << 20);
+                Assert.Equal(AccessResult.Ok, mm.TryWrite(cpu, f, 5UL));
+            });
+            TestMachines.AssertNoViolations(mm, file);
+        }
+
+        file.Dispose();
+        TestMachines.AssertAllFramesFree(machine, freeBefore);
+    }
+
     /// <summary>
     /// CPU 1 writes and reads back patterns in stable mappings (anonymous and shared file) that share PTE tables
     /// with a churn area, while CPU 0 maps, unmaps, protects and zaps the churn area (checking it against its own
