@@ -198,6 +198,103 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         stress.Run(strategy, Output);
     }
 
+    /// <summary>
+    /// Both CPUs write their own word of the same not-yet-present pages at once (anonymous, private file, shared
+    /// file), so their faults race to install and to copy on write; then both check that neither write was lost, and
+    /// CPU 0 zaps everything for the next round.
+    /// </summary>
+    [Fact]
+    public void TwoCpusFaultingTheSamePagesAtOnceLoseNoWrite()
+    {
+        const int Pages = 64;
+        FaultStrategy strategy = CreateStrategy();
+        Output.WriteLine($"strategy {strategy.Name}");
+        using Machine machine = TestMachines.Create(2, 32);
+        long freeBefore = machine.Memory.Census().Free;
+        var file = new SimFile(machine, 2 * Pages * (long)Page);
+        file.Write(0, Pattern(2 * Pages * (int)Page, 5));
+        long rounds = 0;
+        using (var mm = new AddressSpace(machine, strategy, new AddressSpaceOptions { ZapBatchPages = 8 }))
+        {
+            ulong[] regions = machine.Run(0, cpu => new[]
+            {
+                mm.Map(cpu, Pages * Page, Protection.ReadWrite),
+                mm.Map(cpu, Pages * Page, Protection.ReadWrite, MappingKind.PrivateFile, file),
+                mm.Map(cpu, Pages * Page, Protection.ReadWrite, MappingKind.SharedFile, file, Pages * (long)Page),
+            });
+            var barrier = new SpinBarrier(2);
+            var clock = Stopwatch.StartNew();
+            bool stop = false;
+            machine.RunOn([0, 1], cpu =>
+            {
+                try
+                {
+                    WriteAndCheckRounds(cpu);
+                }
+                catch
+                {
+                    barrier.Break();
+                    throw;
+                }
+            });
+
+            void WriteAndCheckRounds(Cpu cpu)
+            {
+                ulong slot = (ulong)cpu.Id * 8;
+                for (ulong round = 1; ; round++)
+                {
+                    foreach (ulong region in regions)
+                    {
+                        for (ulong p = 0; p < Pages; p++)
+                        {
+                            mm.Write(cpu, region + (p * Page) + slot, round);
+                        }
+                    }
+
+                    barrier.SignalAndWait(cpu);
+                    foreach (ulong region in regions)
+                    {
+                        for (ulong p = 0; p < Pages; p++)
+                        {
+                            ulong a = region + (p * Page);
+                            Assert.True(mm.Read<ulong>(cpu, a) == round && mm.Read<ulong>(cpu, a + 8) == round, $"Round {round}: page 0x{a:x} lost a write (CPU 0 wrote {round}, reads {mm.Read<ulong>(cpu, a)}; CPU 1 wrote {round}, reads {mm.Read<ulong>(cpu, a + 8)}).");
+                        }
+                    }
+
+                    if (cpu.Id == 0)
+                    {
+                        // One CPU decides, before the barrier, so both leave after the same round.
+                        Volatile.Write(ref stop, clock.Elapsed >= TimeSpan.FromSeconds(1) && round > 1);
+                    }
+
+                    barrier.SignalAndWait(cpu);
+                    if (cpu.Id == 0)
+                    {
+                        foreach (ulong region in regions)
+                        {
+                            mm.DontNeed(cpu, region, Pages * Page);
+                        }
+
+                        rounds = (long)round;
+                    }
+
+                    barrier.SignalAndWait(cpu);
+                    if (Volatile.Read(ref stop))
+                    {
+                        return;
+                    }
+                }
+            }
+
+            CounterSnapshot c = machine.Snapshot();
+            Output.WriteLine($"{rounds} rounds; faults that found the work done {c[CpuCounter.FaultRaced]}, copy-on-write {c[CpuCounter.FaultWriteProtect]}, speculative {c[CpuCounter.SpecSuccess]}");
+            TestMachines.AssertNoViolations(mm, file);
+        }
+
+        file.Dispose();
+        TestMachines.AssertAllFramesFree(machine, freeBefore);
+    }
+
     protected static byte[] Pattern(int length, int seed)
     {
         byte[] bytes = new byte[length];
@@ -210,6 +307,40 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         byte[] bytes = new byte[length];
         Assert.Equal(AccessResult.Ok, mm.TryReadBytes(cpu, address, bytes));
         return bytes;
+    }
+
+    /// <summary>A barrier for CPUs that spins serving IPIs: a CPU blocked without going lazy would never answer a shootdown.</summary>
+    private sealed class SpinBarrier(int parties)
+    {
+        private int _arrived;
+        private int _phase;
+        private bool _broken;
+
+        public void SignalAndWait(Cpu cpu)
+        {
+            int phase = Volatile.Read(ref _phase);
+            if (Interlocked.Increment(ref _arrived) == parties)
+            {
+                _arrived = 0;
+                Volatile.Write(ref _phase, phase + 1);
+                return;
+            }
+
+            long started = Stopwatch.GetTimestamp();
+            while (Volatile.Read(ref _phase) == phase)
+            {
+                if (Volatile.Read(ref _broken) || Stopwatch.GetElapsedTime(started) > TimeSpan.FromSeconds(30))
+                {
+                    throw new InvalidOperationException($"CPU {cpu.Id}: the other CPU never reached the barrier.");
+                }
+
+                cpu.Relax();
+                Thread.SpinWait(20);
+            }
+        }
+
+        /// <summary>A party failed: release the others (with an error) instead of leaving them spinning.</summary>
+        public void Break() => Volatile.Write(ref _broken, true);
     }
 
     private static byte[] FileBytes(SimFile file)

@@ -134,6 +134,16 @@ internal sealed class ConcurrentStress(int seed, TimeSpan duration)
         while (!stop.IsSet)
         {
             ops++;
+
+            // Read stable pages behind CPU 1's back (racing its faults and zaps): whatever is seen must be zero or a
+            // value CPU 1 wrote to that very page, never another page's word or garbage.
+            for (int k = 0; k < 4; k++)
+            {
+                int i = rng.Next(Regions * HalfPages);
+                Assert.Equal(AccessResult.Ok, mm.TryRead(cpu, StableAddress(i), out ulong seen));
+                Assert.True(seen == 0 || (seen & 0xFFFFF) == (ulong)i, $"CPU 0 read 0x{seen:x} from stable page {i}, which CPU 1 never wrote there.");
+            }
+
             int region = rng.Next(Regions);
             ulong firstPage = (ulong)rng.Next(HalfPages);
             ulong pages = Math.Min((ulong)rng.Next(1, 33), HalfPages - firstPage);
