@@ -86,6 +86,45 @@ public sealed class SpeculativeRaceTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// CPU 0 faults the same page in while CPU 1's speculative fault is parked: CPU 1 then finds the PTE present and
+    /// usable, and simply retries its access, as Linux does; it used to count an "unsupported" abort and fall back
+    /// to the mmap lock, which under-reported speculative success whenever CPUs fault the same pages.
+    /// </summary>
+    [Fact]
+    public void AFaultThatLosesTheInstallRaceRetriesWithoutFallingBackToTheMmapLock()
+    {
+        using Machine machine = TestMachines.Create(2, 16);
+        using var mm = new AddressSpace(machine, new SpeculativeStrategy());
+        machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, fixedAddress: Base));
+        machine.Run(1, cpu => mm.Write(cpu, Base, 1UL));
+
+        // CPU 0 needs one frame while the pool is closed: leave one in its own cache.
+        machine.Run(0, cpu => machine.Frames.Free(cpu.Id, machine.Frames.Allocate(cpu.Id, Memory.FrameState.Preparing)));
+        Cpu cpu1 = machine.Cpu(1);
+        long attempts = cpu1.Read(CpuCounter.SpecAttempts);
+        CounterSnapshot before = machine.Snapshot();
+        Task fault;
+        using (var gate = ParkedFault.Arm(machine, 1))
+        {
+            fault = machine.RunAsync(1, cpu => mm.Write(cpu, Base + Page + 8, 2UL));
+            gate.WaitUntilParked(CpuCounter.SpecAttempts, attempts, fault);
+            Assert.True(machine.RunAsync(0, cpu => mm.Write(cpu, Base + Page, 3UL)).Wait(TimeSpan.FromSeconds(5)), "CPU 0's fault did not finish while CPU 1 was parked.");
+        }
+
+        fault.GetAwaiter().GetResult();
+        CounterSnapshot c = machine.Snapshot().Minus(before);
+        output.WriteLine($"raced {c[CpuCounter.FaultRaced]}, fallbacks {c[CpuCounter.SpecFallbacks]}, unsupported {c[CpuCounter.SpecAbortUnsupported]}");
+        Assert.Equal(0, c[CpuCounter.SpecFallbacks]);
+        Assert.Equal(1, c[CpuCounter.FaultRaced]);
+        machine.Run(1, cpu =>
+        {
+            Assert.Equal(3UL, mm.Read<ulong>(cpu, Base + Page));
+            Assert.Equal(2UL, mm.Read<ulong>(cpu, Base + Page + 8));
+        });
+        TestMachines.AssertNoViolations(mm);
+    }
+
+    /// <summary>
     /// Maps two pages at <see cref="Base"/>, lets CPU 1 touch the first (page tables exist, CPU 1 in the CPU mask),
     /// parks CPU 1 in a write fault on the second, runs <paramref name="change"/> on CPU 0, lets CPU 1 finish, and
     /// reports the write's result, the checker's violations and the poisoned VMA reads.
