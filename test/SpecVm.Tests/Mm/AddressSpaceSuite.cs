@@ -31,7 +31,7 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
     {
         FaultStrategy strategy = CreateStrategy();
         Output.WriteLine($"strategy {strategy.Name}, seed {seed}");
-        List<string> trace = RandomSequence.Run(strategy, seed, steps: 600);
+        List<string> trace = RandomSequence.Run(strategy, seed, steps: 2000);
         Output.WriteLine($"{trace.Count} results checked; last: {trace[^1]}");
     }
 
@@ -377,10 +377,10 @@ public sealed class FaultStrategyEquivalenceTests(ITestOutputHelper output)
     {
         output.WriteLine($"seed {seed}");
         var sw = Stopwatch.StartNew();
-        List<string> reference = RandomSequence.Run(TestMachines.Strategy(TestMachines.StrategyNames[0]), seed, steps: 400);
+        List<string> reference = RandomSequence.Run(TestMachines.Strategy(TestMachines.StrategyNames[0]), seed, steps: 1500);
         foreach (string name in TestMachines.StrategyNames.Skip(1))
         {
-            List<string> trace = RandomSequence.Run(TestMachines.Strategy(name), seed, steps: 400);
+            List<string> trace = RandomSequence.Run(TestMachines.Strategy(name), seed, steps: 1500);
             int i = 0;
             while (i < reference.Count && i < trace.Count && reference[i] == trace[i])
             {

@@ -160,15 +160,26 @@ internal sealed class RandomSequence
         }
     }
 
+    /// <summary>A mapping placed by the address space (top-down), of any kind; file ones always fit their file.</summary>
     private void MapFloating(Cpu cpu, ulong length)
     {
         Protection p = Protections[_rng.Next(1, Protections.Length)];
-        ulong a = _mm.Map(cpu, length, p);
+        var kind = (MappingKind)_rng.Next(3);
+        MmOracle.FileModel? file = null;
+        long offset = 0;
+        if (kind != MappingKind.Anonymous)
+        {
+            file = _files[_rng.Next(2)]; // The writable ones.
+            length = Math.Min(length, (ulong)file.File.Length);
+            offset = _rng.Next((int)(file.File.Pages - (long)(length / Page)) + 1) * (long)Page;
+        }
+
+        ulong a = _mm.Map(cpu, length, p, kind, file?.File, offset);
         Assert.Equal(0UL, a % Page);
         Assert.False(_oracle.AnyMapped(a, length), $"Map chose [0x{a:x}, +{length}) which overlaps a mapping.");
-        _oracle.Map(a, length, p, MappingKind.Anonymous, null, 0);
+        _oracle.Map(a, length, p, kind, file, offset);
         _floating.Add((a, length));
-        _trace.Add($"map {p} +{length / Page}p -> 0x{a:x}");
+        _trace.Add($"map {p} {kind} +{length / Page}p @{offset / (long)Page} -> 0x{a:x}");
     }
 
     private void WriteSomething(Cpu cpu, string at, ulong start)
