@@ -37,6 +37,18 @@ public sealed unsafe class InvariantCheckerTests(ITestOutputHelper output) : IDi
     }
 
     [Fact]
+    public void TheFrameBalanceIsMachineWideSoEveryLiveAddressSpaceMustBeGiven()
+    {
+        AddressSpace mm = Healthy();
+        using var other = new AddressSpace(_machine, new PerVmaLockStrategy());
+        _machine.Run(0, cpu => other.Write(cpu, other.Map(cpu, 4 * Page, Protection.ReadWrite), 5UL));
+        Assert.Empty(InvariantChecker.FindViolations(_machine, [mm, other], [_file!]));
+
+        // Leave one out and its frames and tables look leaked.
+        Assert.Contains(InvariantChecker.FindViolations(_machine, [mm], [_file!]), v => v.Contains("leaked", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void ALeakedAnonymousFrameIsReported()
     {
         AddressSpace mm = Healthy();
