@@ -70,4 +70,38 @@ public sealed class AddressSpaceRegressionTests(ITestOutputHelper output)
         Assert.True(took < TimeSpan.FromSeconds(2), $"Unmapping all of user space took {took}: it walks the whole range, not the VMAs.");
         TestMachines.AssertNoViolations(mm);
     }
+
+    /// <summary>
+    /// Known, not fixed here: a CPU's per-CPU frame cache (up to 64 frames) is invisible to the others, so a fault
+    /// reports out of memory while another (idle) CPU still caches free frames; Linux drains the per-CPU lists
+    /// (drain_all_pages) before it gives up. Fixing it belongs to the frame allocator (a drain on idle, or a drain IPI).
+    /// </summary>
+    [Fact(Skip = "Known bug in FrameAllocator: frames cached by another CPU are not drained before out of memory is reported.")]
+    public void OutOfMemoryIsNotReportedWhileAnotherCpuCachesFreeFrames()
+    {
+        using Machine machine = TestMachines.Create(2, 1);
+        using var mm = new AddressSpace(machine, new MmapLockStrategy());
+        machine.Run(1, cpu =>
+        {
+            ulong a = mm.Map(cpu, 40 * Page, Protection.ReadWrite);
+            for (ulong i = 0; i < 40; i++)
+            {
+                mm.Write(cpu, a + (i * Page), 1UL);
+            }
+
+            mm.Unmap(cpu, a, 40 * Page); // The 40 frames go to CPU 1's cache.
+        });
+        machine.Run(0, cpu =>
+        {
+            ulong a = mm.Map(cpu, 256 * Page, Protection.ReadWrite);
+            ulong n = 0;
+            while (mm.TryWrite(cpu, a + (n * Page), 1UL) == AccessResult.Ok)
+            {
+                n++;
+            }
+
+            output.WriteLine($"out of memory after {n} pages; census {machine.Memory.Census()}");
+            Assert.Equal(0, machine.Memory.Census().Free);
+        });
+    }
 }
