@@ -284,7 +284,6 @@ public sealed unsafe partial class AddressSpace
                 table.Ptl.Unlock(cpu.Id);
             }
         }
-
     }
 
     private void FreeGathered(Cpu cpu, int count)
