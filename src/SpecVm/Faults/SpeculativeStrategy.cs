@@ -190,6 +190,15 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             ulong pte = Volatile.Read(ref *entry);
             if ((pte & Pte.Present) != 0)
             {
+                ulong need = write ? Pte.Present | Pte.User | Pte.Writable : Pte.Present | Pte.User;
+                if ((pte & need) == need)
+                {
+                    // Another CPU installed the page since our walk missed it: nothing to do but retry the access
+                    // (Linux's do_anonymous_page finds !pte_none under the PTL and returns, no fallback to mmap_sem).
+                    cpu.Count(CpuCounter.FaultRaced);
+                    return FaultResult.Handled;
+                }
+
                 // A present PTE that does not permit the access: write-protect faults are not handled speculatively.
                 abort = SpeculativeAbort.UnsupportedKind;
                 return null;

@@ -222,10 +222,20 @@ public sealed unsafe partial class AddressSpace
     /// </summary>
     private int Zap(Cpu cpu, ulong start, ulong end, out bool zapped)
     {
-        long[] gather = _gathers[cpu.Id] ??= new long[_options.ZapBatchPages];
         int n = 0;
         zapped = false;
-        bool unflushed = false;
+        ZapRange(cpu, start, end, start, end, ref n, ref zapped);
+        return n;
+    }
+
+    /// <summary>
+    /// Zaps [start, end) into this CPU's gather, which already holds <paramref name="n"/> frames; a flush of a full
+    /// gather covers [<paramref name="flushStart"/>, <paramref name="flushEnd"/>), the whole operation's range, since the
+    /// gather may hold frames of earlier ranges. <paramref name="unflushed"/> says whether zapped PTEs still await a flush.
+    /// </summary>
+    private void ZapRange(Cpu cpu, ulong start, ulong end, ulong flushStart, ulong flushEnd, ref int n, ref bool unflushed)
+    {
+        long[] gather = _gathers[cpu.Id] ??= new long[_options.ZapBatchPages];
         for (ulong region = start & ~(PageTable.PteTableSpan - 1); region < end; region += PageTable.PteTableSpan)
         {
             ulong from = Math.Max(start, region);
@@ -253,7 +263,6 @@ public sealed unsafe partial class AddressSpace
                     // Release store under the PTL: walkers that read the entry after this see it gone; those that read
                     // it before may still use it until the shootdown below, which is why the frame waits for it.
                     Volatile.Write(ref *entry, 0UL);
-                    zapped = true;
                     unflushed = true;
                     long pfn = new Pte(old).Pfn;
                     ref PageFrame frame = ref _memory.Frame(pfn);
@@ -265,7 +274,7 @@ public sealed unsafe partial class AddressSpace
                         if (n == gather.Length)
                         {
                             // The batch is full: flush now, still holding the PTL (Linux's force_flush path).
-                            cpu.Shootdown(_tlb, start, end);
+                            cpu.Shootdown(_tlb, flushStart, flushEnd);
                             FreeGathered(cpu, n);
                             n = 0;
                             unflushed = false;
@@ -282,9 +291,6 @@ public sealed unsafe partial class AddressSpace
                 table.Ptl.Unlock(cpu.Id);
             }
         }
-
-        zapped = unflushed;
-        return n;
     }
 
     private void FreeGathered(Cpu cpu, int count)

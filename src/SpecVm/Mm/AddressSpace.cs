@@ -239,19 +239,36 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
             ulong zapStart = Math.Max(start, old[0].Start);
             ulong zapEnd = Math.Min(end, old[^1].End);
-            int gathered = Zap(cpu, zapStart, zapEnd, out bool zapped);
 
-            // Free PTE tables whose 2 MiB region no VMA covers any more (Linux free_pgtables).
-            List<long>? detached = null;
-            for (ulong region = zapStart & ~(PageTable.PteTableSpan - 1); region < zapEnd; region += PageTable.PteTableSpan)
+            // Zap VMA by VMA, not the whole span: only VMAs have pages, and a sparse range (say, all of user space)
+            // would otherwise cost a walk per 2 MiB of it, under the mmap lock (Linux's unmap_vmas goes VMA by VMA).
+            int gathered = 0;
+            bool zapped = false;
+            foreach (Vma v in old)
             {
-                if (_index.FirstOverlap(region, region + PageTable.PteTableSpan) == null)
+                ZapRange(cpu, Math.Max(start, v.Start), Math.Min(end, v.End), zapStart, zapEnd, ref gathered, ref zapped);
+            }
+
+            // Free PTE tables whose 2 MiB region no VMA covers any more (Linux free_pgtables), again only where the
+            // old VMAs were.
+            List<long>? detached = null;
+            ulong nextRegion = 0;
+            foreach (Vma v in old)
+            {
+                ulong from = Math.Max(nextRegion, Math.Max(start, v.Start) & ~(PageTable.PteTableSpan - 1));
+                ulong to = Math.Min(end, v.End);
+                for (ulong region = from; region < to; region += PageTable.PteTableSpan)
                 {
-                    long table = _pageTable.DetachPteTable(region);
-                    if (table >= 0)
+                    if (_index.FirstOverlap(region, region + PageTable.PteTableSpan) == null)
                     {
-                        (detached ??= []).Add(table);
+                        long table = _pageTable.DetachPteTable(region);
+                        if (table >= 0)
+                        {
+                            (detached ??= []).Add(table);
+                        }
                     }
+
+                    nextRegion = region + PageTable.PteTableSpan;
                 }
             }
 
@@ -285,6 +302,14 @@ public sealed unsafe partial class AddressSpace : IDisposable
             foreach (Vma v in old)
             {
                 EndChangeAndRetire(v);
+            }
+
+            // The hole is free again: let the next top-down placement find it (Linux searches for the highest gap
+            // below mmap_base; without this, map/unmap loops march down the address space and every step needs new
+            // upper-level page tables, which are never freed).
+            if (zapEnd <= MmapBase && zapEnd > _mmapHint)
+            {
+                _mmapHint = zapEnd;
             }
         }
         finally

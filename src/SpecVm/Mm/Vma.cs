@@ -127,6 +127,9 @@ public sealed class Vma
         }
     }
 
+    /// <summary>True while the VMA sits poisoned in the slab (read without counting a poisoned read; for checkers).</summary>
+    internal bool IsPoisoned => Volatile.Read(ref _poisoned) != 0;
+
     /// <summary>True if <paramref name="address"/> lies in this VMA.</summary>
     /// <param name="address">A user address.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

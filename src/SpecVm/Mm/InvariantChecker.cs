@@ -1,0 +1,366 @@
+using SpecVm.Memory;
+using SpecVm.Paging;
+using SpecVm.Smp;
+
+namespace SpecVm.Mm;
+
+/// <summary>
+/// Checks the invariants a quiescent machine must satisfy: every frame accounted for, every present PTE inside a VMA
+/// with permissions no wider than the VMA's, anonymous frames mapped exactly once, page-cache map counts matching the
+/// PTEs, a sane VMA index, and no retired VMA read after its grace period.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Call it only when no CPU runs in the address spaces checked (between test phases, after the workers have
+/// returned): it walks page tables and reads frame metadata without locks, so a concurrent fault or unmap would
+/// show up as a false violation (a frame in <see cref="FrameState.Preparing"/>, a PTL held).
+/// </para>
+/// <para>
+/// The frame balance is machine-wide: the census of frame states is compared with what the given address spaces map
+/// and the given files cache, so pass every live address space and every live file of the machine. The overloads
+/// taking one <see cref="AddressSpace"/> assume it is the machine's only one.
+/// </para>
+/// <para>
+/// Each method returns the violations it found as readable sentences (empty when all holds); <see cref="Check(AddressSpace, SimFile[])"/>
+/// throws an <see cref="InvariantViolationException"/> listing all of them.
+/// </para>
+/// </remarks>
+public static class InvariantChecker
+{
+    /// <summary>Violations reported per check before the rest are summarised (a broken run can have millions).</summary>
+    private const int MaxReportsPerCheck = 20;
+
+    /// <summary>Every violation of <paramref name="mm"/>, the machine's only address space, with these files.</summary>
+    /// <param name="mm">The address space (the only live one on its machine).</param>
+    /// <param name="files">Every live file on the machine.</param>
+    public static IReadOnlyList<string> FindViolations(AddressSpace mm, params SimFile[] files)
+    {
+        ArgumentNullException.ThrowIfNull(mm);
+        return FindViolations(mm.Machine, [mm], files);
+    }
+
+    /// <summary>Every violation on <paramref name="machine"/>, given all its live address spaces and files.</summary>
+    /// <param name="machine">The machine.</param>
+    /// <param name="spaces">Every live address space of the machine.</param>
+    /// <param name="files">Every live file of the machine.</param>
+    public static IReadOnlyList<string> FindViolations(Machine machine, IReadOnlyList<AddressSpace> spaces, IReadOnlyList<SimFile> files)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(spaces);
+        ArgumentNullException.ThrowIfNull(files);
+        var violations = new List<string>();
+        foreach (AddressSpace mm in spaces)
+        {
+            violations.AddRange(CheckVmas(mm));
+            violations.AddRange(CheckPtes(mm));
+            violations.AddRange(CheckRetiredVmas(mm));
+        }
+
+        violations.AddRange(CheckFrames(machine, spaces, files));
+        return violations;
+    }
+
+    /// <summary>Throws <see cref="InvariantViolationException"/> if <see cref="FindViolations(AddressSpace, SimFile[])"/> finds anything.</summary>
+    /// <param name="mm">The address space (the only live one on its machine).</param>
+    /// <param name="files">Every live file on the machine.</param>
+    public static void Check(AddressSpace mm, params SimFile[] files) => ThrowIfAny(FindViolations(mm, files));
+
+    /// <summary>Throws <see cref="InvariantViolationException"/> if <see cref="FindViolations(Machine, IReadOnlyList{AddressSpace}, IReadOnlyList{SimFile})"/> finds anything.</summary>
+    /// <param name="machine">The machine.</param>
+    /// <param name="spaces">Every live address space of the machine.</param>
+    /// <param name="files">Every live file of the machine.</param>
+    public static void Check(Machine machine, IReadOnlyList<AddressSpace> spaces, IReadOnlyList<SimFile> files) =>
+        ThrowIfAny(FindViolations(machine, spaces, files));
+
+    /// <summary>The VMA index: sorted, non-overlapping, page aligned, in user space, attached, unpoisoned, sequence counts even.</summary>
+    /// <param name="mm">The address space.</param>
+    public static IReadOnlyList<string> CheckVmas(AddressSpace mm)
+    {
+        ArgumentNullException.ThrowIfNull(mm);
+        var violations = new List<string>();
+        ulong previousEnd = 0;
+        foreach (Vma v in mm.Vmas.Snapshot())
+        {
+            if (v.IsPoisoned)
+            {
+                Add(violations, $"The VMA index holds a poisoned (freed) VMA.");
+                continue;
+            }
+
+            if (v.IsDetached)
+            {
+                Add(violations, $"The VMA index holds a detached VMA: {v}.");
+            }
+
+            if (!ReferenceEquals(v.AddressSpace, mm))
+            {
+                Add(violations, $"{v} belongs to another address space.");
+            }
+
+            if ((v.Start & 0xFFF) != 0 || (v.End & 0xFFF) != 0 || v.Start >= v.End || v.Start < AddressSpace.MinAddress || v.End > PageTable.UserTop)
+            {
+                Add(violations, $"{v} has a bad range.");
+            }
+
+            if (v.Start < previousEnd)
+            {
+                Add(violations, $"{v} overlaps or is out of order with the VMA before it (which ends at 0x{previousEnd:x}).");
+            }
+
+            if ((v.Seq.Current & 1) != 0)
+            {
+                Add(violations, $"{v} has an odd sequence count {v.Seq.Current}: a writer left it open.");
+            }
+
+            if (v.Kind != MappingKind.Anonymous && (v.File == null || v.FilePageOffset < 0 || v.FilePageOf(v.End - 1) >= v.File.Pages))
+            {
+                Add(violations, $"{v} maps outside its file.");
+            }
+
+            previousEnd = Math.Max(previousEnd, v.End);
+        }
+
+        return violations;
+    }
+
+    /// <summary>
+    /// Every present PTE lies inside a VMA, with permissions no wider than it allows (writable only with
+    /// <see cref="Protection.Write"/>, and in a private file mapping only for a private copy; user-accessible only if the
+    /// protection is not <see cref="Protection.None"/>), and maps a frame of the right kind (anonymous frames for
+    /// anonymous VMAs, the file's own page for shared ones).
+    /// </summary>
+    /// <param name="mm">The address space.</param>
+    public static IReadOnlyList<string> CheckPtes(AddressSpace mm)
+    {
+        ArgumentNullException.ThrowIfNull(mm);
+        var violations = new List<string>();
+        PhysicalMemory memory = mm.Machine.Memory;
+        IReadOnlyList<Vma> vmas = mm.Vmas.Snapshot();
+        mm.PageTable.ForEachPresent((va, pte) =>
+        {
+            Vma? vma = FindIn(vmas, va);
+            if (vma == null)
+            {
+                Add(violations, $"PTE at 0x{va:x} ({pte}) lies outside every VMA.");
+                return;
+            }
+
+            if ((ulong)pte.Pfn >= (ulong)memory.FrameCount || pte.Pfn == 0)
+            {
+                Add(violations, $"PTE at 0x{va:x} ({pte}) maps a frame that does not exist.");
+                return;
+            }
+
+            ref PageFrame frame = ref memory.Frame(pte.Pfn);
+            FrameState state = frame.ReadState();
+            Protection p = vma.Protection;
+            if (pte.IsWritable && (p & Protection.Write) == 0)
+            {
+                Add(violations, $"PTE at 0x{va:x} ({pte}) is writable but {vma} does not allow writes.");
+            }
+
+            if (pte.IsUser && p == Protection.None)
+            {
+                Add(violations, $"PTE at 0x{va:x} ({pte}) is user-accessible but {vma} is PROT_NONE.");
+            }
+
+            switch (state)
+            {
+                case FrameState.Anonymous:
+                    if (vma.Kind == MappingKind.SharedFile)
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps an anonymous frame in shared file {vma}.");
+                    }
+
+                    break;
+                case FrameState.PageCache:
+                    if (vma.Kind == MappingKind.Anonymous)
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps a page-cache frame in anonymous {vma}.");
+                    }
+                    else if (frame.Owner != vma.File!.Id || frame.Index != vma.FilePageOf(va))
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps page {frame.Index} of file {frame.Owner}, but {vma} maps page {vma.FilePageOf(va)} of file {vma.File.Id} there.");
+                    }
+                    else if (pte.IsWritable && vma.Kind == MappingKind.PrivateFile)
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps the page-cache page writable in private {vma}: writes would reach the file.");
+                    }
+
+                    break;
+                default:
+                    Add(violations, $"PTE at 0x{va:x} ({pte}) maps a frame in state {state} (use after free or a half-made fault).");
+                    break;
+            }
+        });
+        return violations;
+    }
+
+    /// <summary>No retired VMA was read after its grace period (<see cref="VmaSlab.PoisonedReads"/> is zero).</summary>
+    /// <param name="mm">The address space.</param>
+    public static IReadOnlyList<string> CheckRetiredVmas(AddressSpace mm)
+    {
+        ArgumentNullException.ThrowIfNull(mm);
+        long reads = mm.Slab.PoisonedReads;
+        return reads == 0
+            ? []
+            : [$"{reads} read(s) of a retired VMA after it went back to the slab: a lockless reader outlived the grace period."];
+    }
+
+    /// <summary>
+    /// Frames balance: the census adds up, none awaits a flush or is half prepared, the free count matches the
+    /// allocator's lists, page tables match what the address spaces own, every anonymous frame is mapped by exactly one
+    /// PTE with map count 1, every page-cache frame's map count matches its PTEs, and the files cache every page-cache frame.
+    /// </summary>
+    /// <param name="machine">The machine.</param>
+    /// <param name="spaces">Every live address space of the machine.</param>
+    /// <param name="files">Every live file of the machine.</param>
+    public static IReadOnlyList<string> CheckFrames(Machine machine, IReadOnlyList<AddressSpace> spaces, IReadOnlyList<SimFile> files)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(spaces);
+        ArgumentNullException.ThrowIfNull(files);
+        var violations = new List<string>();
+        PhysicalMemory memory = machine.Memory;
+        FrameCensus census = memory.Census();
+        if (census.Total != memory.FrameCount)
+        {
+            Add(violations, $"The census counts {census.Total} frames, but memory has {memory.FrameCount} ({census}).");
+        }
+
+        if (census.AwaitingFlush != 0)
+        {
+            Add(violations, $"{census.AwaitingFlush} frame(s) still await a TLB flush while quiescent ({census}).");
+        }
+
+        if (census.Preparing != 0)
+        {
+            Add(violations, $"{census.Preparing} frame(s) are still being prepared while quiescent: a fault lost them ({census}).");
+        }
+
+        long listed = machine.Frames.FreeFrames;
+        if (census.Free != listed)
+        {
+            Add(violations, $"{census.Free} frames are marked free but the allocator lists {listed} ({census}).");
+        }
+
+        // Frame 0 is reserved and carries the page-table state; each address space owns its table pages.
+        long tables = 1;
+        foreach (AddressSpace mm in spaces)
+        {
+            tables += mm.PageTable.TablePages;
+        }
+
+        if (census.PageTables != tables)
+        {
+            Add(violations, $"{census.PageTables} frames are page tables, but the address spaces own {tables - 1} (+1 reserved): {(census.PageTables > tables ? "a table leaked" : "a table was freed and is still counted")}.");
+        }
+
+        long cached = 0;
+        foreach (SimFile f in files)
+        {
+            cached += f.CachedPages;
+        }
+
+        if (census.PageCache != cached)
+        {
+            Add(violations, $"{census.PageCache} frames are page cache, but the files cache {cached}.");
+        }
+
+        // How many PTEs map each frame.
+        var mappers = new Dictionary<long, int>();
+        foreach (AddressSpace mm in spaces)
+        {
+            mm.PageTable.ForEachPresent((_, pte) => mappers[pte.Pfn] = mappers.GetValueOrDefault(pte.Pfn) + 1);
+        }
+
+        for (long pfn = 1; pfn < memory.FrameCount; pfn++)
+        {
+            ref PageFrame frame = ref memory.Frame(pfn);
+            int ptes = mappers.GetValueOrDefault(pfn);
+            switch (frame.ReadState())
+            {
+                case FrameState.Anonymous:
+                    if (ptes != 1 || frame.MapCount != 1)
+                    {
+                        Add(violations, ptes == 0
+                            ? $"Anonymous frame {pfn} is mapped by no PTE (map count {frame.MapCount}): it leaked."
+                            : $"Anonymous frame {pfn} is mapped by {ptes} PTE(s) with map count {frame.MapCount}; both must be 1.");
+                    }
+
+                    break;
+                case FrameState.PageCache:
+                    if (frame.MapCount != ptes)
+                    {
+                        Add(violations, $"Page-cache frame {pfn} (file {frame.Owner} page {frame.Index}) has map count {frame.MapCount} but {ptes} PTE(s) map it.");
+                    }
+
+                    break;
+                case FrameState.PageTable:
+                    if (frame.Ptl.IsLocked)
+                    {
+                        Add(violations, $"The PTL of page-table frame {pfn} is held by CPU {frame.Ptl.Owner} while quiescent.");
+                    }
+
+                    break;
+            }
+        }
+
+        return violations;
+    }
+
+    private static Vma? FindIn(IReadOnlyList<Vma> vmas, ulong va)
+    {
+        int lo = 0;
+        int hi = vmas.Count;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            Vma v = vmas[mid];
+            if (v.IsPoisoned || v.Start <= va)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        Vma? found = lo > 0 ? vmas[lo - 1] : null;
+        return found != null && !found.IsPoisoned && va < found.End ? found : null;
+    }
+
+    private static void Add(List<string> violations, string violation)
+    {
+        if (violations.Count < MaxReportsPerCheck)
+        {
+            violations.Add(violation);
+        }
+        else if (violations.Count == MaxReportsPerCheck)
+        {
+            violations.Add("... and more (only the first few are listed).");
+        }
+    }
+
+    private static void ThrowIfAny(IReadOnlyList<string> violations)
+    {
+        if (violations.Count > 0)
+        {
+            throw new InvariantViolationException(violations);
+        }
+    }
+}
+
+/// <summary>The machine broke an invariant (thrown by <see cref="InvariantChecker.Check(AddressSpace, SimFile[])"/>).</summary>
+public sealed class InvariantViolationException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="violations">What was found, one sentence each.</param>
+    public InvariantViolationException(IReadOnlyList<string> violations)
+        : base($"{violations.Count} invariant violation(s):{Environment.NewLine}  " + string.Join(Environment.NewLine + "  ", violations)) =>
+        Violations = violations;
+
+    /// <summary>The violations, one sentence each.</summary>
+    public IReadOnlyList<string> Violations { get; }
+}

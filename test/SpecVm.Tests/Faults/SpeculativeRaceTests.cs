@@ -1,0 +1,173 @@
+using SpecVm.Faults;
+using SpecVm.Mm;
+using SpecVm.Smp;
+using SpecVm.Tests.Mm;
+using Xunit.Abstractions;
+
+namespace SpecVm.Tests.Faults;
+
+/// <summary>
+/// The races the speculative fault's validation exists for, made to happen every time: CPU 1 is parked inside a
+/// speculative fault (VMA looked up, sequence count read, no lock held) while CPU 0 unmaps or write-protects the page,
+/// then CPU 1 goes on. The correct strategy notices under the PTL and falls back; the planted bugs are caught by the
+/// oracle and the invariant checker, which is what proves those checks can fail.
+/// </summary>
+[Collection(MachineCollection.Name)]
+public sealed class SpeculativeRaceTests(ITestOutputHelper output)
+{
+    private const ulong Page = 4096;
+
+    /// <summary>A 2 MiB-aligned base: both pages below share one PTE table.</summary>
+    private const ulong Base = 0x6000_0000;
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AFaultRacingUnmapNeverLeavesAPteOutsideEveryVma(bool plantSkipSeqRecheck)
+    {
+        Race(new SpeculativeStrategy { PlantSkipSeqRecheck = plantSkipSeqRecheck }, (cpu, mm) => mm.Unmap(cpu, Base + Page, Page), out AccessResult result, out IReadOnlyList<string> violations, out long poisoned);
+        if (plantSkipSeqRecheck)
+        {
+            // Caught twice: the write to an unmapped page succeeded (the oracle says SIGSEGV), and the checker finds the PTE.
+            Assert.Equal(AccessResult.Ok, result);
+            Assert.Contains(violations, v => v.Contains("outside every VMA", StringComparison.Ordinal));
+        }
+        else
+        {
+            Assert.Equal(AccessResult.SegmentationFault, result);
+            Assert.Empty(violations);
+        }
+
+        Assert.Equal(0, poisoned);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AFaultRacingProtectNeverInstallsAWritablePteInAReadOnlyVma(bool plantSkipSeqRecheck)
+    {
+        Race(new SpeculativeStrategy { PlantSkipSeqRecheck = plantSkipSeqRecheck }, (cpu, mm) => mm.Protect(cpu, Base + Page, Page, Protection.Read), out AccessResult result, out IReadOnlyList<string> violations, out _);
+        if (plantSkipSeqRecheck)
+        {
+            Assert.Equal(AccessResult.Ok, result);
+            Assert.Contains(violations, v => v.Contains("does not allow writes", StringComparison.Ordinal));
+        }
+        else
+        {
+            Assert.Equal(AccessResult.SegmentationFault, result);
+            Assert.Empty(violations);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AVmaRetiredUnderASpeculativeFaultIsNotFreedBeforeItsGracePeriod(bool plantSkipGracePeriod)
+    {
+        Race(new SpeculativeStrategy(), (cpu, mm) =>
+        {
+            mm.Slab.PlantSkipGracePeriod = plantSkipGracePeriod;
+            mm.Unmap(cpu, Base + Page, Page);
+            mm.Slab.PlantSkipGracePeriod = false;
+        }, out AccessResult result, out IReadOnlyList<string> violations, out long poisoned);
+
+        // Either way the fault's sequence recheck saves the address space; only the freed VMA's fields were read.
+        Assert.Equal(AccessResult.SegmentationFault, result);
+        if (plantSkipGracePeriod)
+        {
+            Assert.True(poisoned > 0);
+            Assert.Contains(violations, v => v.Contains("retired VMA", StringComparison.Ordinal));
+        }
+        else
+        {
+            Assert.Equal(0, poisoned);
+            Assert.Empty(violations);
+        }
+    }
+
+    /// <summary>
+    /// CPU 0 faults the same page in while CPU 1's speculative fault is parked: CPU 1 then finds the PTE present and
+    /// usable, and simply retries its access, as Linux does; it used to count an "unsupported" abort and fall back
+    /// to the mmap lock, which under-reported speculative success whenever CPUs fault the same pages.
+    /// </summary>
+    [Fact]
+    public void AFaultThatLosesTheInstallRaceRetriesWithoutFallingBackToTheMmapLock()
+    {
+        using Machine machine = TestMachines.Create(2, 16);
+        using var mm = new AddressSpace(machine, new SpeculativeStrategy());
+        machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, fixedAddress: Base));
+        machine.Run(1, cpu => mm.Write(cpu, Base, 1UL));
+
+        // CPU 0 needs one frame while the pool is closed: leave one in its own cache.
+        machine.Run(0, cpu => machine.Frames.Free(cpu.Id, machine.Frames.Allocate(cpu.Id, Memory.FrameState.Preparing)));
+        Cpu cpu1 = machine.Cpu(1);
+        long attempts = cpu1.Read(CpuCounter.SpecAttempts);
+        CounterSnapshot before = machine.Snapshot();
+        Task fault;
+        using (var gate = ParkedFault.Arm(machine, 1))
+        {
+            fault = machine.RunAsync(1, cpu => mm.Write(cpu, Base + Page + 8, 2UL));
+            gate.WaitUntilParked(CpuCounter.SpecAttempts, attempts, fault);
+            Assert.True(machine.RunAsync(0, cpu => mm.Write(cpu, Base + Page, 3UL)).Wait(TimeSpan.FromSeconds(5)), "CPU 0's fault did not finish while CPU 1 was parked.");
+        }
+
+        fault.GetAwaiter().GetResult();
+        CounterSnapshot c = machine.Snapshot().Minus(before);
+        output.WriteLine($"raced {c[CpuCounter.FaultRaced]}, fallbacks {c[CpuCounter.SpecFallbacks]}, unsupported {c[CpuCounter.SpecAbortUnsupported]}");
+        Assert.Equal(0, c[CpuCounter.SpecFallbacks]);
+        Assert.Equal(1, c[CpuCounter.FaultRaced]);
+        machine.Run(1, cpu =>
+        {
+            Assert.Equal(3UL, mm.Read<ulong>(cpu, Base + Page));
+            Assert.Equal(2UL, mm.Read<ulong>(cpu, Base + Page + 8));
+        });
+        TestMachines.AssertNoViolations(mm);
+    }
+
+    /// <summary>
+    /// Maps two pages at <see cref="Base"/>, lets CPU 1 touch the first (page tables exist, CPU 1 in the CPU mask),
+    /// parks CPU 1 in a write fault on the second, runs <paramref name="change"/> on CPU 0, lets CPU 1 finish, and
+    /// reports the write's result, the checker's violations and the poisoned VMA reads.
+    /// </summary>
+    private void Race(SpeculativeStrategy strategy, Action<Cpu, AddressSpace> change, out AccessResult result, out IReadOnlyList<string> violations, out long poisoned)
+    {
+        output.WriteLine($"strategy {strategy.Name}, plant skip-seq-recheck {strategy.PlantSkipSeqRecheck}");
+        using Machine machine = TestMachines.Create(2, 16);
+        using var mm = new AddressSpace(machine, strategy);
+        machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, fixedAddress: Base));
+        machine.Run(1, cpu => mm.Write(cpu, Base, 1UL));
+        Cpu cpu1 = machine.Cpu(1);
+        long attempts = cpu1.Read(CpuCounter.SpecAttempts);
+        long fallbacks = cpu1.Read(CpuCounter.SpecFallbacks);
+        Task<AccessResult> fault;
+        using (var gate = ParkedFault.Arm(machine, 1))
+        {
+            fault = RunAsync(machine, 1, cpu => mm.TryWrite(cpu, Base + Page, 0xBADUL));
+            gate.WaitUntilParked(CpuCounter.SpecAttempts, attempts, fault);
+            Assert.Equal(fallbacks, cpu1.Read(CpuCounter.SpecFallbacks)); // Parked on the speculative path itself.
+            Task changed = machine.RunAsync(0, cpu => change(cpu, mm));
+            Assert.True(changed.Wait(TimeSpan.FromSeconds(5)), "CPU 0's change did not finish while CPU 1 was parked.");
+            changed.GetAwaiter().GetResult();
+        }
+
+        result = fault.GetAwaiter().GetResult();
+        violations = InvariantChecker.FindViolations(mm);
+        poisoned = mm.Slab.PoisonedReads;
+        CounterSnapshot c = machine.Snapshot();
+        output.WriteLine($"write result {result}; speculative success {c[CpuCounter.SpecSuccess]}, seq-changed aborts {c[CpuCounter.SpecAbortSeqChanged]}, poisoned reads {poisoned}");
+        foreach (string v in violations)
+        {
+            output.WriteLine($"violation: {v}");
+        }
+    }
+
+    private static Task<T> RunAsync<T>(Machine machine, int cpu, Func<Cpu, T> work)
+    {
+        T value = default!;
+        return machine.RunAsync(cpu, c => value = work(c)).ContinueWith(t =>
+        {
+            t.GetAwaiter().GetResult();
+            return value;
+        }, TaskScheduler.Default);
+    }
+}
