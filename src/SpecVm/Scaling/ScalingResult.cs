@@ -20,7 +20,8 @@ public sealed class ScalingResult
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    /// <summary>The schema version of this document.</summary>
+    /// <summary>The schema version of this document (required in JSON).</summary>
+    [JsonRequired]
     public int SchemaVersion { get; set; } = CurrentSchemaVersion;
 
     /// <summary>When the experiment finished (UTC).</summary>
