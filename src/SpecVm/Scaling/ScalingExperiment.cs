@@ -172,6 +172,12 @@ public sealed class ScalingExperiment
             MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
             AllowOversubscription = true,
         });
+        if (!workload.IsNative)
+        {
+            // The OS commits the arena lazily; commit it now so warm-up and window do not pay the host's first touches.
+            machine.Memory.Prefault();
+        }
+
         workload.Setup(machine, strategy, threads);
         var state = new RunState(cpus);
         var tasks = new Task[cpus];

@@ -7,6 +7,9 @@ namespace SpecVm.Smp;
 /// <summary>The TLB side of a CPU: loading an address space, serving flush IPIs, and initiating shootdowns.</summary>
 public sealed unsafe partial class Cpu
 {
+    /// <summary>Spins waiting for shootdown acks between yields when CPUs outnumber cores (about 10 µs of pause loops).</summary>
+    private const int AckSpinsBeforeYield = 256;
+
     private TlbContext? _loaded;
     private long _loadedGeneration;
     private readonly FlushRequest _request;
@@ -139,6 +142,10 @@ public sealed unsafe partial class Cpu
         Count(CpuCounter.IpisSent, BitOperations.PopCount(targets));
 
         // Wait for every ack, serving IPIs sent to us meanwhile (two CPUs shooting each other down both finish).
+        // With more CPUs than cores a target may share our core: spinning would keep it off the core for a whole time
+        // slice (milliseconds), so every AckSpinsBeforeYield spins we yield the core (a real CPU never needs to).
+        bool timeShared = _machine.CpuCount > Affinity.AllowedCores.Count;
+        int spins = 0;
         while (targets != 0)
         {
             ulong waiting = targets;
@@ -160,6 +167,10 @@ public sealed unsafe partial class Cpu
             {
                 CpuRelax.Pause();
                 Poll();
+                if (timeShared && ++spins % AckSpinsBeforeYield == 0)
+                {
+                    Thread.Yield();
+                }
             }
         }
     }

@@ -12,7 +12,8 @@ namespace SpecVm.Workloads;
 /// <remarks>
 /// <para>
 /// <b>Loaders.</b> The measured tasks, one per CPU 0..N-1. The region is one anonymous VMA of
-/// <c>N × SliceBytes</c> mapped at setup; loader i owns slice i and writes one word per page of it. A loader that has
+/// <c>N × SliceBytes</c> mapped at setup, between two PROT_NONE guard pages that keep the writer's mappings from merging
+/// into it; loader i owns slice i and writes one word per page of it. A loader that has
 /// faulted its whole slice in drops it with <see cref="AddressSpace.DontNeed"/> (madvise, mmap lock for read) and starts
 /// again, so every touch is a fault. One operation is one page faulted in.
 /// </para>
@@ -104,7 +105,16 @@ public sealed class DatabaseLoad : Workload
         ArgumentNullException.ThrowIfNull(strategy);
         var mm = new AddressSpace(machine, strategy);
         _mm = mm;
-        _region = machine.Run(0, cpu => mm.Map(cpu, (ulong)(SliceBytes * threads), Protection.ReadWrite));
+        ulong length = (ulong)(SliceBytes * threads) + (2 * Page);
+        _region = machine.Run(0, cpu =>
+        {
+            // Guard pages (PROT_NONE) at both ends: without them the writer's small mappings, placed next to the region,
+            // would merge into the loaders' VMA (vma_merge) and every writer operation would change the loaders' VMA.
+            ulong a = mm.Map(cpu, length, Protection.ReadWrite);
+            mm.Protect(cpu, a, Page, Protection.None);
+            mm.Protect(cpu, a + length - Page, Page, Protection.None);
+            return a + Page;
+        });
         _slots = new TaskSlot[threads];
         for (int i = 0; i < threads; i++)
         {

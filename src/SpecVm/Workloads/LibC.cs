@@ -35,6 +35,15 @@ internal static unsafe partial class LibC
         }
     }
 
+    /// <summary>mprotect(PROT_NONE) or throws.</summary>
+    public static void ProtectNoneOrThrow(byte* p, nuint length)
+    {
+        if (Mprotect(p, length, 0) != 0)
+        {
+            throw new Win32Exception(Marshal.GetLastPInvokeError(), "mprotect failed");
+        }
+    }
+
     /// <summary>madvise(MADV_DONTNEED) or throws.</summary>
     public static void DontNeedOrThrow(byte* p, nuint length)
     {
@@ -68,6 +77,9 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
     public static partial int Munmap(void* addr, nuint length);
+
+    [LibraryImport("libc", EntryPoint = "mprotect", SetLastError = true)]
+    public static partial int Mprotect(void* addr, nuint length, int prot);
 
     [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
     public static partial int Madvise(void* addr, nuint length, int advice);

@@ -62,12 +62,15 @@ public sealed unsafe class NativeDatabaseLoad : Workload
             throw new PlatformNotSupportedException("Native workloads run on Linux only.");
         }
 
-        _regionBytes = (nuint)(SliceBytes * threads);
+        // Guard pages at both ends, as in the model, keep the writer's mappings out of the loaders' VMA.
+        _regionBytes = (nuint)(SliceBytes * threads) + (2 * Page);
         _region = LibC.MapOrThrow(_regionBytes, LibC.MapPrivate | LibC.MapAnonymous, -1);
+        LibC.ProtectNoneOrThrow(_region, Page);
+        LibC.ProtectNoneOrThrow(_region + _regionBytes - Page, Page);
         _slots = new TaskSlot[threads];
         for (int i = 0; i < threads; i++)
         {
-            _slots[i].Handle = (nint)(_region + (SliceBytes * i));
+            _slots[i].Handle = (nint)(_region + Page + (SliceBytes * i));
         }
 
         _writer = new TaskSlot[1];
