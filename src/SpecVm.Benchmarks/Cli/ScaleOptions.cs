@@ -74,7 +74,7 @@ internal sealed class ScaleOptions
         _sliceMib = new Option<long>("--slice-mib")
         {
             Description = "database-load bytes per loader, MiB.",
-            DefaultValueFactory = _ => 256,
+            DefaultValueFactory = _ => DatabaseLoad.DefaultSliceBytes >> 20,
         },
         _writerRate = new Option<double>("--writer-rate")
         {
