@@ -13,7 +13,7 @@ internal static class CsvReport
     public static string Build(ScalingResult r)
     {
         var sb = new StringBuilder();
-        sb.Append("workload,strategy,threads,native,unit,ops_per_s,ops_per_s_stddev,repeats,per_thread_ops_per_s,background_ops_per_s,");
+        sb.Append("workload,strategy,threads,native,unit,ops_per_s,ops_per_s_stddev,ops_per_s_median,repeats,per_thread_ops_per_s,background_ops_per_s,");
         sb.Append("spec_attempts,spec_success_rate,");
         sb.Append(string.Join(",", AbortKeys.Select(k => "abort_" + k.Replace('-', '_'))));
         sb.Append(',');
@@ -24,7 +24,7 @@ internal static class CsvReport
             var f = new List<string>
             {
                 p.Workload, p.Strategy, I(p.Threads), p.Native ? "true" : "false", Quote(p.OperationUnit),
-                D(p.OpsPerSecond), D(p.OpsPerSecondStdDev), I(p.RepeatOpsPerSecond.Count),
+                D(p.OpsPerSecond), D(p.OpsPerSecondStdDev), D(p.OpsPerSecondMedian), I(p.RepeatOpsPerSecond.Count),
                 string.Join(";", p.PerThreadOpsPerSecond.Select(D)), D(p.BackgroundOpsPerSecond),
                 I(p.SpeculativeAttempts), p.SpeculativeSuccessRate is double s ? D(s) : string.Empty,
             };

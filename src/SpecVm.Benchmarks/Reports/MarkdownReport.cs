@@ -145,8 +145,8 @@ internal static class MarkdownReport
         sb.AppendLine("Speculative success = successes / attempts; aborts fall back to the mmap lock. Per-VMA lock: success/abort/retry/miss. "
             + "mmap wait: ms waited for the mmap lock per second (all CPUs). Write held: share of time the mmap lock was held for write.");
         sb.AppendLine();
-        sb.AppendLine("| workload | strategy | threads | per-thread ops/s | spec success | top aborts | per-VMA lock | mmap wait ms/s | write held | IPIs/s | TLB hit | frames/s | writer ops/s |");
-        sb.AppendLine("|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| workload | strategy | threads | median ops/s | per-thread ops/s | spec success | top aborts | per-VMA lock | mmap wait ms/s | write held | IPIs/s | TLB hit | frames/s | writer ops/s |");
+        sb.AppendLine("|---|---|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|");
         foreach (ScalingPoint p in r.Points)
         {
             string perThread = string.Join(" / ", p.PerThreadOpsPerSecond.Select(x => x.ToString("N0", Inv)));
@@ -159,7 +159,7 @@ internal static class MarkdownReport
             string mmapWait = p.Native ? "–" : p.MmapLockWaitMsPerSecond.ToString("0.0", Inv);
             string ipis = p.Native ? "–" : p.IpisPerSecond.ToString("N0", Inv);
             string frames = p.Native ? "–" : p.FramesAllocatedPerSecond.ToString("N0", Inv);
-            sb.AppendLine(Inv, $"| {p.Workload} | {p.Strategy} | {p.Threads} | {perThread} | {success} | {(aborts.Length == 0 ? "–" : aborts)} | {vma} | {mmapWait} | {Share(p, "mmapWriteHeldShare")} | {ipis} | {tlb} | {frames} | {bg} |");
+            sb.AppendLine(Inv, $"| {p.Workload} | {p.Strategy} | {p.Threads} | {p.OpsPerSecondMedian.ToString("N0", Inv)} | {perThread} | {success} | {(aborts.Length == 0 ? "–" : aborts)} | {vma} | {mmapWait} | {Share(p, "mmapWriteHeldShare")} | {ipis} | {tlb} | {frames} | {bg} |");
         }
 
         sb.AppendLine();

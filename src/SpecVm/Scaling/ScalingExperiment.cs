@@ -12,9 +12,10 @@ namespace SpecVm.Scaling;
 /// </summary>
 /// <remarks>
 /// Each run builds a fresh <see cref="Machine"/> (CPUs pinned to cores), sets the workload up, starts every task on its
-/// CPU behind the same start, lets it warm up, then measures a fixed window: operations and counters are read at the
+/// CPU, lets it warm up, then measures a fixed window: operations and counters are read at the
 /// window's two edges while the tasks keep running, so start-up and shut-down are never measured. Native workloads
-/// run once per thread count, under strategy "native".
+/// run once per thread count, under strategy "native". Repeats are interleaved: every point runs once, then every
+/// point again, so slow spells of a shared host spread over all points.
 /// </remarks>
 public sealed class ScalingExperiment
 {
@@ -97,29 +98,35 @@ public sealed class ScalingExperiment
         List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
         int total = plan.Count * _options.Repeats;
         int done = 0;
-        foreach (var (w, s, n) in plan)
+        var runs = new List<RunMeasurement>[plan.Count];
+        for (int i = 0; i < plan.Count; i++)
         {
-            string label = $"{w.Name} / {s?.Name ?? NativeStrategy} / {n} thread{(n == 1 ? string.Empty : "s")}";
-            var runs = new List<RunMeasurement>();
-            for (int r = 0; r < _options.Repeats; r++)
-            {
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
+            runs[i] = [];
+        }
 
-                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}, run {r + 1}/{_options.Repeats}"));
-                runs.Add(RunOnce(w, s, n));
+        // Repeats are interleaved (every point once, then every point again) so that a slow spell of a shared host
+        // spreads over all points instead of landing on whichever strategy happened to run then.
+        for (int r = 0; r < _options.Repeats && !cancellationToken.IsCancellationRequested; r++)
+        {
+            for (int i = 0; i < plan.Count && !cancellationToken.IsCancellationRequested; i++)
+            {
+                var (w, s, n) = plan[i];
+                string label = $"{w.Name} / {s?.Name ?? NativeStrategy} / {n} thread{(n == 1 ? string.Empty : "s")}, run {r + 1}/{_options.Repeats}";
+                _options.Progress?.Report(new ScalingProgress(done, total, label));
+                RunMeasurement m = RunOnce(w, s, n);
+                runs[i].Add(m);
                 done++;
-                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}, run {r + 1}/{_options.Repeats}: {runs[^1].OpsPerSecond:N0} ops/s"));
+                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}: {m.OpsPerSecond:N0} ops/s"));
             }
+        }
 
-            if (runs.Count == 0)
+        for (int i = 0; i < plan.Count; i++)
+        {
+            if (runs[i].Count > 0)
             {
-                break;
+                var (w, s, n) = plan[i];
+                result.Points.Add(Aggregate(w, s, n, runs[i]));
             }
-
-            result.Points.Add(Aggregate(w, s, n, runs));
         }
 
         result.Usl = FitAll(result.Points);
@@ -310,6 +317,7 @@ public sealed class ScalingExperiment
             OperationUnit = w.OperationUnit,
             OpsPerSecond = mean,
             OpsPerSecondStdDev = sd,
+            OpsPerSecondMedian = Median(totals),
             RepeatOpsPerSecond = totals.ToList(),
             PerThreadOpsPerSecond = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList(),
             BackgroundOpsPerSecond = runs.Average(r => r.BackgroundOpsPerSecond),
@@ -347,6 +355,13 @@ public sealed class ScalingExperiment
         }
 
         return point;
+    }
+
+    private static double Median(double[] values)
+    {
+        double[] sorted = values.Order().ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     }
 
     private sealed class RunState(int cpus)

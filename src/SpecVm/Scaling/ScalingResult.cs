@@ -135,6 +135,9 @@ public sealed class ScalingPoint
     /// <summary>Sample standard deviation of total operations per second over repeats (0 with one repeat).</summary>
     public double OpsPerSecondStdDev { get; set; }
 
+    /// <summary>Median over repeats of total operations per second (robust to one disturbed repeat).</summary>
+    public double OpsPerSecondMedian { get; set; }
+
     /// <summary>Total operations per second of each repeat.</summary>
     public List<double> RepeatOpsPerSecond { get; set; } = [];
 
