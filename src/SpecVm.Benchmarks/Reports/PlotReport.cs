@@ -56,12 +56,11 @@ internal static class PlotReport
                 ideal.LineColor = color.WithAlpha(0.5);
                 ideal.LinePattern = LinePattern.Dotted;
                 ideal.LineWidth = 1;
-                ideal.LegendText = $"{label} linear";
             }
         }
 
         string unit = series[0].Points[0].OperationUnit;
-        plt.Title($"{family}: throughput vs threads");
+        plt.Title($"{family}: throughput vs threads (dotted: linear from 1 thread)");
         plt.XLabel("threads (CPUs)");
         plt.YLabel($"{unit} per second");
         plt.Axes.SetLimitsX(0.5, maxThreads + 0.5);
@@ -123,49 +122,54 @@ internal static class PlotReport
         var plt = new Plot();
         var bars = new List<Bar>();
         var ticks = new List<Tick>();
+        double top = 0;
         for (int g = 0; g < points.Count; g++)
         {
+            // Aborts per 1,000 attempts, stacked by reason: success is usually above 99%, so shares of attempts
+            // would hide the reasons; the success rate goes in the tick label instead.
             ScalingPoint p = points[g];
             double attempts = p.SpeculativeAttempts;
             double baseValue = 0;
-            double success = p.SpeculativeSuccesses / attempts;
-            bars.Add(new Bar { Position = g, ValueBase = 0, Value = success, FillColor = palette.GetColor(0) });
-            baseValue = success;
             for (int k = 0; k < reasons.Length; k++)
             {
-                double share = p.AbortReasons.GetValueOrDefault(reasons[k]) / attempts;
-                if (share <= 0)
+                double perMille = 1000 * p.AbortReasons.GetValueOrDefault(reasons[k]) / attempts;
+                if (perMille <= 0)
                 {
                     continue;
                 }
 
-                bars.Add(new Bar { Position = g, ValueBase = baseValue, Value = baseValue + share, FillColor = palette.GetColor(k + 1) });
-                baseValue += share;
+                bars.Add(new Bar { Position = g, ValueBase = baseValue, Value = baseValue + perMille, FillColor = palette.GetColor(k) });
+                baseValue += perMille;
             }
 
-            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}T"));
+            top = Math.Max(top, baseValue);
+            string success = (p.SpeculativeSuccesses / attempts).ToString("P1", System.Globalization.CultureInfo.InvariantCulture);
+            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}T\nsuccess {success}"));
         }
 
-        plt.Add.Bars(bars);
-        plt.Legend.ManualItems.Add(new LegendItem { LabelText = "success", FillColor = palette.GetColor(0) });
+        if (bars.Count > 0)
+        {
+            plt.Add.Bars(bars);
+        }
+
         for (int k = 0; k < reasons.Length; k++)
         {
             if (points.Any(p => p.AbortReasons.GetValueOrDefault(reasons[k]) > 0))
             {
-                plt.Legend.ManualItems.Add(new LegendItem { LabelText = reasons[k], FillColor = palette.GetColor(k + 1) });
+                plt.Legend.ManualItems.Add(new LegendItem { LabelText = reasons[k], FillColor = palette.GetColor(k) });
             }
         }
 
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.ToArray());
         plt.Axes.Bottom.TickLabelStyle.FontSize = 10;
         plt.Axes.Bottom.MajorTickStyle.Length = 0;
-        plt.Title("Speculative fault outcomes (share of attempts)");
-        plt.YLabel("share of speculative attempts");
-        plt.Axes.SetLimitsY(0, 1.25);
+        plt.Title("Speculative fault aborts by reason");
+        plt.YLabel("aborts per 1,000 speculative attempts");
+        plt.Axes.SetLimitsY(0, Math.Max(1, top * 1.3));
         plt.Axes.SetLimitsX(-0.6, points.Count - 0.4);
         plt.ShowLegend(Alignment.UpperRight, Orientation.Horizontal);
         int width = Math.Max(Width, 140 * points.Count);
-        return Save(plt, dir, "speculative-outcomes", "Speculative fault outcomes: success and abort reasons", width);
+        return Save(plt, dir, "speculative-outcomes", "Speculative faults: abort reasons (per 1,000 attempts) and success rate", width);
     }
 
     private static PlotFile Save(Plot plt, string dir, string name, string title, int width = Width)
