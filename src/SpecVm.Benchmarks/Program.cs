@@ -45,5 +45,11 @@ internal static class Program
             Console.Error.WriteLine($"error: {e.Message}");
             return ExitCodes.Failed;
         }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("SPECVM_TRACE") != "1")
+        {
+            // Anything else is a bug; one line here, the stack trace with SPECVM_TRACE=1.
+            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {e.Message} (set SPECVM_TRACE=1 for the stack trace)");
+            return ExitCodes.Failed;
+        }
     }
 }

@@ -197,14 +197,14 @@ public sealed class ScalingExperiment
             }
 
             Task all = Task.WhenAll(tasks);
-            all.Wait(_options.Warmup);
+            WaitQuietly(all, _options.Warmup);
             ThrowIfFailed(all);
             CounterSnapshot c0 = machine.Snapshot();
             long frames0 = machine.Frames.Allocated;
             long[] ops0 = state.ReadOps();
             long t0 = Stopwatch.GetTimestamp();
             workload.BeginMeasurement();
-            all.Wait(_options.Duration);
+            WaitQuietly(all, _options.Duration);
             long t1 = Stopwatch.GetTimestamp();
             long[] ops1 = state.ReadOps();
             CounterSnapshot c1 = machine.Snapshot();
@@ -266,6 +266,19 @@ public sealed class ScalingExperiment
                 long n = workload.RunBackgroundBatch(cpu, id - threads);
                 Volatile.Write(ref ops, ops + n);
             }
+        }
+    }
+
+    /// <summary>Waits up to <paramref name="time"/> for <paramref name="task"/>; a fault is left for <see cref="WaitAll"/>.</summary>
+    private static void WaitQuietly(Task task, TimeSpan time)
+    {
+        try
+        {
+            task.Wait(time);
+        }
+        catch (AggregateException)
+        {
+            // Reported by ThrowIfFailed or WaitAll with the failing CPU named.
         }
     }
 
