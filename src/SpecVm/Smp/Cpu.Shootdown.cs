@@ -7,6 +7,16 @@ namespace SpecVm.Smp;
 /// <summary>The TLB side of a CPU: loading an address space, serving flush IPIs, and initiating shootdowns.</summary>
 public sealed unsafe partial class Cpu
 {
+    /// <summary>Spins waiting for shootdown acks between yields when CPUs outnumber cores (about 10 µs of pause loops).</summary>
+    private const int AckSpinsBeforeYieldTimeShared = 256;
+
+    /// <summary>
+    /// Spins between yields otherwise (about 100 µs, far above a prompt ack's microsecond): a target CPU's thread that
+    /// the host has preempted (a shared or over-committed host) cannot ack until it runs again, and our spinning may be
+    /// what keeps it off its core.
+    /// </summary>
+    private const int AckSpinsBeforeYield = 2048;
+
     private TlbContext? _loaded;
     private long _loadedGeneration;
     private readonly FlushRequest _request;
@@ -139,6 +149,11 @@ public sealed unsafe partial class Cpu
         Count(CpuCounter.IpisSent, BitOperations.PopCount(targets));
 
         // Wait for every ack, serving IPIs sent to us meanwhile (two CPUs shooting each other down both finish).
+        // With more CPUs than cores a target may share our core: spinning would keep it off the core for a whole time
+        // slice (milliseconds), so we yield the core every few spins (a real CPU never needs to); with a core each we
+        // still yield now and then, for targets the host has preempted.
+        int spinsBeforeYield = _machine.CpuCount > Affinity.AllowedCores.Count ? AckSpinsBeforeYieldTimeShared : AckSpinsBeforeYield;
+        int spins = 0;
         while (targets != 0)
         {
             ulong waiting = targets;
@@ -170,6 +185,10 @@ public sealed unsafe partial class Cpu
             {
                 CpuRelax.Pause();
                 Poll();
+                if (++spins % spinsBeforeYield == 0)
+                {
+                    Thread.Yield();
+                }
             }
         }
     }

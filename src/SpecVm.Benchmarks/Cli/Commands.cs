@@ -1,0 +1,36 @@
+using System.CommandLine;
+
+namespace SpecVm.Benchmarks.Cli;
+
+/// <summary>Builds the command tree (System.CommandLine 2.0).</summary>
+internal static class Commands
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand(
+            "SpecVm scaling harness. With no command: the default comparison (database-load with and without its writer, "
+            + "page-fault1, every strategy, 1..cores threads, and the native kernel), written to results/<timestamp>/.");
+        ScaleOptions rootOptions = ScaleOptions.Create();
+        rootOptions.AddTo(root);
+        root.SetAction(p => ScaleRunner.Run(rootOptions.Read(p)));
+
+        var scale = new Command("scale", "Run a scaling experiment: workloads × strategies × thread counts.");
+        ScaleOptions scaleOptions = ScaleOptions.Create();
+        scaleOptions.AddTo(scale);
+        scale.SetAction(p => ScaleRunner.Run(scaleOptions.Read(p)));
+        root.Subcommands.Add(scale);
+
+        var baseline = new Argument<string>("baseline") { Description = "Result A: a results.json file or a results directory." };
+        var candidate = new Argument<string>("candidate") { Description = "Result B: a results.json file or a results directory." };
+        var compare = new Command("compare", "Put two results side by side with ratios B/A.") { baseline, candidate };
+        compare.SetAction(p => CompareRunner.Run(p.GetValue(baseline)!, p.GetValue(candidate)!));
+        root.Subcommands.Add(compare);
+
+        // Listed for --help only: Program hands "bdn ..." to BenchmarkDotNet before parsing.
+        var bdn = new Command("bdn", "Run BenchmarkDotNet suites; every following argument goes to BenchmarkSwitcher (e.g. bdn --filter '*Tlb*').");
+        bdn.TreatUnmatchedTokensAsErrors = false;
+        bdn.SetAction(p => BdnCommand.Run(p.UnmatchedTokens.ToArray()));
+        root.Subcommands.Add(bdn);
+        return root;
+    }
+}

@@ -1,0 +1,402 @@
+using System.Diagnostics;
+using SpecVm.Faults;
+using SpecVm.Smp;
+using SpecVm.Sync;
+using SpecVm.Workloads;
+
+namespace SpecVm.Scaling;
+
+/// <summary>
+/// Runs workloads × strategies × thread counts and records throughput and the model's counters (the thread-scaling
+/// harness of DESIGN.md §4, after will-it-scale's runtest.py and bitfaster's ThroughputAnalysis).
+/// </summary>
+/// <remarks>
+/// Each run builds a fresh <see cref="Machine"/> (CPUs pinned to cores), sets the workload up, starts every task on its
+/// CPU, lets it warm up, then measures a fixed window: operations and counters are read at the
+/// window's two edges while the tasks keep running, so start-up and shut-down are never measured. Native workloads
+/// run once per thread count, under strategy "native". Repeats are interleaved: every point runs once, then every
+/// point again, so slow spells of a shared host spread over all points.
+/// </remarks>
+public sealed class ScalingExperiment
+{
+    /// <summary>The strategy name recorded for native workloads.</summary>
+    public const string NativeStrategy = "native";
+
+    private readonly ScalingOptions _options;
+    private readonly int[] _threads;
+
+    /// <summary>Validates <paramref name="options"/>; throws <see cref="ArgumentException"/> with a clear message on bad input.</summary>
+    /// <param name="options">What to run.</param>
+    public ScalingExperiment(ScalingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        int cores = Affinity.AllowedCores.Count;
+        _threads = (options.ThreadCounts ?? Enumerable.Range(1, cores).ToList()).Distinct().Order().ToArray();
+        if (options.Workloads.Count == 0)
+        {
+            throw new ArgumentException("No workloads to run.", nameof(options));
+        }
+
+        if (options.Workloads.Any(w => !w.IsNative) && options.Strategies.Count == 0)
+        {
+            throw new ArgumentException("No fault strategies to run the model workloads with.", nameof(options));
+        }
+
+        if (_threads.Length == 0 || _threads[0] < 1)
+        {
+            throw new ArgumentException("Thread counts must be 1 or more.", nameof(options));
+        }
+
+        if (!options.Oversubscribe && _threads[^1] > cores)
+        {
+            throw new ArgumentException($"{_threads[^1]} threads but this process may use only {cores} cores; allow oversubscription to run more threads than cores.", nameof(options));
+        }
+
+        int background = options.Workloads.Max(w => w.BackgroundTasks);
+        if (_threads[^1] + background > MachineOptions.MaxCpus)
+        {
+            throw new ArgumentException($"At most {MachineOptions.MaxCpus - background} threads (a machine has at most {MachineOptions.MaxCpus} CPUs).", nameof(options));
+        }
+
+        if (options.Repeats < 1)
+        {
+            throw new ArgumentException("Repeats must be 1 or more.", nameof(options));
+        }
+
+        if (options.Duration <= TimeSpan.Zero || options.Warmup < TimeSpan.Zero)
+        {
+            throw new ArgumentException("The duration must be positive and the warm-up not negative.", nameof(options));
+        }
+
+        _options = options;
+    }
+
+    /// <summary>The thread counts, ascending.</summary>
+    public IReadOnlyList<int> ThreadCounts => _threads;
+
+    /// <summary>Runs in the experiment (points × repeats).</summary>
+    public int TotalRuns => Plan().Count * _options.Repeats;
+
+    /// <summary>Runs everything and returns the result.</summary>
+    /// <param name="cancellationToken">Stops between runs (the result then holds the points finished so far).</param>
+    public ScalingResult Run(CancellationToken cancellationToken = default)
+    {
+        var result = new ScalingResult
+        {
+            Machine = MachineInfoProbe.Collect(),
+            Settings = new ScalingSettings
+            {
+                WarmupSeconds = _options.Warmup.TotalSeconds,
+                DurationSeconds = _options.Duration.TotalSeconds,
+                Repeats = _options.Repeats,
+                Workloads = _options.Workloads.Select(w => w.Name).ToList(),
+                Strategies = _options.Strategies.Select(s => s.Name).ToList(),
+                ThreadCounts = _threads.ToList(),
+                Oversubscribe = _options.Oversubscribe,
+            },
+        };
+        List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
+        int total = plan.Count * _options.Repeats;
+        int done = 0;
+        var runs = new List<RunMeasurement>[plan.Count];
+        for (int i = 0; i < plan.Count; i++)
+        {
+            runs[i] = [];
+        }
+
+        // Repeats are interleaved (every point once, then every point again) so that a slow spell of a shared host
+        // spreads over all points instead of landing on whichever strategy happened to run then.
+        for (int r = 0; r < _options.Repeats && !cancellationToken.IsCancellationRequested; r++)
+        {
+            for (int i = 0; i < plan.Count && !cancellationToken.IsCancellationRequested; i++)
+            {
+                var (w, s, n) = plan[i];
+                string label = $"{w.Name} / {s?.Name ?? NativeStrategy} / {n} thread{(n == 1 ? string.Empty : "s")}, run {r + 1}/{_options.Repeats}";
+                _options.Progress?.Report(new ScalingProgress(done, total, label));
+                RunMeasurement m = RunOnce(w, s, n);
+                runs[i].Add(m);
+                done++;
+                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}: {m.OpsPerSecond:N0} ops/s"));
+            }
+        }
+
+        for (int i = 0; i < plan.Count; i++)
+        {
+            if (runs[i].Count > 0)
+            {
+                var (w, s, n) = plan[i];
+                result.Points.Add(Aggregate(w, s, n, runs[i]));
+            }
+        }
+
+        result.Usl = FitAll(result.Points);
+        result.CreatedUtc = DateTimeOffset.UtcNow;
+        return result;
+    }
+
+    /// <summary>A USL fit for every workload × strategy in <paramref name="points"/>.</summary>
+    /// <param name="points">Measured points.</param>
+    public static List<UslFit> FitAll(IEnumerable<ScalingPoint> points)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        var fits = new List<UslFit>();
+        foreach (var g in points.GroupBy(p => (p.Workload, p.Strategy)))
+        {
+            UslFit fit = Usl.Fit(g.Select(p => (p.Threads, p.OpsPerSecond)).ToList());
+            fit.Workload = g.Key.Workload;
+            fit.Strategy = g.Key.Strategy;
+            fits.Add(fit);
+        }
+
+        return fits;
+    }
+
+    private List<(Workload W, FaultStrategy? S, int N)> Plan()
+    {
+        var plan = new List<(Workload, FaultStrategy?, int)>();
+        foreach (Workload w in _options.Workloads)
+        {
+            FaultStrategy?[] strategies = w.IsNative ? [null] : [.. _options.Strategies];
+            foreach (FaultStrategy? s in strategies)
+            {
+                foreach (int n in _threads)
+                {
+                    plan.Add((w, s, n));
+                }
+            }
+        }
+
+        return plan;
+    }
+
+    private RunMeasurement RunOnce(Workload workload, FaultStrategy? strategy, int threads)
+    {
+        int background = workload.BackgroundTasks;
+        int cpus = threads + background;
+        using var machine = new Machine(new MachineOptions
+        {
+            CpuCount = cpus,
+            MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
+            AllowOversubscription = true,
+        });
+        if (!workload.IsNative)
+        {
+            // The OS commits the arena lazily; commit it now so warm-up and window do not pay the host's first touches.
+            machine.Memory.Prefault();
+        }
+
+        workload.Setup(machine, strategy, threads);
+        var state = new RunState(cpus);
+        var tasks = new Task[cpus];
+        try
+        {
+            for (int i = 0; i < cpus; i++)
+            {
+                int id = i;
+                tasks[i] = machine.RunAsync(id, cpu => TaskLoop(workload, cpu, id, threads, state));
+            }
+
+            Task all = Task.WhenAll(tasks);
+            WaitQuietly(all, _options.Warmup);
+            ThrowIfFailed(all);
+            CounterSnapshot c0 = machine.Snapshot();
+            long frames0 = machine.Frames.Allocated;
+            long[] ops0 = state.ReadOps();
+            long t0 = Stopwatch.GetTimestamp();
+            workload.BeginMeasurement();
+            WaitQuietly(all, _options.Duration);
+            long t1 = Stopwatch.GetTimestamp();
+            long[] ops1 = state.ReadOps();
+            CounterSnapshot c1 = machine.Snapshot();
+            long frames1 = machine.Frames.Allocated;
+            double seconds = (t1 - t0) / (double)Stopwatch.Frequency;
+            var metrics = new Dictionary<string, double>();
+            workload.EndMeasurement(seconds, metrics);
+            Volatile.Write(ref state.Stop, 1);
+            WaitAll(all);
+            var perThread = new double[threads];
+            for (int i = 0; i < threads; i++)
+            {
+                perThread[i] = (ops1[i] - ops0[i]) / seconds;
+            }
+
+            double bg = 0;
+            for (int i = threads; i < cpus; i++)
+            {
+                bg += (ops1[i] - ops0[i]) / seconds;
+            }
+
+            return new RunMeasurement(seconds, perThread, bg, c1.Minus(c0), frames1 - frames0, metrics);
+        }
+        finally
+        {
+            Volatile.Write(ref state.Stop, 1);
+            try
+            {
+                Task.WaitAll(tasks.Where(t => t != null).ToArray(), TimeSpan.FromSeconds(30));
+            }
+            catch (AggregateException)
+            {
+                // Already reported (or about to be) by the measured path.
+            }
+
+            workload.Teardown();
+            machine.Srcu.Barrier();
+        }
+    }
+
+    private static void TaskLoop(Workload workload, Cpu cpu, int id, int threads, RunState state)
+    {
+        ref long ops = ref state.Ops[id].Value;
+        if (id < threads)
+        {
+            // Volatile read of Stop: the harness's store must end the loop promptly; a plain read could be hoisted.
+            while (Volatile.Read(ref state.Stop) == 0)
+            {
+                long n = workload.RunOperationBatch(cpu, id);
+
+                // Volatile write: publishes the running total to the harness thread, which reads it at the window edges.
+                Volatile.Write(ref ops, ops + n);
+            }
+        }
+        else
+        {
+            while (Volatile.Read(ref state.Stop) == 0)
+            {
+                long n = workload.RunBackgroundBatch(cpu, id - threads);
+                Volatile.Write(ref ops, ops + n);
+            }
+        }
+    }
+
+    /// <summary>Waits up to <paramref name="time"/> for <paramref name="task"/>; a fault is left for <see cref="WaitAll"/>.</summary>
+    private static void WaitQuietly(Task task, TimeSpan time)
+    {
+        try
+        {
+            task.Wait(time);
+        }
+        catch (AggregateException)
+        {
+            // Reported by ThrowIfFailed or WaitAll with the failing CPU named.
+        }
+    }
+
+    private static void ThrowIfFailed(Task all)
+    {
+        if (all.IsFaulted || all.IsCompleted)
+        {
+            WaitAll(all);
+            throw new InvalidOperationException("A workload task ended before the measurement was over.");
+        }
+    }
+
+    private static void WaitAll(Task all)
+    {
+        try
+        {
+            all.GetAwaiter().GetResult();
+        }
+        catch (CpuException e)
+        {
+            throw new InvalidOperationException($"The workload failed on CPU {e.CpuId}: {e.InnerException?.Message ?? e.Message}", e);
+        }
+    }
+
+    private ScalingPoint Aggregate(Workload w, FaultStrategy? s, int threads, List<RunMeasurement> runs)
+    {
+        double[] totals = runs.Select(r => r.OpsPerSecond).ToArray();
+        double mean = totals.Average();
+        double sd = totals.Length > 1 ? Math.Sqrt(totals.Sum(t => (t - mean) * (t - mean)) / (totals.Length - 1)) : 0;
+        double seconds = runs.Sum(r => r.Seconds);
+        var counters = new Dictionary<string, long>();
+        foreach (RunMeasurement r in runs)
+        {
+            foreach (var (k, v) in r.Counters.ToDictionary())
+            {
+                counters[k] = counters.GetValueOrDefault(k) + v;
+            }
+        }
+
+        long C(CpuCounter c) => counters.GetValueOrDefault(c.ToString());
+        long attempts = C(CpuCounter.SpecAttempts);
+        long hits = C(CpuCounter.TlbHits), misses = C(CpuCounter.TlbMisses);
+        var point = new ScalingPoint
+        {
+            Workload = w.Name,
+            Strategy = s?.Name ?? NativeStrategy,
+            Threads = threads,
+            Native = w.IsNative,
+            OperationUnit = w.OperationUnit,
+            OpsPerSecond = mean,
+            OpsPerSecondStdDev = sd,
+            OpsPerSecondMedian = Median(totals),
+            RepeatOpsPerSecond = totals.ToList(),
+            PerThreadOpsPerSecond = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList(),
+            BackgroundOpsPerSecond = runs.Average(r => r.BackgroundOpsPerSecond),
+            MeasuredSeconds = seconds,
+            SpeculativeAttempts = attempts,
+            SpeculativeSuccesses = C(CpuCounter.SpecSuccess),
+            SpeculativeSuccessRate = attempts > 0 ? C(CpuCounter.SpecSuccess) / (double)attempts : null,
+            AbortReasons = new Dictionary<string, long>
+            {
+                ["vma-not-found"] = C(CpuCounter.SpecAbortVmaNotFound),
+                ["seq-odd"] = C(CpuCounter.SpecAbortSeqOdd),
+                ["seq-changed"] = C(CpuCounter.SpecAbortSeqChanged),
+                ["unsupported-kind"] = C(CpuCounter.SpecAbortUnsupported),
+                ["no-page-table"] = C(CpuCounter.SpecAbortNoPageTable),
+                ["ptl-busy"] = C(CpuCounter.SpecAbortPtlBusy),
+                ["pte-changed"] = C(CpuCounter.SpecAbortPteChanged),
+                ["access-error"] = C(CpuCounter.SpecAccessError),
+            },
+            VmaLock = new Dictionary<string, long>
+            {
+                ["success"] = C(CpuCounter.VmaLockSuccess),
+                ["abort"] = C(CpuCounter.VmaLockAbort),
+                ["retry"] = C(CpuCounter.VmaLockRetry),
+                ["miss"] = C(CpuCounter.VmaLockMiss),
+            },
+            MmapLockWaitMsPerSecond = seconds > 0 ? C(CpuCounter.MmapWaitTicks) * 1000.0 / Stopwatch.Frequency / seconds : 0,
+            IpisPerSecond = seconds > 0 ? C(CpuCounter.IpisSent) / seconds : 0,
+            TlbHitRate = hits + misses > 0 ? hits / (double)(hits + misses) : null,
+            FramesAllocatedPerSecond = seconds > 0 ? runs.Sum(r => r.FramesAllocated) / seconds : 0,
+            Counters = counters,
+        };
+        foreach (string key in runs.SelectMany(r => r.Metrics.Keys).Distinct())
+        {
+            point.Metrics[key] = runs.Where(r => r.Metrics.ContainsKey(key)).Average(r => r.Metrics[key]);
+        }
+
+        return point;
+    }
+
+    private static double Median(double[] values)
+    {
+        double[] sorted = values.Order().ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+
+    private sealed class RunState(int cpus)
+    {
+        public readonly PaddedLong[] Ops = new PaddedLong[cpus];
+        public int Stop;
+
+        public long[] ReadOps()
+        {
+            var a = new long[Ops.Length];
+            for (int i = 0; i < a.Length; i++)
+            {
+                // Volatile read: pairs with the task's volatile write of its running total.
+                a[i] = Volatile.Read(ref Ops[i].Value);
+            }
+
+            return a;
+        }
+    }
+
+    private sealed record RunMeasurement(double Seconds, double[] PerThread, double BackgroundOpsPerSecond, CounterSnapshot Counters, long FramesAllocated, Dictionary<string, double> Metrics)
+    {
+        public double OpsPerSecond => PerThread.Sum();
+    }
+}

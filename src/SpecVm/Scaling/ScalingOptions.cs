@@ -1,0 +1,38 @@
+using SpecVm.Faults;
+using SpecVm.Workloads;
+
+namespace SpecVm.Scaling;
+
+/// <summary>What a <see cref="ScalingExperiment"/> runs.</summary>
+public sealed class ScalingOptions
+{
+    /// <summary>The workloads (model and native).</summary>
+    public IList<Workload> Workloads { get; init; } = [];
+
+    /// <summary>The fault strategies each model workload runs with (native workloads run once, as "native").</summary>
+    public IList<FaultStrategy> Strategies { get; init; } = [];
+
+    /// <summary>Thread counts; null for 1..<see cref="Smp.Affinity.AllowedCores"/>.Count.</summary>
+    public IList<int>? ThreadCounts { get; init; }
+
+    /// <summary>Warm-up before each measured window.</summary>
+    public TimeSpan Warmup { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The measured window.</summary>
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(1.5);
+
+    /// <summary>Runs per point (a fresh machine each).</summary>
+    public int Repeats { get; init; } = 3;
+
+    /// <summary>Allow more measured threads than cores.</summary>
+    public bool Oversubscribe { get; init; }
+
+    /// <summary>Progress reports (one per run started and finished); null for none.</summary>
+    public IProgress<ScalingProgress>? Progress { get; init; }
+}
+
+/// <summary>A progress report from a running experiment.</summary>
+/// <param name="Completed">Runs finished.</param>
+/// <param name="Total">Runs in the experiment.</param>
+/// <param name="Message">What is happening.</param>
+public sealed record ScalingProgress(int Completed, int Total, string Message);

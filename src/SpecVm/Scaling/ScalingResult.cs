@@ -1,0 +1,213 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace SpecVm.Scaling;
+
+/// <summary>
+/// The outcome of a <see cref="ScalingExperiment"/>: machine information, settings, one <see cref="ScalingPoint"/> per
+/// workload × strategy × thread count, and the USL fits. Serialised as JSON (camelCase) with a schema version.
+/// </summary>
+public sealed class ScalingResult
+{
+    /// <summary>The JSON schema version this code writes.</summary>
+    public const int CurrentSchemaVersion = 1;
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>The schema version of this document (required in JSON).</summary>
+    [JsonRequired]
+    public int SchemaVersion { get; set; } = CurrentSchemaVersion;
+
+    /// <summary>When the experiment finished (UTC).</summary>
+    public DateTimeOffset CreatedUtc { get; set; }
+
+    /// <summary>The machine it ran on.</summary>
+    public MachineInfo Machine { get; set; } = new();
+
+    /// <summary>How it was run.</summary>
+    public ScalingSettings Settings { get; set; } = new();
+
+    /// <summary>The measured points.</summary>
+    public List<ScalingPoint> Points { get; set; } = [];
+
+    /// <summary>USL fits, one per workload × strategy.</summary>
+    public List<UslFit> Usl { get; set; } = [];
+
+    /// <summary>The point for (<paramref name="workload"/>, <paramref name="strategy"/>, <paramref name="threads"/>), or null.</summary>
+    /// <param name="workload">Workload name.</param>
+    /// <param name="strategy">Strategy name ("native" for native workloads).</param>
+    /// <param name="threads">Thread count.</param>
+    public ScalingPoint? Find(string workload, string strategy, int threads) =>
+        Points.Find(p => p.Workload == workload && p.Strategy == strategy && p.Threads == threads);
+
+    /// <summary>The JSON text.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    /// <summary>Parses JSON written by <see cref="ToJson"/>; throws <see cref="InvalidDataException"/> on bad input.</summary>
+    /// <param name="json">The text.</param>
+    public static ScalingResult FromJson(string json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        ScalingResult? r;
+        try
+        {
+            r = JsonSerializer.Deserialize<ScalingResult>(json, JsonOptions);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Not a SpecVm scaling result: {e.Message}", e);
+        }
+
+        if (r == null || r.SchemaVersion < 1)
+        {
+            throw new InvalidDataException("Not a SpecVm scaling result (no schemaVersion).");
+        }
+
+        if (r.SchemaVersion > CurrentSchemaVersion)
+        {
+            throw new InvalidDataException($"Scaling result schema version {r.SchemaVersion} is newer than this build understands ({CurrentSchemaVersion}).");
+        }
+
+        return r;
+    }
+
+    /// <summary>Writes the JSON to <paramref name="path"/>.</summary>
+    /// <param name="path">The file.</param>
+    public void Save(string path) => File.WriteAllText(path, ToJson());
+
+    /// <summary>Reads a result file; throws <see cref="InvalidDataException"/> or an IO exception on failure.</summary>
+    /// <param name="path">The file.</param>
+    public static ScalingResult Load(string path) => FromJson(File.ReadAllText(path));
+}
+
+/// <summary>How an experiment was run.</summary>
+public sealed class ScalingSettings
+{
+    /// <summary>Warm-up per run, seconds.</summary>
+    public double WarmupSeconds { get; set; }
+
+    /// <summary>Measured window per run, seconds.</summary>
+    public double DurationSeconds { get; set; }
+
+    /// <summary>Runs per point.</summary>
+    public int Repeats { get; set; }
+
+    /// <summary>Workload names.</summary>
+    public List<string> Workloads { get; set; } = [];
+
+    /// <summary>Strategy names.</summary>
+    public List<string> Strategies { get; set; } = [];
+
+    /// <summary>Thread counts.</summary>
+    public List<int> ThreadCounts { get; set; } = [];
+
+    /// <summary>True when thread counts above the core count were allowed.</summary>
+    public bool Oversubscribe { get; set; }
+}
+
+/// <summary>One workload × strategy × thread count, aggregated over its repeats.</summary>
+public sealed class ScalingPoint
+{
+    /// <summary>Workload name.</summary>
+    public string Workload { get; set; } = string.Empty;
+
+    /// <summary>Strategy name, or "native" for a native workload.</summary>
+    public string Strategy { get; set; } = string.Empty;
+
+    /// <summary>Measured tasks (one per CPU).</summary>
+    public int Threads { get; set; }
+
+    /// <summary>True for a workload on the real kernel.</summary>
+    public bool Native { get; set; }
+
+    /// <summary>What one operation is.</summary>
+    public string OperationUnit { get; set; } = string.Empty;
+
+    /// <summary>Total operations per second, mean over repeats.</summary>
+    public double OpsPerSecond { get; set; }
+
+    /// <summary>Sample standard deviation of total operations per second over repeats (0 with one repeat).</summary>
+    public double OpsPerSecondStdDev { get; set; }
+
+    /// <summary>Median over repeats of total operations per second (robust to one disturbed repeat).</summary>
+    public double OpsPerSecondMedian { get; set; }
+
+    /// <summary>Total operations per second of each repeat.</summary>
+    public List<double> RepeatOpsPerSecond { get; set; } = [];
+
+    /// <summary>Operations per second of each task, mean over repeats.</summary>
+    public List<double> PerThreadOpsPerSecond { get; set; } = [];
+
+    /// <summary>Background-task (writer) operations per second, mean over repeats.</summary>
+    public double BackgroundOpsPerSecond { get; set; }
+
+    /// <summary>Measured seconds, summed over repeats (the window counters below cover).</summary>
+    public double MeasuredSeconds { get; set; }
+
+    /// <summary>Speculative attempts in the windows.</summary>
+    public long SpeculativeAttempts { get; set; }
+
+    /// <summary>Speculative successes in the windows.</summary>
+    public long SpeculativeSuccesses { get; set; }
+
+    /// <summary>Successes / attempts, or null when there were no attempts.</summary>
+    public double? SpeculativeSuccessRate { get; set; }
+
+    /// <summary>Speculative aborts by reason (kernel-style names).</summary>
+    public Dictionary<string, long> AbortReasons { get; set; } = [];
+
+    /// <summary>Per-VMA lock outcomes: success, abort, retry, miss.</summary>
+    public Dictionary<string, long> VmaLock { get; set; } = [];
+
+    /// <summary>Time CPUs waited for the mmap lock, milliseconds per measured second (summed over CPUs).</summary>
+    public double MmapLockWaitMsPerSecond { get; set; }
+
+    /// <summary>Flush IPIs sent per second.</summary>
+    public double IpisPerSecond { get; set; }
+
+    /// <summary>TLB hits / accesses, or null when there were none (native workloads).</summary>
+    public double? TlbHitRate { get; set; }
+
+    /// <summary>Frames allocated per second.</summary>
+    public double FramesAllocatedPerSecond { get; set; }
+
+    /// <summary>Workload-specific metrics, mean over repeats (for example mmapWriteHeldShare).</summary>
+    public Dictionary<string, double> Metrics { get; set; } = [];
+
+    /// <summary>Every CPU counter, summed over CPUs and over the repeats' windows.</summary>
+    public Dictionary<string, long> Counters { get; set; } = [];
+}
+
+/// <summary>The machine an experiment ran on.</summary>
+public sealed class MachineInfo
+{
+    /// <summary>CPU model (from /proc/cpuinfo where available).</summary>
+    public string CpuModel { get; set; } = string.Empty;
+
+    /// <summary>Logical processors in the machine.</summary>
+    public int LogicalCores { get; set; }
+
+    /// <summary>Cores this process was allowed to use.</summary>
+    public int AllowedCores { get; set; }
+
+    /// <summary>Operating system.</summary>
+    public string Os { get; set; } = string.Empty;
+
+    /// <summary>.NET runtime.</summary>
+    public string DotNet { get; set; } = string.Empty;
+
+    /// <summary>Physical memory available to the process, bytes.</summary>
+    public long MemoryBytes { get; set; }
+
+    /// <summary>The git commit of the working tree, when git could tell.</summary>
+    public string? GitCommit { get; set; }
+
+    /// <summary>True when the working tree had uncommitted changes.</summary>
+    public bool? GitDirty { get; set; }
+}

@@ -1,0 +1,75 @@
+using SpecVm.Scaling;
+
+namespace SpecVm.Tests.Scaling;
+
+public class ScalingResultTests
+{
+    internal static ScalingResult Sample(double scale = 1)
+    {
+        var r = new ScalingResult
+        {
+            CreatedUtc = new DateTimeOffset(2026, 11, 25, 12, 0, 0, TimeSpan.Zero),
+            Machine = new MachineInfo { CpuModel = "Test CPU", LogicalCores = 2, AllowedCores = 2, Os = "Linux", DotNet = ".NET 10", GitCommit = "abc" },
+            Settings = new ScalingSettings { WarmupSeconds = 0.1, DurationSeconds = 0.2, Repeats = 1, ThreadCounts = [1, 2] },
+        };
+        foreach (string s in new[] { "mmap-lock", "speculative" })
+        {
+            for (int n = 1; n <= 2; n++)
+            {
+                r.Points.Add(new ScalingPoint
+                {
+                    Workload = "page-fault1",
+                    Strategy = s,
+                    Threads = n,
+                    OpsPerSecond = 1000 * n * scale,
+                    PerThreadOpsPerSecond = Enumerable.Repeat(1000 * scale, n).ToList(),
+                    SpeculativeSuccessRate = s == "speculative" ? 0.99 : null,
+                    AbortReasons = new() { ["ptl-busy"] = 3 },
+                    Metrics = new() { ["mmapWriteHeldShare"] = 0.25 },
+                });
+            }
+        }
+
+        r.Usl = ScalingExperiment.FitAll(r.Points);
+        return r;
+    }
+
+    [Fact]
+    public void JsonRoundTripKeepsEveryField()
+    {
+        ScalingResult a = Sample();
+        string json = a.ToJson();
+        Assert.Contains("\"schemaVersion\": 1", json);
+        ScalingResult b = ScalingResult.FromJson(json);
+        Assert.Equal(json, b.ToJson());
+        Assert.Equal("Test CPU", b.Machine.CpuModel);
+        Assert.Equal(4, b.Points.Count);
+        Assert.Equal(0.99, b.Find("page-fault1", "speculative", 2)!.SpeculativeSuccessRate);
+        Assert.Equal(3, b.Points[0].AbortReasons["ptl-busy"]);
+        Assert.Contains("too few points (2)", b.Usl[0].Note);
+    }
+
+    [Fact]
+    public void GarbageIsRejectedWithInvalidData()
+    {
+        Assert.Throws<InvalidDataException>(() => ScalingResult.FromJson("{ not json"));
+        Assert.Throws<InvalidDataException>(() => ScalingResult.FromJson("{}"));
+        Assert.Throws<InvalidDataException>(() => ScalingResult.FromJson("{\"schemaVersion\": 99}"));
+    }
+
+    [Fact]
+    public void CompareComputesRatiosAndMissingPoints()
+    {
+        ScalingResult a = Sample();
+        ScalingResult b = Sample(1.5);
+        b.Points.RemoveAll(p => p.Strategy == "mmap-lock" && p.Threads == 2);
+        IReadOnlyList<ComparisonRow> rows = ResultComparer.Compare(a, b);
+        Assert.Equal(4, rows.Count);
+        ComparisonRow spec2 = rows.Single(r => r.Strategy == "speculative" && r.Threads == 2);
+        Assert.Equal(1.5, spec2.Ratio!.Value, 9);
+        ComparisonRow missing = rows.Single(r => r.Strategy == "mmap-lock" && r.Threads == 2);
+        Assert.Null(missing.CandidateOpsPerSecond);
+        Assert.Null(missing.Ratio);
+        Assert.Equal(1.5, ResultComparer.GeometricMeanRatio(rows)!.Value, 9);
+    }
+}
