@@ -99,7 +99,7 @@ public sealed class SpeculativeRaceTests(ITestOutputHelper output)
         machine.Run(1, cpu => mm.Write(cpu, Base, 1UL));
 
         // CPU 0 needs one frame while the pool is closed: leave one in its own cache.
-        machine.Run(0, cpu => machine.Frames.Free(cpu.Id, machine.Frames.Allocate(cpu.Id, Memory.FrameState.Preparing)));
+        machine.Run(0, cpu => machine.Frames.Free(cpu.Id, machine.Frames.Allocate(cpu.Id, SpecVm.Memory.FrameState.Preparing)));
         Cpu cpu1 = machine.Cpu(1);
         long attempts = cpu1.Read(CpuCounter.SpecAttempts);
         CounterSnapshot before = machine.Snapshot();
