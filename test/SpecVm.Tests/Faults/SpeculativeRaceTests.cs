@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Smp;
@@ -81,6 +82,93 @@ public sealed class SpeculativeRaceTests(ITestOutputHelper output)
         else
         {
             Assert.Equal(0, poisoned);
+            Assert.Empty(violations);
+        }
+    }
+
+    /// <summary>
+    /// The same race without parking, hammered: CPU 0 maps a one-page VMA, publishes its address, and unmaps it, again
+    /// and again, never reusing an address (a small VMA at the start of each 2 MiB region keeps the PTE table alive);
+    /// CPU 1 keeps writing to whatever address is published. A PTE installed after its VMA was unmapped stays where
+    /// it is, outside every VMA, so the checker sees it at the end. With the planted bug this is caught within a few
+    /// hundred unmaps (typically milliseconds); without it, a second of hammering leaves nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void HammeringUnmapAgainstSpeculativeFaultsNeverLeavesAPteOutsideEveryVma(bool plantSkipSeqRecheck)
+    {
+        const int Regions = 16;
+        const ulong HammerBase = 0x8000_0000;
+        int seed = Environment.TickCount;
+        TimeSpan limit = TimeSpan.FromSeconds(plantSkipSeqRecheck ? 3 : 1);
+        output.WriteLine($"seed {seed}, plant skip-seq-recheck {plantSkipSeqRecheck}, limit {limit.TotalSeconds} s");
+        using Machine machine = TestMachines.Create(2, 64);
+        using var mm = new AddressSpace(machine, new SpeculativeStrategy { PlantSkipSeqRecheck = plantSkipSeqRecheck });
+        machine.Run(0, cpu =>
+        {
+            for (int r = 0; r < Regions; r++)
+            {
+                mm.Map(cpu, Page, Protection.ReadWrite, fixedAddress: HammerBase + ((ulong)r << 21));
+                mm.Write(cpu, HammerBase + ((ulong)r << 21), 1UL);
+            }
+        });
+
+        ulong published = 0;
+        int stop = 0;
+        long unmaps = 0;
+        var clock = Stopwatch.StartNew();
+        Task faulter = machine.RunAsync(1, cpu =>
+        {
+            while (Volatile.Read(ref stop) == 0)
+            {
+                ulong a = Volatile.Read(ref published);
+                if (a != 0)
+                {
+                    _ = mm.TryWrite(cpu, a, 7UL); // Ok or SIGSEGV, depending on the race: both are fine.
+                }
+            }
+        });
+        int strays = 0;
+        try
+        {
+            machine.Run(0, cpu =>
+            {
+                var rng = new Random(seed);
+
+                // Slot 0 of each region is the table-keeping VMA; a slot is reused only after the check below has
+                // passed over it, so a stray is always seen before its address is mapped again.
+                for (ulong slot = 1; clock.Elapsed < limit && strays == 0; slot = (slot % 511) + 1)
+                {
+                    foreach (int r in Enumerable.Range(0, Regions).OrderBy(_ => rng.Next()))
+                    {
+                        ulong a = HammerBase + ((ulong)r << 21) + (slot * Page);
+                        mm.Map(cpu, Page, Protection.ReadWrite, fixedAddress: a);
+                        Volatile.Write(ref published, a);
+                        Thread.SpinWait(50);
+                        mm.Unmap(cpu, a, Page);
+                        unmaps++;
+                    }
+
+                    // Only this CPU changes VMAs and frees page tables, so it may look for strays between unmaps.
+                    mm.PageTable.ForEachPresent((va, _) => strays += mm.Vmas.Find(va) == null ? 1 : 0);
+                }
+            });
+        }
+        finally
+        {
+            Volatile.Write(ref stop, 1);
+            faulter.GetAwaiter().GetResult();
+        }
+
+        IReadOnlyList<string> violations = InvariantChecker.FindViolations(mm);
+        output.WriteLine($"{unmaps} unmaps in {clock.ElapsedMilliseconds} ms; {violations.Count} violation(s){(violations.Count > 0 ? ", first: " + violations[0] : "")}");
+        if (plantSkipSeqRecheck)
+        {
+            Assert.Contains(violations, v => v.Contains("outside every VMA", StringComparison.Ordinal));
+        }
+        else
+        {
             Assert.Empty(violations);
         }
     }
