@@ -98,12 +98,29 @@ public sealed unsafe class FrameAllocator : IDisposable
         else
         {
             ref Cache cache = ref _caches[cpu];
+            LockCache(ref cache);
             if (cache.Count == 0 && !Refill(ref cache))
             {
-                return -1;
+                UnlockCache(ref cache);
+
+                // The pool is empty, but other CPUs' caches may still hold free frames (an idle CPU keeps its
+                // cache): drain them into the pool and try once more, as Linux drains the per-CPU lists before
+                // declaring out of memory.
+                if (DrainOtherCaches(cpu) == 0)
+                {
+                    return -1;
+                }
+
+                LockCache(ref cache);
+                if (cache.Count == 0 && !Refill(ref cache))
+                {
+                    UnlockCache(ref cache);
+                    return -1;
+                }
             }
 
             pfn = cache.Frames[--cache.Count];
+            UnlockCache(ref cache);
             _stats[cpu].Allocs++;
         }
 
@@ -157,12 +174,14 @@ public sealed unsafe class FrameAllocator : IDisposable
         }
 
         ref Cache cache = ref _caches[cpu];
+        LockCache(ref cache);
         if (cache.Count == CacheCapacity)
         {
             Drain(ref cache);
         }
 
         cache.Frames[cache.Count++] = (int)pfn;
+        UnlockCache(ref cache);
         _stats[cpu].Frees++;
     }
 
@@ -184,6 +203,51 @@ public sealed unsafe class FrameAllocator : IDisposable
 
             return sum;
         }
+    }
+
+    /// <summary>
+    /// Takes a CPU cache's lock. The owner is the only regular user, so this is an uncontended atomic on a line the
+    /// owner already holds; another CPU takes it only to drain the cache when memory runs out.
+    /// </summary>
+    private static void LockCache(ref Cache cache)
+    {
+        // Exchange (full fence): claims the cache; the frames and count read after it are the ones the last holder
+        // published with its release below.
+        while (Interlocked.Exchange(ref cache.Lock, 1) != 0)
+        {
+            CpuRelax.Pause();
+        }
+    }
+
+    private static void UnlockCache(ref Cache cache) =>
+        Volatile.Write(ref cache.Lock, 0); // Release: the cache's frames and count are visible to the next holder.
+
+    /// <summary>Moves every frame cached by CPUs other than <paramref name="self"/> to the pool; returns how many.</summary>
+    private int DrainOtherCaches(int self)
+    {
+        int moved = 0;
+        for (int other = 0; other < _caches.Count; other++)
+        {
+            if (other == self)
+            {
+                continue;
+            }
+
+            ref Cache cache = ref _caches[other];
+            LockCache(ref cache);
+            lock (_poolLock)
+            {
+                while (cache.Count > 0)
+                {
+                    _pool[_poolCount++] = cache.Frames[--cache.Count];
+                    moved++;
+                }
+            }
+
+            UnlockCache(ref cache);
+        }
+
+        return moved;
     }
 
     private bool Refill(ref Cache cache)
@@ -236,6 +300,7 @@ public sealed unsafe class FrameAllocator : IDisposable
 
     private struct Cache
     {
+        public int Lock;
         public int Count;
         public fixed int Frames[CacheCapacity];
     }

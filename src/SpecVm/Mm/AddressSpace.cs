@@ -46,6 +46,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly VmaSlab _slab;
     private readonly AddressSpaceOptions _options;
     private readonly long[]?[] _gathers;
+    private readonly List<Vma>?[] _scratch;
     private FaultStrategy _strategy;
     private PaddedInt _lockSeq;
     private ulong _mmapHint = MmapBase;
@@ -68,6 +69,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         _pageTable = new PageTable(machine.Frames, -1);
         _slab = new VmaSlab(machine.Srcu, _options.PoisonRetiredVmas || machine.Options.PoisonRetiredVmas);
         _gathers = new long[]?[machine.CpuCount];
+        _scratch = new List<Vma>?[machine.CpuCount];
     }
 
     /// <summary>The machine.</summary>
@@ -414,9 +416,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
         ReadLockMm(cpu);
         try
         {
-            var vmas = new List<Vma>();
+            // A per-CPU scratch list: DontNeed runs under the read lock, so CPUs may be here at once; one list each
+            // keeps the loaders' madvise path allocation-free.
+            List<Vma> vmas = _scratch[cpu.Id] ??= new List<Vma>(4);
+            vmas.Clear();
             _index.CollectOverlapping(start, end, vmas);
             CheckFullyMapped(vmas, start, end, nameof(start));
+            vmas.Clear();
             int gathered = Zap(cpu, start, end, out bool zapped);
             Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (zapped)

@@ -127,6 +127,8 @@ public sealed class Srcu : IDisposable
         int spins = 0;
         while (!ReadersDrained(idx))
         {
+            // Spin briefly (a reader section is usually short), then sleep: a grace period is not latency-critical,
+            // and a waiter that yields in a loop steals time from the CPUs whose readers it waits for.
             if (++spins < 100)
             {
                 CpuRelax.Pause();
@@ -135,7 +137,7 @@ public sealed class Srcu : IDisposable
             else
             {
                 waiter?.PrepareToBlock();
-                Thread.Sleep(spins < 1000 ? 0 : 1);
+                Thread.Sleep(spins < 110 ? 0 : 1);
                 waiter?.FinishBlock();
             }
         }

@@ -72,11 +72,10 @@ public sealed class AddressSpaceRegressionTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Known, not fixed here: a CPU's per-CPU frame cache (up to 64 frames) is invisible to the others, so a fault
-    /// reports out of memory while another (idle) CPU still caches free frames; Linux drains the per-CPU lists
-    /// (drain_all_pages) before it gives up. Fixing it belongs to the frame allocator (a drain on idle, or a drain IPI).
+    /// A CPU's per-CPU frame cache (up to 64 frames) must not hide free frames from the others: before a fault reports
+    /// out of memory the allocator drains the other CPUs' caches, as Linux drains the per-CPU lists (drain_all_pages).
     /// </summary>
-    [Fact(Skip = "Known bug in FrameAllocator: frames cached by another CPU are not drained before out of memory is reported.")]
+    [Fact]
     public void OutOfMemoryIsNotReportedWhileAnotherCpuCachesFreeFrames()
     {
         using Machine machine = TestMachines.Create(2, 1);
