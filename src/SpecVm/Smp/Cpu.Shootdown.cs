@@ -179,6 +179,11 @@ public sealed unsafe partial class Cpu
     /// </remarks>
     private bool WaitForEarlierPost(Cpu target, ulong myBit)
     {
+        // Spins between yields: a target thread the host has preempted cannot serve until it runs again, and on a
+        // time-shared host our spinning may be what keeps it off its core (about 100 µs of pause loops).
+        const int SpinsBeforeYield = 2048;
+        int spins = 0;
+
         // Acquire reads: the target's flush for the old post is complete when we see the bit clear.
         while ((Volatile.Read(ref target._shared.Pending) & myBit) != 0)
         {
@@ -191,6 +196,10 @@ public sealed unsafe partial class Cpu
             // CPUs shoot each other down).
             CpuRelax.Pause();
             Poll();
+            if (++spins % SpinsBeforeYield == 0)
+            {
+                Thread.Yield();
+            }
         }
 
         return true;
