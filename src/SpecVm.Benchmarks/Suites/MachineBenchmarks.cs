@@ -19,10 +19,13 @@ namespace SpecVm.Benchmarks.Suites;
 /// shootdown, CPU 1 runs on its own thread, in the address space's CPU mask, spinning on <see cref="Cpu.Poll"/>
 /// (an awake CPU with interrupts enabled). Loops run <see cref="Ops"/> operations per invocation so that the call
 /// overhead of the harness does not swamp nanosecond operations.
+/// <para>
+/// Exporters: BenchmarkDotNet's default configuration (used by the switcher) already writes GitHub Markdown, CSV and
+/// HTML; JSON is added here so results can be compared by tools.
+/// </para>
 /// </remarks>
 [MemoryDiagnoser]
-[MarkdownExporterAttribute.GitHub]
-[CsvExporter]
+[JsonExporterAttribute.Full]
 [GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
 public unsafe class MachineBenchmarks

@@ -134,7 +134,7 @@ public sealed unsafe partial class Cpu
             int t = BitOperations.TrailingZeroCount(mask);
             mask &= mask - 1;
             Cpu target = cpus[t];
-            if (Volatile.Read(ref target._shared.Lazy) != 0)
+            if (Volatile.Read(ref target._shared.Lazy) != 0 || !WaitForEarlierPost(target, myBit))
             {
                 Count(CpuCounter.LazyTargetsSkipped);
                 continue;
@@ -164,19 +164,10 @@ public sealed unsafe partial class Cpu
                 Cpu target = cpus[t];
 
                 // Acquire reads: the target clears our bit only after its flush; a target that went lazy will catch
-                // up through the generation when it wakes, before it touches memory again.
-                if ((Volatile.Read(ref target._shared.Pending) & myBit) == 0)
+                // up through the generation when it wakes, before it touches memory again. (Our bit may then stay
+                // set while it sleeps: see WaitForEarlierPost.)
+                if ((Volatile.Read(ref target._shared.Pending) & myBit) == 0 || Volatile.Read(ref target._shared.Lazy) != 0)
                 {
-                    targets &= ~(1UL << t);
-                }
-                else if (Volatile.Read(ref target._shared.Lazy) != 0)
-                {
-                    // And (full fence): withdraw the post. A target that went lazy after reading its inbox would
-                    // otherwise keep our bit set while it sleeps; our next post would merge with that stale bit and
-                    // be acknowledged by whichever serve clears it, possibly one that read the generation before our
-                    // next bump, so the next shootdown would return without that flush. The withdrawn flush is not
-                    // lost: the target compares generations on wake. Only we set this bit, so nothing else is undone.
-                    Interlocked.And(ref target._shared.Pending, ~myBit);
                     targets &= ~(1UL << t);
                 }
             }
@@ -191,6 +182,46 @@ public sealed unsafe partial class Cpu
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Before posting to an awake <paramref name="target"/>, waits until our post from an earlier shootdown is no longer
+    /// pending there; false if the target went lazy meanwhile (skip it: it catches up on wake).
+    /// </summary>
+    /// <remarks>
+    /// A target acknowledges by clearing the bits it read at the start of its serve. A post of ours can outlive its
+    /// shootdown: the target read its inbox while going lazy just before our post landed, and we stopped waiting
+    /// because it was lazy. If we posted again into that still-set bit, the two posts would merge, and a serve that
+    /// read the old bit and the generation before our new bump would clear the merged bit without the new flush: the
+    /// new shootdown would return with a stale translation still cached. Only we set our bit and only the target
+    /// clears it, so once we have seen it clear our next post is a fresh one that no serve in progress has read.
+    /// </remarks>
+    private bool WaitForEarlierPost(Cpu target, ulong myBit)
+    {
+        // Spins between yields: a target thread the host has preempted cannot serve until it runs again, and on a
+        // time-shared host our spinning may be what keeps it off its core (about 100 µs of pause loops).
+        const int SpinsBeforeYield = 2048;
+        int spins = 0;
+
+        // Acquire reads: the target's flush for the old post is complete when we see the bit clear.
+        while ((Volatile.Read(ref target._shared.Pending) & myBit) != 0)
+        {
+            if (Volatile.Read(ref target._shared.Lazy) != 0)
+            {
+                return false;
+            }
+
+            // The target is awake and serves at its next interrupt point; serve ours meanwhile (no deadlock when two
+            // CPUs shoot each other down).
+            CpuRelax.Pause();
+            Poll();
+            if (++spins % SpinsBeforeYield == 0)
+            {
+                Thread.Yield();
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Serves every pending flush IPI now (interrupt context).</summary>
@@ -241,7 +272,8 @@ public sealed unsafe partial class Cpu
         Count(CpuCounter.IpisServed, BitOperations.PopCount(pending));
 
         // And (full fence): the acknowledgement. Our flush above is complete before any initiator sees its bit clear;
-        // only the bits we saw are cleared, so a post that arrived during the flush is served at the next point.
+        // only the bits we saw are cleared, so a post that arrived during the flush is served at the next point (an
+        // initiator never posts into a bit of its that is still set: see WaitForEarlierPost).
         Interlocked.And(ref _shared.Pending, ~pending);
     }
 

@@ -5,67 +5,15 @@ using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Smp;
 
+/// <summary>
+/// CPU 0 shoots down one page over and over while CPU 1 caches a translation of it (stamped with the last shootdown
+/// begun), naps (lazy) for a random moment, wakes and checks: a translation cached before a shootdown began must be gone
+/// once that shootdown has returned. Naps racing posts used to leave a post pending at a sleeping target; a later post
+/// merged with it could be acknowledged by a serve that read the generation before the new bump (seen here once in
+/// about twenty full-suite runs under load, before Cpu.WaitForEarlierPost).
+/// </summary>
 public class LazyRaceTests(ITestOutputHelper output)
 {
-    [Fact]
-    public void WhenAShootdownReturnsItsIpiIsNoLongerPendingAnywhereEvenIfTheTargetFellAsleep()
-    {
-        int seed = Environment.TickCount;
-        output.WriteLine($"seed {seed}");
-        using Machine m = ShootdownTests.NewMachine();
-        var ledger = FrameLedger.Begin(m);
-        var context = new TlbContext();
-        int stop = 0;
-        int ready = 0;
-        long stale = 0;
-        long shootdowns = 0;
-        long naps = 0;
-        long deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
-        Task initiator = m.RunAsync(0, cpu =>
-        {
-            cpu.SwitchTo(context);
-            Spin.Until(cpu, () => Volatile.Read(ref ready) != 0, "the napper");
-            Cpu target = m.Cpu(1);
-            try
-            {
-                while (Stopwatch.GetTimestamp() < deadline)
-                {
-                    cpu.Shootdown(context, 0x10000, 0x11000);
-                    shootdowns++;
-
-                    // Only CPU 0 ever sets bit 0 in an inbox: once its shootdown has returned, a set bit is a post
-                    // that no one will acknowledge — and that a later post would merge with and be falsely acked by.
-                    if ((target.PendingIpis & 1) != 0)
-                    {
-                        stale++;
-                    }
-                }
-            }
-            finally
-            {
-                Volatile.Write(ref stop, 1);
-            }
-        });
-        Task napper = m.RunAsync(1, cpu =>
-        {
-            var rng = new Random(seed);
-            cpu.SwitchTo(context);
-            Volatile.Write(ref ready, 1);
-            while (Volatile.Read(ref stop) == 0)
-            {
-                cpu.PrepareToBlock();
-                Thread.SpinWait(rng.Next(0, 16));
-                cpu.FinishBlock();
-                naps++;
-                Thread.SpinWait(rng.Next(0, 16));
-            }
-        });
-        Spin.Join(TimeSpan.FromSeconds(10), "Shootdowns racing naps", initiator, napper);
-        output.WriteLine($"shootdowns {shootdowns}, naps {naps}, stale posts left behind {stale}, skipped {m.Counter(CpuCounter.LazyTargetsSkipped)}, IPIs {m.Counter(CpuCounter.IpisSent)}");
-        Assert.Equal(0, stale);
-        ledger.AssertBalanced();
-    }
-
     [Fact]
     public void ATranslationCachedBeforeAShootdownIsGoneWhenItReturnsWhileTheTargetNapsAndWakes()
     {
@@ -73,6 +21,7 @@ public class LazyRaceTests(ITestOutputHelper output)
         output.WriteLine($"seed {seed}");
         const ulong Vpn = 0x10;
         using Machine m = ShootdownTests.NewMachine();
+        var ledger = FrameLedger.Begin(m);
         var context = new TlbContext();
         int stop = 0;
         int ready = 0;
@@ -133,5 +82,6 @@ public class LazyRaceTests(ITestOutputHelper output)
         Spin.Join(TimeSpan.FromSeconds(10), "Shootdowns racing naps", initiator, napper);
         output.WriteLine($"shootdowns {Volatile.Read(ref completed)}, checks {checks}, violations {violations}, skipped {m.Counter(CpuCounter.LazyTargetsSkipped)}, IPIs {m.Counter(CpuCounter.IpisSent)}, catch-ups {m.Counter(CpuCounter.LazyCatchUps)}");
         Assert.True(violations == 0, first);
+        ledger.AssertBalanced();
     }
 }
