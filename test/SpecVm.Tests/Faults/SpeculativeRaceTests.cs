@@ -186,14 +186,16 @@ public sealed class SpeculativeRaceTests(ITestOutputHelper output)
         machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, fixedAddress: Base));
         machine.Run(1, cpu => mm.Write(cpu, Base, 1UL));
 
-        // CPU 0 needs one frame while the pool is closed: leave one in its own cache.
-        machine.Run(0, cpu => machine.Frames.Free(cpu.Id, machine.Frames.Allocate(cpu.Id, SpecVm.Memory.FrameState.Preparing)));
+        // CPU 0 needs one frame while the pool is closed. Arming drains every cache (the allocator drains other
+        // CPUs' caches before it reports out of memory), so hold one frame back and put it in CPU 0's cache after.
+        long spare = machine.Frames.Allocate(-1, SpecVm.Memory.FrameState.Preparing);
         Cpu cpu1 = machine.Cpu(1);
         long attempts = cpu1.Read(CpuCounter.SpecAttempts);
         CounterSnapshot before = machine.Snapshot();
         Task fault;
         using (var gate = ParkedFault.Arm(machine, 1))
         {
+            machine.Run(0, cpu => machine.Frames.Free(cpu.Id, spare)); // into CPU 0's cache: no pool lock needed
             fault = machine.RunAsync(1, cpu => mm.Write(cpu, Base + Page + 8, 2UL));
             gate.WaitUntilParked(CpuCounter.SpecAttempts, attempts, fault);
             Assert.True(machine.RunAsync(0, cpu => mm.Write(cpu, Base + Page, 3UL)).Wait(TimeSpan.FromSeconds(5)), "CPU 0's fault did not finish while CPU 1 was parked.");
