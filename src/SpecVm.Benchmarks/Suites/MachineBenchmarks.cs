@@ -20,9 +20,6 @@ namespace SpecVm.Benchmarks.Suites;
 /// (an awake CPU with interrupts enabled). Loops run <see cref="Ops"/> operations per invocation so that the call
 /// overhead of the harness does not swamp nanosecond operations.
 /// </remarks>
-[MemoryDiagnoser]
-[MarkdownExporterAttribute.GitHub]
-[CsvExporter]
 [GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
 public unsafe class MachineBenchmarks
