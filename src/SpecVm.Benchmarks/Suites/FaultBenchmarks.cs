@@ -42,6 +42,8 @@ public enum FaultKind
 /// fault path's bytes per fault (0 B expected; the CI gate is HotPathAllocationTests).
 /// </remarks>
 [OpsPerSecondColumn]
+[MinColumn]
+[MedianColumn]
 public class FaultBenchmarks
 {
     /// <summary>Pages faulted per invocation (256 MiB).</summary>

@@ -14,6 +14,8 @@ namespace SpecVm.Benchmarks.Suites;
 /// tool for curves — this suite is for quick side-by-side ratios.
 /// </summary>
 [OpsPerSecondColumn]
+[MinColumn]
+[MedianColumn]
 public class ThreadedFaultBenchmarks
 {
     /// <summary>Faults per invocation, split evenly over the threads.</summary>
