@@ -35,8 +35,8 @@ public enum FaultKind
 /// </summary>
 /// <remarks>
 /// <c>[IterationSetup]</c> forces one invocation per iteration, so an iteration must be long on its own:
-/// <see cref="Pages"/> (256 MiB) makes it tens to hundreds of milliseconds, near BenchmarkDotNet's 100 ms guideline
-/// rather than the 1–10 ms a 4096-page run gave. Each benchmark builds only its own strategy's address space
+/// <see cref="Pages"/> (256 MiB) makes it about 5–100 ms depending on the kind (tens of milliseconds for anonymous
+/// faults), nearer BenchmarkDotNet's 100 ms guideline than the 1–10 ms a 4096-page run gave. Each benchmark builds only its own strategy's address space
 /// (per-target global setup), so the untimed zap of one strategy never evicts the caches of another's measurement.
 /// The closure and <see cref="Machine.Run"/> dispatch happen once per 65536 faults, so the Allocated column is the
 /// fault path's bytes per fault (0 B expected; the CI gate is HotPathAllocationTests).
