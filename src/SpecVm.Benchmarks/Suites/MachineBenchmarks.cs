@@ -19,13 +19,8 @@ namespace SpecVm.Benchmarks.Suites;
 /// shootdown, CPU 1 runs on its own thread, in the address space's CPU mask, spinning on <see cref="Cpu.Poll"/>
 /// (an awake CPU with interrupts enabled). Loops run <see cref="Ops"/> operations per invocation so that the call
 /// overhead of the harness does not swamp nanosecond operations.
-/// <para>
-/// Exporters: BenchmarkDotNet's default configuration (used by the switcher) already writes GitHub Markdown, CSV and
-/// HTML; JSON is added here so results can be compared by tools.
-/// </para>
+/// <para>Diagnosers and exporters come from the shared <see cref="BenchConfig"/> that the <c>bdn</c> command passes to the switcher.</para>
 /// </remarks>
-[MemoryDiagnoser]
-[JsonExporterAttribute.Full]
 [GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
 public unsafe class MachineBenchmarks
@@ -117,10 +112,15 @@ public unsafe class MachineBenchmarks
     [BenchmarkCategory(Access)]
     public AccessResult TlbHitWrite()
     {
+        // Fields hoisted into locals, as NativeStore hoists its pointer: otherwise the loop reloads them from the
+        // benchmark object every iteration (the stores through the MMU may alias them), which is harness cost.
+        AddressSpace mm = _mm;
+        Cpu cpu = _cpu;
+        ulong va = _va + 64;
         AccessResult r = AccessResult.Ok;
         for (int i = 0; i < Ops; i++)
         {
-            r |= _mm.TryWrite(_cpu, _va + 64, (ulong)i);
+            r |= mm.TryWrite(cpu, va, (ulong)i);
         }
 
         return r;
@@ -131,10 +131,13 @@ public unsafe class MachineBenchmarks
     [BenchmarkCategory(Translation)]
     public ulong TlbHitRead()
     {
+        AddressSpace mm = _mm;
+        Cpu cpu = _cpu;
+        ulong va = _va + 64;
         ulong sum = 0;
         for (int i = 0; i < Ops; i++)
         {
-            _mm.TryRead(_cpu, _va + 64, out ulong v);
+            mm.TryRead(cpu, va, out ulong v);
             sum += v;
         }
 
@@ -146,10 +149,12 @@ public unsafe class MachineBenchmarks
     [BenchmarkCategory(Translation)]
     public ulong PageWalk()
     {
+        Paging.PageTable table = _mm.PageTable;
+        ulong va = _va;
         ulong sum = 0;
         for (int i = 0; i < Ops; i++)
         {
-            sum += (ulong)_mm.PageTable.WalkLockless(_va, out _);
+            sum += (ulong)table.WalkLockless(va, out _);
         }
 
         return sum;
@@ -160,11 +165,15 @@ public unsafe class MachineBenchmarks
     [BenchmarkCategory(Translation)]
     public ulong TlbMissAndFill()
     {
+        AddressSpace mm = _mm;
+        Cpu cpu = _cpu;
+        ulong va = _va + 64;
+        ulong vpn = _vpn;
         ulong sum = 0;
         for (int i = 0; i < Ops; i++)
         {
-            _cpu.Tlb.FlushPage(_vpn);
-            _mm.TryRead(_cpu, _va + 64, out ulong v);
+            cpu.Tlb.FlushPage(vpn);
+            mm.TryRead(cpu, va, out ulong v);
             sum += v;
         }
 
