@@ -60,7 +60,7 @@ public sealed class PerVmaLockStrategy : FaultStrategy
         }
         finally
         {
-            cpu.Machine.Srcu.ReadUnlock(cpu.Id, idx);
+            cpu.Machine.Srcu.ReadUnlockLocal(cpu.Id, idx); // Locked and unlocked on this CPU's own thread.
         }
 
         if (vma == null)

@@ -80,7 +80,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         }
         finally
         {
-            cpu.Machine.Srcu.ReadUnlock(cpu.Id, idx);
+            cpu.Machine.Srcu.ReadUnlockLocal(cpu.Id, idx); // Locked and unlocked on this CPU's own thread.
         }
 
         cpu.Count(abort switch
@@ -237,7 +237,9 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
 
                 // The recheck that makes it all safe: if a writer touched the VMA since we read the count, everything
                 // we decided from it (kind, protection, range) may be wrong; unmap bumps the count before it zaps.
-                if (!PlantSkipSeqRecheck && (vma.Seq.ReadRetry(seq) || Volatile.Read(ref vma.Detached) != 0))
+                // The PTL's successful CAS just above is a full fence after our reads of the VMA, which is the fence
+                // Boehm's recheck needs; ReadRetryAfterFence does not issue a second one.
+                if (!PlantSkipSeqRecheck && (vma.Seq.ReadRetryAfterFence(seq) || Volatile.Read(ref vma.Detached) != 0))
                 {
                     abort = SpeculativeAbort.SeqChanged;
                     return null;

@@ -71,6 +71,15 @@ public struct SeqCount
         return Volatile.Read(in _sequence) != start;
     }
 
+    /// <summary>
+    /// <see cref="ReadRetry"/> for a caller that has just executed a full fence of its own after its data reads — for
+    /// example a successful compare-and-swap taking a lock, as the speculative fault's PTL trylock is. That fence already
+    /// orders the data reads before the re-read (Boehm's second requirement), so this skips the second one.
+    /// </summary>
+    /// <param name="start">The count returned by <see cref="ReadBegin"/> or <see cref="TryReadBegin"/>.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly bool ReadRetryAfterFence(int start) => Volatile.Read(in _sequence) != start;
+
     /// <summary>Enters a write section (count becomes odd). Writers must be serialized by the caller.</summary>
     public void WriteBegin()
     {

@@ -99,6 +99,30 @@ public sealed class Srcu : IDisposable
         Interlocked.Increment(ref counter);
     }
 
+    /// <summary>
+    /// <see cref="ReadUnlock"/> for the common case where the section is left on the CPU that entered it, from that
+    /// CPU's own thread: its slot's unlock counter then has a single writer, so a release store replaces the atomic.
+    /// </summary>
+    /// <param name="cpu">The CPU id that entered the section; the caller must be that CPU's thread.</param>
+    /// <param name="idx">The index <see cref="ReadLock"/> returned.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ReadUnlockLocal(int cpu, int idx)
+    {
+        if ((uint)idx > 1)
+        {
+            ThrowBadIndex(idx);
+        }
+
+        ref Slot slot = ref _slots[cpu];
+        ref long counter = ref idx == 0 ? ref slot.Unlock0 : ref slot.Unlock1;
+
+        // Release (Linux: smp_mb() C before the increment): every read of the section completes before the unlock
+        // count says we left; a grace period that counts this unlock therefore finds the section over. A plain
+        // read-modify-write is safe because only this CPU's thread writes this counter on this path; a CPU that may
+        // be unlocked from elsewhere must use ReadUnlock.
+        Volatile.Write(ref counter, counter + 1);
+    }
+
     /// <summary>Waits until every reader that entered before this call has left (<c>synchronize_srcu</c>).</summary>
     /// <param name="waiter">Served while waiting; may be null. Must not be called inside a read section.</param>
     public void Synchronize(ISpinWaiter? waiter = null)
