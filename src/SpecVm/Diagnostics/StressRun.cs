@@ -139,6 +139,8 @@ public static class StressRun
     private const ulong OwnBase = 0x8000_0000;
     private const int OwnPages = 64;
     private const int FilePages = 64;
+    private const ulong HammerBase = 0x1_0000_0000;
+    private const int HammerRegions = 16;
     private static readonly string[] WorkloadNames = ["none", "page-fault1", "page-fault2", "page-fault3", "database-load", "ebizzy"];
 
     /// <summary>Runs rounds until <see cref="StressOptions.Duration"/> is over or a round finds a violation.</summary>
@@ -216,6 +218,11 @@ public static class StressRun
         }
 
         int randomCpus = cpus - workloadCpus;
+
+        // Half the rounds with two or more random CPUs: CPU 0 hammers map/publish/unmap of one-page VMAs at fresh
+        // addresses while the others also write to the published page (the speculative recheck's race).
+        bool hammer = randomCpus >= 2 && rng.Next(2) == 0;
+        var published = new ulong[1];
         int workloadTasks = workload == null ? 0 : workloadCpus - workload.BackgroundTasks;
         var violations = new List<string>();
         var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
@@ -269,9 +276,13 @@ public static class StressRun
                 {
                     try
                     {
-                        if (id < randomCpus)
+                        if (hammer && id == 0)
                         {
-                            perCpuOps[id] = RandomOperations(cpu, mm, privateFile, sharedFile, new Random(cpuSeed), deadline, roundDuration, errors);
+                            perCpuOps[id] = Hammer(cpu, mm, published, deadline, roundDuration, errors);
+                        }
+                        else if (id < randomCpus)
+                        {
+                            perCpuOps[id] = RandomOperations(cpu, mm, privateFile, sharedFile, new Random(cpuSeed), deadline, roundDuration, errors, published);
                         }
                         else
                         {
@@ -392,7 +403,7 @@ public static class StressRun
     /// One CPU's random operations: anything on the shared churn area (any outcome is allowed but an exception, since
     /// the other CPUs change it under us), and, on its own region, writes and reads checked against what it wrote.
     /// </summary>
-    private static long RandomOperations(Cpu cpu, AddressSpace mm, SimFile privateFile, SimFile sharedFile, Random rng, Stopwatch deadline, TimeSpan duration, System.Collections.Concurrent.ConcurrentQueue<string> errors)
+    private static long RandomOperations(Cpu cpu, AddressSpace mm, SimFile privateFile, SimFile sharedFile, Random rng, Stopwatch deadline, TimeSpan duration, System.Collections.Concurrent.ConcurrentQueue<string> errors, ulong[] published)
     {
         ulong own = OwnBase + ((ulong)cpu.Id * Region);
         mm.Map(cpu, OwnPages * Page, Protection.ReadWrite, MappingKind.Anonymous, null, 0, own);
@@ -441,6 +452,15 @@ public static class StressRun
 
                 mm.Protect(cpu, a, 4 * Page, Protection.ReadWrite);
             }
+            else if (op >= 95)
+            {
+                LocklessWalk(cpu, mm, rng);
+            }
+            else if (op < 55 && Volatile.Read(ref published[0]) is ulong target && target != 0)
+            {
+                // Race the hammer's unmap: Ok or SIGSEGV are both fine; a PTE left behind outside every VMA is not.
+                _ = mm.TryWrite(cpu, target, (ulong)ops);
+            }
             else
             {
                 ChurnOperation(cpu, mm, privateFile, sharedFile, rng, op);
@@ -459,6 +479,75 @@ public static class StressRun
         }
 
         return ops;
+    }
+
+    /// <summary>
+    /// Maps a one-page VMA at a fresh address, publishes it, and unmaps it, again and again; addresses are never reused
+    /// within the round (a VMA at the start of each 2 MiB region keeps its PTE table alive), so a PTE that a racing
+    /// fault installs after the unmap stays outside every VMA until the round's invariant check.
+    /// </summary>
+    private static long Hammer(Cpu cpu, AddressSpace mm, ulong[] published, Stopwatch deadline, TimeSpan duration, System.Collections.Concurrent.ConcurrentQueue<string> errors)
+    {
+        for (int r = 0; r < HammerRegions; r++)
+        {
+            mm.Map(cpu, Page, Protection.ReadWrite, MappingKind.Anonymous, null, 0, HammerBase + ((ulong)r * Region));
+        }
+
+        long ops = 0;
+        for (ulong slot = 1; slot < ChurnRegionPages && deadline.Elapsed < duration && errors.IsEmpty; slot++)
+        {
+            for (int r = 0; r < HammerRegions; r++)
+            {
+                ulong a = HammerBase + ((ulong)r * Region) + (slot * Page);
+                mm.Map(cpu, Page, Protection.ReadWrite, MappingKind.Anonymous, null, 0, a);
+                Volatile.Write(ref published[0], a); // The racing CPUs read it with Volatile.Read; a stale one is harmless.
+                Thread.SpinWait(50);
+                mm.Unmap(cpu, a, Page);
+                ops += 2;
+            }
+        }
+
+        Volatile.Write(ref published[0], 0);
+        return ops;
+    }
+
+    /// <summary>
+    /// A lockless walk (fast GUP, the speculative fault's walk): interrupts off, walk to a churn region's PTE table and
+    /// keep looking at its frame; it must stay that region's level-1 table until interrupts are enabled again, because
+    /// a detached table is freed only after a shootdown that this CPU, with interrupts off, has not acknowledged.
+    /// </summary>
+    private static unsafe void LocklessWalk(Cpu cpu, AddressSpace mm, Random rng)
+    {
+        ulong region = ChurnBase + ((ulong)rng.Next(ChurnRegions) * Region);
+        cpu.SwitchTo(mm.TlbContext); // In the CPU mask, as a CPU running one of the address space's threads is.
+        cpu.LocalIrqDisable();
+        try
+        {
+            ulong* entry = mm.PageTable.WalkLockless(region + ((ulong)rng.Next(ChurnRegionPages) * Page), out long ptePfn);
+            if (entry == null)
+            {
+                return;
+            }
+
+            _ = Volatile.Read(ref *entry);
+            for (int look = 0; look < 64; look++)
+            {
+                ref Memory.PageFrame frame = ref mm.Machine.Memory.Frame(ptePfn);
+                Memory.FrameState state = frame.ReadState();
+                long level = Volatile.Read(ref frame.Owner);
+                long baseVa = Volatile.Read(ref frame.Index);
+                if (state != Memory.FrameState.PageTable || level != 1 || baseVa != (long)region)
+                {
+                    throw new InvalidDataException($"CPU {cpu.Id}: the PTE table {ptePfn} of 0x{region:x}, walked with interrupts off, became {state} (level {level}, base 0x{baseVa:x}) before they were enabled: a table was freed before its shootdown.");
+                }
+
+                Thread.SpinWait(8);
+            }
+        }
+        finally
+        {
+            cpu.LocalIrqEnable();
+        }
     }
 
     private static void ChurnOperation(Cpu cpu, AddressSpace mm, SimFile privateFile, SimFile sharedFile, Random rng, int op)
@@ -481,6 +570,11 @@ public static class StressRun
             {
                 // Another mapping is there (MAP_FIXED_NOREPLACE refuses): an allowed outcome.
             }
+        }
+        else if (op >= 62 && op < 65)
+        {
+            // The whole region: its PTE table is detached and freed (after the shootdown) under a lockless walker.
+            mm.Unmap(cpu, start & ~(Region - 1), Region);
         }
         else if (op < 65)
         {
