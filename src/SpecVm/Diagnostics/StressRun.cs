@@ -36,6 +36,12 @@ public sealed class StressOptions
     /// <summary>Test hook: configures each round's shared address space (to plant a bug, say).</summary>
     internal Action<AddressSpace>? ConfigureAddressSpace { get; set; }
 
+    /// <summary>Test hook: hammer map/unmap in every round that has two random CPUs, not in half of them.</summary>
+    internal bool AlwaysHammer { get; set; }
+
+    /// <summary>Test hook: false to give every CPU random operations (no workload batches).</summary>
+    internal bool Workloads { get; set; } = true;
+
     internal void Validate()
     {
         if (Duration < TimeSpan.Zero)
@@ -207,7 +213,7 @@ public static class StressRun
         int cpus = options.CpuCount;
 
         // Workload CPUs: none with one CPU; otherwise sometimes none, else up to half the CPUs.
-        string workloadName = cpus < 2 ? "none" : WorkloadNames[rng.Next(WorkloadNames.Length)];
+        string workloadName = cpus < 2 || !options.Workloads ? "none" : WorkloadNames[rng.Next(WorkloadNames.Length)];
         Workload? workload = CreateWorkload(workloadName);
         int workloadCpus = workload == null ? 0 : Math.Max(1 + workload.BackgroundTasks, rng.Next(1, (cpus / 2) + 1));
         if (workload != null && workloadCpus >= cpus)
@@ -221,7 +227,7 @@ public static class StressRun
 
         // Half the rounds with two or more random CPUs: CPU 0 hammers map/publish/unmap of one-page VMAs at fresh
         // addresses while the others also write to the published page (the speculative recheck's race).
-        bool hammer = randomCpus >= 2 && rng.Next(2) == 0;
+        bool hammer = randomCpus >= 2 && (rng.Next(2) == 0 || options.AlwaysHammer);
         var published = new ulong[1];
         int workloadTasks = workload == null ? 0 : workloadCpus - workload.BackgroundTasks;
         var violations = new List<string>();

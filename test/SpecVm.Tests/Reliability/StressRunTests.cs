@@ -36,7 +36,7 @@ public class StressRunTests(ITestOutputHelper output)
     {
         var options = new StressOptions
         {
-            Duration = TimeSpan.FromSeconds(2.5),
+            Duration = TimeSpan.FromSeconds(2.8),
             Seed = 7,
             RoundDuration = TimeSpan.FromMilliseconds(100),
         };
@@ -44,6 +44,7 @@ public class StressRunTests(ITestOutputHelper output)
         {
             case "skip-seq-recheck":
                 options.Strategies = ["speculative"];
+                options.AlwaysHammer = true;
                 options.StrategyFactory = _ => new SpeculativeStrategy { PlantSkipSeqRecheck = true };
                 break;
             case "skip-grace-period":
@@ -51,6 +52,7 @@ public class StressRunTests(ITestOutputHelper output)
                 options.ConfigureAddressSpace = mm => mm.Slab.PlantSkipGracePeriod = true;
                 break;
             default:
+                options.Workloads = false;
                 options.ConfigureAddressSpace = mm => mm.PlantFreeTablesBeforeShootdown = true;
                 break;
         }
