@@ -186,14 +186,17 @@ public sealed class SpeculativeRaceTests(ITestOutputHelper output)
         machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, fixedAddress: Base));
         machine.Run(1, cpu => mm.Write(cpu, Base, 1UL));
 
-        // CPU 0 needs one frame while the pool is closed: leave one in its own cache.
-        machine.Run(0, cpu => machine.Frames.Free(cpu.Id, machine.Frames.Allocate(cpu.Id, SpecVm.Memory.FrameState.Preparing)));
+        // CPU 0 needs one frame while the pool is closed: keep one aside and put it in CPU 0's cache once the gate is
+        // armed (arming drains CPU 1's cache, and an allocator that finds the pool empty drains the other CPUs' caches
+        // too, so a frame left in CPU 0's cache before arming would end up in the closed pool).
+        long spare = machine.Frames.Allocate(-1, SpecVm.Memory.FrameState.Preparing);
         Cpu cpu1 = machine.Cpu(1);
         long attempts = cpu1.Read(CpuCounter.SpecAttempts);
         CounterSnapshot before = machine.Snapshot();
         Task fault;
         using (var gate = ParkedFault.Arm(machine, 1))
         {
+            machine.Run(0, cpu => machine.Frames.Free(cpu.Id, spare)); // Into CPU 0's cache: the pool lock is not taken.
             fault = machine.RunAsync(1, cpu => mm.Write(cpu, Base + Page + 8, 2UL));
             gate.WaitUntilParked(CpuCounter.SpecAttempts, attempts, fault);
             Assert.True(machine.RunAsync(0, cpu => mm.Write(cpu, Base + Page, 3UL)).Wait(TimeSpan.FromSeconds(5)), "CPU 0's fault did not finish while CPU 1 was parked.");
