@@ -228,6 +228,10 @@ public static class StressRun
         // Half the rounds with two or more random CPUs: CPU 0 hammers map/publish/unmap of one-page VMAs at fresh
         // addresses while the others also write to the published page (the speculative recheck's race).
         bool hammer = randomCpus >= 2 && (rng.Next(2) == 0 || options.AlwaysHammer);
+
+        // With three random CPUs or more (or when focused), CPU 1 does nothing but write to the published page: the
+        // race then happens within a few hundred unmaps rather than thousands.
+        bool racer = hammer && (randomCpus >= 3 || options.AlwaysHammer);
         var published = new ulong[1];
         int workloadTasks = workload == null ? 0 : workloadCpus - workload.BackgroundTasks;
         var violations = new List<string>();
@@ -285,6 +289,10 @@ public static class StressRun
                         if (hammer && id == 0)
                         {
                             perCpuOps[id] = Hammer(cpu, mm, published, deadline, roundDuration, errors);
+                        }
+                        else if (racer && id == 1)
+                        {
+                            perCpuOps[id] = Race(cpu, mm, published, deadline, roundDuration, errors);
                         }
                         else if (id < randomCpus)
                         {
@@ -554,6 +562,27 @@ public static class StressRun
         {
             cpu.LocalIrqEnable();
         }
+    }
+
+    /// <summary>Writes to whatever page the hammer published (Ok or SIGSEGV, depending on the race: both are fine).</summary>
+    private static long Race(Cpu cpu, AddressSpace mm, ulong[] published, Stopwatch deadline, TimeSpan duration, System.Collections.Concurrent.ConcurrentQueue<string> errors)
+    {
+        long ops = 0;
+        while (deadline.Elapsed < duration && errors.IsEmpty)
+        {
+            ulong target = Volatile.Read(ref published[0]); // The hammer's Volatile.Write; a stale address is harmless.
+            if (target != 0)
+            {
+                _ = mm.TryWrite(cpu, target, (ulong)ops);
+                ops++;
+            }
+            else
+            {
+                Thread.Yield();
+            }
+        }
+
+        return ops;
     }
 
     private static void ChurnOperation(Cpu cpu, AddressSpace mm, SimFile privateFile, SimFile sharedFile, Random rng, int op)
