@@ -26,6 +26,8 @@ internal static class Commands
         compare.SetAction(p => CompareRunner.Run(p.GetValue(baseline)!, p.GetValue(candidate)!));
         root.Subcommands.Add(compare);
 
+        root.Subcommands.Add(StressRunner.Create());
+
         // Listed for --help only: Program hands "bdn ..." to BenchmarkDotNet before parsing.
         var bdn = new Command("bdn", "Run BenchmarkDotNet suites; every following argument goes to BenchmarkSwitcher (e.g. bdn --filter '*Tlb*').");
         bdn.TreatUnmatchedTokensAsErrors = false;

@@ -23,6 +23,7 @@ internal sealed class ScaleOptions
     private Option<int> _repeats = null!;
     private Option<string?> _out = null!;
     private Option<bool> _oversubscribe = null!;
+    private Option<bool> _verify = null!;
     private Option<long> _mappingMib = null!;
     private Option<long> _sliceMib = null!;
     private Option<double> _writerRate = null!;
@@ -66,6 +67,10 @@ internal sealed class ScaleOptions
         {
             Description = "Allow more threads than cores (time-shared CPUs; spinning then wastes time slices).",
         },
+        _verify = new Option<bool>("--verify")
+        {
+            Description = "After each model run, before teardown, check the invariants (VMAs, PTEs, frames); a violation fails the run.",
+        },
         _mappingMib = new Option<long>("--mapping-mib")
         {
             Description = "page-fault mapping size per round, MiB (will-it-scale: 128).",
@@ -93,6 +98,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_repeats);
         command.Options.Add(_out);
         command.Options.Add(_oversubscribe);
+        command.Options.Add(_verify);
         command.Options.Add(_mappingMib);
         command.Options.Add(_sliceMib);
         command.Options.Add(_writerRate);
@@ -167,7 +173,7 @@ internal sealed class ScaleOptions
         }
 
         string outDir = p.GetValue(_out) ?? Path.Combine("results", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture));
-        return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe);
+        return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe, p.GetValue(_verify));
     }
 
     private static string[] Split(string[]? values, string[] defaults)
@@ -244,4 +250,5 @@ internal sealed record ScaleSettings(
     TimeSpan Duration,
     int Repeats,
     string OutDir,
-    bool Oversubscribe);
+    bool Oversubscribe,
+    bool Verify = false);

@@ -20,6 +20,7 @@ internal static class ScaleRunner
             Duration = s.Duration,
             Repeats = s.Repeats,
             Oversubscribe = s.Oversubscribe,
+            Verify = s.Verify,
             Progress = forward,
         });
 

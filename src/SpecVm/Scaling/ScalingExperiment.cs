@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SpecVm.Faults;
+using SpecVm.Mm;
 using SpecVm.Smp;
 using SpecVm.Sync;
 using SpecVm.Workloads;
@@ -214,6 +215,11 @@ public sealed class ScalingExperiment
             workload.EndMeasurement(seconds, metrics);
             Volatile.Write(ref state.Stop, 1);
             WaitAll(all);
+            if (_options.Verify && !workload.IsNative)
+            {
+                Verify(machine, workload, strategy, threads);
+            }
+
             var perThread = new double[threads];
             for (int i = 0; i < threads; i++)
             {
@@ -242,6 +248,19 @@ public sealed class ScalingExperiment
 
             workload.Teardown();
             machine.Srcu.Barrier();
+        }
+    }
+
+    /// <summary>Quiescent (every task stopped, nothing torn down): the invariant checker over the workload's state.</summary>
+    private static void Verify(Machine machine, Workload workload, FaultStrategy? strategy, int threads)
+    {
+        var violations = new List<string>(InvariantChecker.FindViolations(machine, workload.AddressSpaces.ToList(), workload.Files.ToList()));
+        violations.AddRange(machine.Violations);
+        if (violations.Count != 0)
+        {
+            throw new InvalidOperationException(
+                $"Verification failed after {workload.Name} with {strategy?.Name ?? "no strategy"} at {threads} threads: {violations.Count} invariant violation(s): "
+                + string.Join("; ", violations.Take(10)) + (violations.Count > 10 ? "; ..." : string.Empty));
         }
     }
 

@@ -27,6 +27,13 @@ public sealed class ScalingOptions
     /// <summary>Allow more measured threads than cores.</summary>
     public bool Oversubscribe { get; init; }
 
+    /// <summary>
+    /// After each model run, with every task stopped and before teardown, run the <see cref="Mm.InvariantChecker"/>
+    /// over the workload's address spaces and files (and read the machine's violation log); a violation fails the
+    /// experiment with an <see cref="InvalidOperationException"/> naming the point.
+    /// </summary>
+    public bool Verify { get; init; }
+
     /// <summary>Progress reports (one per run started and finished); null for none.</summary>
     public IProgress<ScalingProgress>? Progress { get; init; }
 }

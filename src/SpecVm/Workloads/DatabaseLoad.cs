@@ -189,6 +189,9 @@ public sealed class DatabaseLoad : Workload
     }
 
     /// <inheritdoc/>
+    public override IEnumerable<AddressSpace> AddressSpaces => _mm == null ? [] : [_mm];
+
+    /// <inheritdoc/>
     public override void Teardown()
     {
         _mm?.Dispose();

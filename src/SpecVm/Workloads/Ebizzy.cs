@@ -115,6 +115,9 @@ public sealed class Ebizzy : Workload
     }
 
     /// <inheritdoc/>
+    public override IEnumerable<AddressSpace> AddressSpaces => _mm == null ? [] : [_mm];
+
+    /// <inheritdoc/>
     public override void Teardown()
     {
         _mm?.Dispose();

@@ -117,6 +117,12 @@ public abstract class PageFaultWorkload : Workload
     }
 
     /// <inheritdoc/>
+    public override IEnumerable<AddressSpace> AddressSpaces => _spaces.Distinct();
+
+    /// <inheritdoc/>
+    public override IEnumerable<SimFile> Files => _files.OfType<SimFile>();
+
+    /// <inheritdoc/>
     public override void Teardown()
     {
         foreach (AddressSpace mm in _spaces.Distinct())

@@ -1,4 +1,5 @@
 using SpecVm.Faults;
+using SpecVm.Mm;
 using SpecVm.Smp;
 
 namespace SpecVm.Workloads;
@@ -66,6 +67,12 @@ public abstract class Workload
     public virtual void EndMeasurement(double seconds, IDictionary<string, double> metrics)
     {
     }
+
+    /// <summary>The model address spaces <see cref="Setup"/> created (for invariant checks between the run and <see cref="Teardown"/>); empty by default.</summary>
+    public virtual IEnumerable<AddressSpace> AddressSpaces => [];
+
+    /// <summary>The files <see cref="Setup"/> created (for invariant checks between the run and <see cref="Teardown"/>); empty by default.</summary>
+    public virtual IEnumerable<SimFile> Files => [];
 
     /// <summary>Frees what <see cref="Setup"/> created. Called once every task has stopped.</summary>
     public abstract void Teardown();
