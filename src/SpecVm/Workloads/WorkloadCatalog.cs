@@ -8,7 +8,7 @@ public static class WorkloadCatalog
     [
         "page-fault1", "page-fault2", "page-fault3",
         "page-fault1-processes", "page-fault2-processes", "page-fault3-processes",
-        "database-load", "database-load-nowriter", "ebizzy",
+        "database-load", "database-load-interleaved", "database-load-nowriter", "ebizzy",
         "native-page-fault1", "native-page-fault2", "native-page-fault3",
         "native-database-load", "native-database-load-nowriter",
     ];
@@ -34,6 +34,7 @@ public static class WorkloadCatalog
             "page-fault2-processes" => new PageFault2(mappingBytes, WorkloadMode.Processes),
             "page-fault3-processes" => new PageFault3(mappingBytes, WorkloadMode.Processes),
             "database-load" => new DatabaseLoad(sliceBytes, writerOpsPerSecond),
+            "database-load-interleaved" => new DatabaseLoad(sliceBytes, writerOpsPerSecond, interleaveWriter: true),
             "database-load-nowriter" => new DatabaseLoad(sliceBytes, 0),
             "ebizzy" => new Ebizzy(),
             "native-page-fault1" => new NativePageFault(1, mappingBytes),

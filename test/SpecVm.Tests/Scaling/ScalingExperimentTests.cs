@@ -10,7 +10,7 @@ public class ScalingExperimentTests
 
     public static TheoryData<string> ModelWorkloads => new()
     {
-        "page-fault1", "page-fault2", "page-fault3", "page-fault1-processes", "database-load", "database-load-nowriter", "ebizzy",
+        "page-fault1", "page-fault2", "page-fault3", "page-fault1-processes", "database-load", "database-load-interleaved", "database-load-nowriter", "ebizzy",
     };
 
     public static TheoryData<string> NativeWorkloads => new()
