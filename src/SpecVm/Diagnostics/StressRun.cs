@@ -470,6 +470,7 @@ public static class StressRun
             {
                 LocklessWalk(cpu, mm, rng);
             }
+            // Acquire read of the hammer's published region (a stale one is harmless: any result is checked the same way).
             else if (op < 55 && Volatile.Read(ref published[0]) is ulong target && target != 0)
             {
                 // Race the hammer's unmap: Ok or SIGSEGV are both fine; a PTE left behind outside every VMA is not.
@@ -521,7 +522,7 @@ public static class StressRun
             }
         }
 
-        Volatile.Write(ref published[0], 0);
+        Volatile.Write(ref published[0], 0); // Release: the racing CPUs stop aiming at the hammer's last region.
         return ops;
     }
 
@@ -543,11 +544,12 @@ public static class StressRun
                 return;
             }
 
-            _ = Volatile.Read(ref *entry);
+            _ = Volatile.Read(ref *entry); // Touch the PTE as a walker would (READ_ONCE); the checks below use the frame.
             for (int look = 0; look < 64; look++)
             {
                 ref Memory.PageFrame frame = ref mm.Machine.Memory.Frame(ptePfn);
                 Memory.FrameState state = frame.ReadState();
+                // Acquire reads of the table's metadata: a freed and reused frame shows its new owner and base.
                 long level = Volatile.Read(ref frame.Owner);
                 long baseVa = Volatile.Read(ref frame.Index);
                 if (state != Memory.FrameState.PageTable || level != 1 || baseVa != (long)region)

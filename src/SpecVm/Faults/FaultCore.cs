@@ -217,6 +217,8 @@ public static unsafe class FaultCore
         }
         else
         {
+            // Atomic: a page-cache page is mapped by other address spaces under their own PTLs, so our PTL does not
+            // serialize its map count; the PTE store below (release) publishes the new count with the mapping.
             Interlocked.Increment(ref frame.MapCount);
             if (page.DirtiesPageCache)
             {

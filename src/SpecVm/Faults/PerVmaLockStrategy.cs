@@ -50,6 +50,8 @@ public sealed class PerVmaLockStrategy : FaultStrategy
                 cpu.Count(CpuCounter.VmaLockAbort);
                 vma = null;
             }
+            // Acquire read after the read lock's full fence: a writer sets Detached before it drops the mmap lock, and a
+            // VMA it detached in an earlier section is no longer the one covering the address.
             else if (Volatile.Read(ref vma.Detached) != 0 || !vma.Contains(address))
             {
                 // Locked, but it is no longer the VMA we looked up (detached or recycled in between).

@@ -56,6 +56,7 @@ public sealed unsafe class FrameAllocator : IDisposable
     {
         get
         {
+            // Racy statistics: each counter is read whole; the sum is a snapshot, not a consistent cut.
             long sum = Volatile.Read(ref _poolAllocs);
             for (int i = 0; i < _stats.Count; i++)
             {
@@ -71,6 +72,7 @@ public sealed unsafe class FrameAllocator : IDisposable
     {
         get
         {
+            // Racy statistics, as Allocated.
             long sum = Volatile.Read(ref _poolFrees);
             for (int i = 0; i < _stats.Count; i++)
             {
@@ -92,7 +94,7 @@ public sealed unsafe class FrameAllocator : IDisposable
             pfn = PoolPop();
             if (pfn >= 0)
             {
-                Interlocked.Increment(ref _poolAllocs);
+                Interlocked.Increment(ref _poolAllocs); // Statistics only: shared by every CPU-less caller.
             }
         }
         else
@@ -131,7 +133,6 @@ public sealed unsafe class FrameAllocator : IDisposable
             frame.Flags = 0;
             frame.Owner = 0;
             frame.Index = 0;
-            frame.UsedEntries = 0;
 
             // Release: the reset metadata is visible before the state says the frame is in use (census readers).
             frame.WriteState(state);
@@ -169,7 +170,7 @@ public sealed unsafe class FrameAllocator : IDisposable
         if (cpu < 0)
         {
             PoolPush((int)pfn);
-            Interlocked.Increment(ref _poolFrees);
+            Interlocked.Increment(ref _poolFrees); // Statistics only: shared by every CPU-less caller.
             return;
         }
 
@@ -198,7 +199,7 @@ public sealed unsafe class FrameAllocator : IDisposable
 
             for (int i = 0; i < _caches.Count; i++)
             {
-                sum += Volatile.Read(ref _caches[i].Count);
+                sum += Volatile.Read(ref _caches[i].Count); // Racy snapshot of another CPU's cache size.
             }
 
             return sum;

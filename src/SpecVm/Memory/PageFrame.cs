@@ -58,10 +58,6 @@ public struct PageFrame
     [FieldOffset(24)]
     public long Index;
 
-    /// <summary>For page-table pages: the number of present entries (Linux tracks this for freeing empty tables).</summary>
-    [FieldOffset(32)]
-    public int UsedEntries;
-
     /// <summary>Reads <see cref="State"/> with acquire semantics.</summary>
     public readonly FrameState ReadState() => (FrameState)Volatile.Read(in Unsafe.As<FrameState, int>(ref Unsafe.AsRef(in State)));
 

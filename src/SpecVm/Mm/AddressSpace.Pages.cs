@@ -282,6 +282,7 @@ public sealed unsafe partial class AddressSpace
                     }
                     else
                     {
+                        // Atomic: a page-cache page's map count is shared with other address spaces (other PTLs).
                         Interlocked.Decrement(ref frame.MapCount);
                     }
                 }

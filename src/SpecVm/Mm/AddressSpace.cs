@@ -370,6 +370,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             Hook(HookPoint.WriterAfterIndexPublish, cpu);
             foreach (Vma v in old)
             {
+                // Release: readers that find this VMA through an old index snapshot see it detached (as in Unmap).
                 Volatile.Write(ref v.Detached, 1);
             }
 
@@ -466,6 +467,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             }
             else
             {
+                // Atomic: a page-cache page's map count is shared by every address space mapping it, under other PTLs.
                 Interlocked.Decrement(ref frame.MapCount);
             }
         });
@@ -526,6 +528,8 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     private void EndChangeAndRetire(Vma v)
     {
+        // Release, before the sequence count closes: a reader that sees the final even count also sees the VMA
+        // detached, so "count unchanged" can never be mistaken for "still in the tree".
         Volatile.Write(ref v.Detached, 1);
         v.Seq.WriteEnd();
         _slab.Retire(v);
@@ -582,6 +586,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             throw new ArgumentException("The CPU belongs to another machine.", nameof(cpu));
         }
 
+        // Acquire read of the disposed flag: a best-effort misuse check (use after Dispose), not a synchronization.
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         CheckOnCpuThread(cpu);
     }

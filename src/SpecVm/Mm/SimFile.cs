@@ -31,7 +31,7 @@ public sealed unsafe class SimFile : IDisposable
         Length = length;
         IsWritable = writable;
         _pages = new long[length / PhysicalMemory.PageSize];
-        Id = Interlocked.Increment(ref s_nextId);
+        Id = Interlocked.Increment(ref s_nextId); // Atomic: files may be created on several threads; ids stay unique.
     }
 
     /// <summary>A unique id.</summary>
@@ -69,6 +69,7 @@ public sealed unsafe class SimFile : IDisposable
             return cached - 1;
         }
 
+        // Acquire read of the disposed flag: a best-effort misuse check (use after Dispose), not a synchronization.
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         long pfn = _machine.Frames.TryAllocate(cpu, FrameState.Preparing);
         if (pfn < 0)
@@ -128,6 +129,7 @@ public sealed unsafe class SimFile : IDisposable
             long page = offset / PhysicalMemory.PageSize;
             int inPage = (int)(offset % PhysicalMemory.PageSize);
             int n = Math.Min(into.Length, PhysicalMemory.PageSize - inPage);
+            // Acquire: a published page's zeroed contents are visible (pairs with the CAS in GetPage).
             long cached = Volatile.Read(ref _pages[page]);
             if (cached == 0)
             {
@@ -146,6 +148,7 @@ public sealed unsafe class SimFile : IDisposable
     /// <summary>Drops the page cache. Throws if a page is still mapped.</summary>
     public void Dispose()
     {
+        // Exchange: one disposer wins; GetPage refuses to read new pages in once it sees the flag.
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
@@ -154,15 +157,17 @@ public sealed unsafe class SimFile : IDisposable
         for (long i = 0; i < _pages.Length; i++)
         {
             long cached = _pages[i];
+            // Acquire read of the map count: a file must be unmapped (by the caller, before this) to be disposed.
             if (cached != 0 && Volatile.Read(ref _machine.Memory.Frame(cached - 1).MapCount) != 0)
             {
-                Volatile.Write(ref _disposed, 0);
+                Volatile.Write(ref _disposed, 0); // Still mapped: undo the claim so the file stays usable.
                 throw new InvalidOperationException($"File {Id} is still mapped (page {i}); unmap it before disposing.");
             }
         }
 
         for (long i = 0; i < _pages.Length; i++)
         {
+            // Exchange: takes each page exactly once, even against a racing GetPage that published it late.
             long cached = Interlocked.Exchange(ref _pages[i], 0);
             if (cached != 0)
             {

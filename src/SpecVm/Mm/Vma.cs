@@ -173,6 +173,7 @@ public sealed class Vma
         _protection = Protection.None;
         _file = null;
         _mm = null;
+        // Release: the poison values are visible before the flag that tells readers to count the read.
         Volatile.Write(ref _poisoned, 1);
     }
 

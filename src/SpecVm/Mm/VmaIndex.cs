@@ -34,6 +34,7 @@ public sealed class VmaIndex
         get
         {
             int h = 0;
+            // Acquire: one published version, as every lookup takes it.
             for (Node? n = Volatile.Read(ref _root).Node; n != null; n = n.Children?[0])
             {
                 h++;

@@ -58,7 +58,7 @@ public sealed class VmaSlab
             }
         }
 
-        Interlocked.Increment(ref _allocated);
+        Interlocked.Increment(ref _allocated); // Statistics only, outside the free-list lock.
         return new Vma(this);
     }
 
@@ -78,7 +78,7 @@ public sealed class VmaSlab
         _srcu.Defer(static state => { var (slab, v) = ((VmaSlab, Vma))state!; slab.Return(v); }, (this, vma));
     }
 
-    internal void ReportPoisonedRead() => Interlocked.Increment(ref _poisonedReads);
+    internal void ReportPoisonedRead() => Interlocked.Increment(ref _poisonedReads); // Atomic: any CPU may report.
 
     private void Return(Vma vma)
     {

@@ -121,7 +121,7 @@ public sealed unsafe class PageTable
                 ulong seen = Interlocked.CompareExchange(ref *entry, installed, value);
                 if (seen == value)
                 {
-                    Interlocked.Increment(ref _tables);
+                    Interlocked.Increment(ref _tables); // Statistics: CPUs may install tables at once.
                     value = installed;
                 }
                 else
@@ -153,6 +153,7 @@ public sealed unsafe class PageTable
         long table = _root;
         for (int level = 4; level > 2; level--)
         {
+            // Acquire (READ_ONCE), as in WalkLockless; the caller holds the mmap lock for write, so no table here goes away.
             ulong value = Volatile.Read(ref *(Entries(table) + IndexAt(regionBase, level)));
             if ((value & Pte.Present) == 0)
             {
@@ -172,7 +173,7 @@ public sealed unsafe class PageTable
             return -1;
         }
 
-        Interlocked.Decrement(ref _tables);
+        Interlocked.Decrement(ref _tables); // Statistics, as in WalkAllocate.
         return new Pte(old).Pfn;
     }
 
@@ -225,6 +226,7 @@ public sealed unsafe class PageTable
         ulong* entries = Entries(table);
         for (int i = 0; i < 512; i++)
         {
+            // Acquire (READ_ONCE): entries may be changing under other CPUs' PTLs; the visitor sees a consistent value.
             ulong value = Volatile.Read(ref entries[i]);
             if ((value & Pte.Present) == 0)
             {

@@ -213,7 +213,7 @@ public sealed class ScalingExperiment
             double seconds = (t1 - t0) / (double)Stopwatch.Frequency;
             var metrics = new Dictionary<string, double>();
             workload.EndMeasurement(seconds, metrics);
-            Volatile.Write(ref state.Stop, 1);
+            Volatile.Write(ref state.Stop, 1); // Release: tells every task loop (which reads it volatile) to stop.
             WaitAll(all);
             if (_options.Verify && !workload.IsNative)
             {
@@ -236,7 +236,7 @@ public sealed class ScalingExperiment
         }
         finally
         {
-            Volatile.Write(ref state.Stop, 1);
+            Volatile.Write(ref state.Stop, 1); // Release: stop the task loops on every exit path, failures included.
             try
             {
                 Task.WaitAll(tasks.Where(t => t != null).ToArray(), TimeSpan.FromSeconds(30));
@@ -280,6 +280,7 @@ public sealed class ScalingExperiment
         }
         else
         {
+            // As above: a volatile Stop read so the loop ends promptly, a volatile total for the harness thread.
             while (Volatile.Read(ref state.Stop) == 0)
             {
                 long n = workload.RunBackgroundBatch(cpu, id - threads);

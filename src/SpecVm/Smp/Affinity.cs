@@ -41,6 +41,7 @@ public static unsafe partial class Affinity
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(core, MaskWords * 64);
         if (!IsSupported)
         {
+            // Exchange: exactly one caller prints the warning, whatever the number of CPU threads pinning at once.
             if (Interlocked.Exchange(ref s_warned, 1) == 0)
             {
                 Console.Error.WriteLine($"SpecVm: thread pinning is not supported on {RuntimeInformation.OSDescription}; CPU threads run unpinned.");

@@ -134,6 +134,7 @@ public sealed unsafe partial class Cpu
             int t = BitOperations.TrailingZeroCount(mask);
             mask &= mask - 1;
             Cpu target = cpus[t];
+            // Acquire read after the generation bump's full fence: the Dekker pair with FinishBlock (see above).
             if (Volatile.Read(ref target._shared.Lazy) != 0 || !WaitForEarlierPost(target, myBit))
             {
                 Count(CpuCounter.LazyTargetsSkipped);

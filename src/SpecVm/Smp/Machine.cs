@@ -166,6 +166,7 @@ public sealed unsafe class Machine : IDisposable
     {
         CheckCpu(cpu);
         ArgumentNullException.ThrowIfNull(work);
+        // Acquire read of the disposed flag: a best-effort misuse check (use after Dispose), not a synchronization.
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var item = new WorkItem(work);
         _queues[cpu].Add(item);

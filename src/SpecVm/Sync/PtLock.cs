@@ -54,6 +54,7 @@ public struct PtLock
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void LockSlow(int owner, ISpinWaiter? waiter)
     {
+        // A racy read is enough: only this owner could have written its own id, so equality is never a false alarm.
         if (Volatile.Read(ref _owner) == owner + 1)
         {
             throw new SynchronizationLockException($"PtLock: owner {owner} tried to take a lock it already holds (self-deadlock).");
@@ -68,6 +69,7 @@ public struct PtLock
                 waiter?.Relax();
             }
 
+            // CAS (full fence): claims the lock and orders the critical section after it, as in TryLock.
             if (Interlocked.CompareExchange(ref _owner, owner + 1, 0) == 0)
             {
                 return;

@@ -110,6 +110,7 @@ public sealed class RwSemaphore
             return;
         }
 
+        // Statistics only (same line as the count word, already exclusive here): atomic so no increment is lost.
         Interlocked.Increment(ref _hot.ReadAcquisitions);
     }
 
@@ -128,9 +129,11 @@ public sealed class RwSemaphore
         int spins = 0;
         while (!TryEnterReadNoCount())
         {
+            // The wake-up condition reads the count with acquire; TryEnterReadNoCount's CAS is what claims the lock.
             Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0);
         }
 
+        // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
         Interlocked.Increment(ref _hot.ReadAcquisitions);
         Interlocked.Increment(ref _stats.ContendedReads);
         Interlocked.Add(ref _stats.ReadWaitTicks, Stopwatch.GetTimestamp() - start);
@@ -138,6 +141,7 @@ public sealed class RwSemaphore
 
     private bool TryEnterReadNoCount()
     {
+        // Acquire read of the count: only a hint; the CAS below is what claims (and orders) the read section.
         long count = Volatile.Read(ref _hot.Count);
         while ((count & (WriterLocked | WaitingWriterMask)) == 0)
         {
@@ -212,6 +216,7 @@ public sealed class RwSemaphore
         int spins = 0;
         while (true)
         {
+            // Acquire read of the count: only a hint; the CAS below is what claims the lock.
             long count = Volatile.Read(ref _hot.Count);
             if ((count & (WriterLocked | ReaderMask)) == 0)
             {
@@ -228,6 +233,8 @@ public sealed class RwSemaphore
         }
 
         OnWriteAcquired();
+
+        // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
         Interlocked.Increment(ref _stats.ContendedWrites);
         Interlocked.Add(ref _stats.WriteWaitTicks, Stopwatch.GetTimestamp() - start);
     }
@@ -314,6 +321,7 @@ public sealed class RwSemaphore
                 }
                 finally
                 {
+                    // We are awake (or going back to spin): releasers need not wake us any more.
                     Interlocked.Decrement(ref _sleepers);
                 }
             }

@@ -67,6 +67,9 @@ public sealed class Srcu : IDisposable
     public int ReadLock(int cpu)
     {
         ref Slot slot = ref _slots[cpu];
+
+        // Acquire read of the index; a stale index is allowed (Synchronize drains the inactive index first for
+        // exactly that reader), so no stronger ordering is needed here: the fence below orders our count.
         int idx = Volatile.Read(ref _completed) & 1;
         ref long counter = ref idx == 0 ? ref slot.Lock0 : ref slot.Lock1;
 
@@ -129,6 +132,7 @@ public sealed class Srcu : IDisposable
     {
         lock (_gpMutex)
         {
+            // Acquire read of the index under the grace-period mutex (only Synchronize changes it, under this mutex).
             int oldIdx = Volatile.Read(ref _completed) & 1;
 
             // Readers that fetched the index just before the previous flip may still count in the inactive index.
@@ -142,7 +146,7 @@ public sealed class Srcu : IDisposable
             }
 
             WaitForReaders(oldIdx, waiter);
-            Interlocked.Increment(ref _gracePeriods);
+            Interlocked.Increment(ref _gracePeriods); // Statistics; read racily by GracePeriods.
         }
     }
 
@@ -174,6 +178,8 @@ public sealed class Srcu : IDisposable
         for (int cpu = 0; cpu < _slots.Count; cpu++)
         {
             ref Slot slot = ref _slots[cpu];
+
+            // Acquire: pairs with the unlocker's release, so a counted unlock brings its section's reads with it.
             unlocks += Volatile.Read(ref idx == 0 ? ref slot.Unlock0 : ref slot.Unlock1);
         }
 
@@ -186,6 +192,8 @@ public sealed class Srcu : IDisposable
         for (int cpu = 0; cpu < _slots.Count; cpu++)
         {
             ref Slot slot = ref _slots[cpu];
+
+            // Acquire reads after the fence above: see the comment there for why locks are summed second.
             locks += Volatile.Read(ref idx == 0 ? ref slot.Lock0 : ref slot.Lock1);
         }
 
@@ -269,7 +277,7 @@ public sealed class Srcu : IDisposable
             foreach ((Action<object?> callback, object? state) in batch)
             {
                 callback(state);
-                Interlocked.Increment(ref _callbacksRun);
+                Interlocked.Increment(ref _callbacksRun); // Statistics; read racily by CallbacksRun.
             }
 
             batch.Clear();
