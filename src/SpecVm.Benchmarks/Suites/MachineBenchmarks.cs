@@ -35,6 +35,7 @@ public unsafe class MachineBenchmarks
     private Machine _machine = null!;
     private AddressSpace _mm = null!;
     private Cpu _cpu = null!;
+    private CpuAttachment? _attachment;
     private ulong _va;
     private ulong _vpn;
     private byte* _frame;
@@ -51,13 +52,15 @@ public unsafe class MachineBenchmarks
         _machine = new Machine(new MachineOptions { CpuCount = 2, MemoryBytes = 64L << 20, Pin = true });
         Affinity.TryPinCurrentThread(Affinity.AllowedCores[0]);
         _mm = new AddressSpace(_machine, new MmapLockStrategy());
-        _cpu = _machine.Cpu(0);
         _va = _machine.Run(0, cpu =>
         {
             ulong a = _mm.Map(cpu, 4096, Protection.ReadWrite);
             _mm.Write(cpu, a + 64, 1UL);
             return a;
         });
+        // This thread runs as CPU 0 from here on (CPU 0's own thread parks): accesses are measured on this thread.
+        _attachment = _machine.Attach(0);
+        _cpu = _attachment.Cpu;
         _vpn = _va >> 12;
         ulong* entry = _mm.PageTable.WalkLockless(_va, out _);
         _frame = _machine.Memory.FrameData(new Paging.Pte(Volatile.Read(ref *entry)).Pfn) + 64;
@@ -91,6 +94,7 @@ public unsafe class MachineBenchmarks
     {
         Volatile.Write(ref _stopPoller, 1);
         _poller?.Wait();
+        _attachment?.Dispose();
         _mm.Dispose();
         _machine.Dispose();
     }

@@ -23,6 +23,7 @@ public class ShootdownBenchmarks
     private Machine _machine = null!;
     private AddressSpace _mm = null!;
     private Cpu _cpu = null!;
+    private CpuAttachment? _attachment;
     private ulong _va;
     private Task? _targets;
     private int _stop;
@@ -48,7 +49,6 @@ public class ShootdownBenchmarks
         _machine = new Machine(new MachineOptions { CpuCount = Targets + 1, MemoryBytes = 64L << 20, Pin = true });
         Affinity.TryPinCurrentThread(Affinity.AllowedCores[0]);
         _mm = new AddressSpace(_machine, new MmapLockStrategy());
-        _cpu = _machine.Cpu(0);
         ulong pages = (ulong)Targets + 1;
         _va = _machine.Run(0, cpu =>
         {
@@ -60,6 +60,9 @@ public class ShootdownBenchmarks
 
             return a;
         });
+        // This thread runs as CPU 0 from here on (CPU 0's own thread parks): shootdowns are initiated on this thread.
+        _attachment = _machine.Attach(0);
+        _cpu = _attachment.Cpu;
         int started = 0;
         _targets = Task.WhenAll(Enumerable.Range(1, Targets).Select(id => _machine.RunAsync(id, cpu =>
         {
@@ -83,6 +86,7 @@ public class ShootdownBenchmarks
     {
         Volatile.Write(ref _stop, 1);
         _targets?.GetAwaiter().GetResult();
+        _attachment?.Dispose();
         _mm.Dispose();
         _machine.Dispose();
     }

@@ -32,6 +32,10 @@ public sealed unsafe class PhysicalMemory : IDisposable
         _arena = (byte*)NativeMemory.AlignedAlloc((nuint)frameCount * PageSize, PageSize);
         _frames = (PageFrame*)NativeMemory.AlignedAlloc((nuint)frameCount * (nuint)sizeof(PageFrame), 128);
         NativeMemory.Clear(_frames, (nuint)frameCount * (nuint)sizeof(PageFrame));
+
+        // Frame 0 is never allocated (FrameAllocator keeps it as a guard); zeroed, it doubles as the empty table that
+        // a disposed page table points at.
+        NativeMemory.Clear(_arena, PageSize);
     }
 
     /// <summary>The number of frames.</summary>
@@ -44,6 +48,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
     /// <param name="pfn">The page frame number, 0 to <see cref="FrameCount"/> - 1.</param>
     public ref PageFrame Frame(long pfn)
     {
+        ObjectDisposedException.ThrowIf(_frames == null, this);
         if ((ulong)pfn >= (ulong)_frameCount)
         {
             ThrowBadPfn(pfn);
@@ -59,6 +64,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
     /// <param name="pfn">The page frame number.</param>
     public byte* FrameData(long pfn)
     {
+        ObjectDisposedException.ThrowIf(_arena == null, this);
         if ((ulong)pfn >= (ulong)_frameCount)
         {
             ThrowBadPfn(pfn);
@@ -81,6 +87,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
     /// </summary>
     public void Prefault()
     {
+        ObjectDisposedException.ThrowIf(_arena == null, this);
         for (long pfn = 0; pfn < _frameCount; pfn++)
         {
             _arena[pfn << PageShift] = 0;
@@ -90,6 +97,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
     /// <summary>Counts frames by state by scanning the metadata (for checkers and reports; not for hot paths).</summary>
     public FrameCensus Census()
     {
+        ObjectDisposedException.ThrowIf(_frames == null, this);
         var census = new FrameCensus();
         for (long pfn = 0; pfn < _frameCount; pfn++)
         {

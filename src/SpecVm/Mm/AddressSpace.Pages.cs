@@ -128,7 +128,21 @@ public sealed unsafe partial class AddressSpace
     private AccessResult Translate(Cpu cpu, ulong address, bool write, out byte* p)
     {
         cpu.Poll();
-        cpu.SwitchTo(_tlb);
+
+        // The misuse checks, two compares on lines this access reads anyway: the caller runs as this CPU (a
+        // thread-static), and the CPU has this live address space loaded (if not — first use, another machine's
+        // CPU, or this address space disposed — the slow path sorts it out or throws).
+        if (!cpu.IsCurrentThread)
+        {
+            ThrowNotOnCpuThread(cpu);
+        }
+
+        TlbContext context = _accessContext;
+        if (!ReferenceEquals(cpu.Loaded, context))
+        {
+            EnterSlow(cpu);
+        }
+
         ulong vpn = address >> PhysicalMemory.PageShift;
         ulong tag = Tlb.MakeTag(_tlb.Id, vpn);
 
@@ -146,6 +160,28 @@ public sealed unsafe partial class AddressSpace
         AccessResult slow = TranslateSlow(cpu, address, write, tag, vpn, out byte* slowP);
         p = slowP;
         return slow;
+    }
+
+    /// <summary>The first access of a CPU here (or after it ran elsewhere): checks it may, then loads the context.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterSlow(Cpu cpu)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        if (!ReferenceEquals(cpu.Machine, _machine))
+        {
+            throw new ArgumentException($"CPU {cpu.Id} belongs to another machine: its TLB is not kept coherent by this machine's shootdowns.", nameof(cpu));
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        cpu.SwitchTo(_tlb);
+
+        // Acquire read after SwitchTo's full fence (joining the CPU mask), the other half of the Dekker pair with
+        // Dispose: either Dispose sees us in the mask and waits for us, or we see its flag and leave now.
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            cpu.SwitchToNone();
+            throw new ObjectDisposedException(nameof(AddressSpace));
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

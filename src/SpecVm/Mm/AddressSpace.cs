@@ -40,6 +40,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly Machine _machine;
     private readonly PhysicalMemory _memory;
     private readonly RwSemaphore _mmapLock = new();
+    /// <summary>What the access path compares a CPU's loaded context with once this address space is disposed.</summary>
+    private static readonly TlbContext DisposedContext = new();
+
     private readonly TlbContext _tlb = new();
     private readonly PageTable _pageTable;
     private readonly VmaIndex _index = new();
@@ -48,6 +51,12 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly long[]?[] _gathers;
     private readonly List<Vma>?[] _scratch;
     private FaultStrategy _strategy;
+
+    /// <summary>
+    /// The context the access path compares a CPU's loaded context with: <see cref="_tlb"/> while alive, a context no
+    /// CPU loads once disposed, so that every access (a TLB hit included) takes the slow path, which refuses it.
+    /// </summary>
+    private TlbContext _accessContext;
     private PaddedInt _lockSeq;
     private ulong _mmapHint = MmapBase;
     private long _writeStart;
@@ -61,8 +70,10 @@ public sealed unsafe partial class AddressSpace : IDisposable
     {
         ArgumentNullException.ThrowIfNull(machine);
         ArgumentNullException.ThrowIfNull(strategy);
+        ObjectDisposedException.ThrowIf(machine.IsDisposed, machine);
         _options = options ?? new AddressSpaceOptions();
         _options.Validate();
+        _accessContext = _tlb;
         _machine = machine;
         _memory = machine.Memory;
         _strategy = strategy;
@@ -115,7 +126,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// <param name="fixedAddress">Map exactly here (refusing overlap, like <c>MAP_FIXED_NOREPLACE</c>); null to let SpecVm choose.</param>
     public ulong Map(Cpu cpu, ulong length, Protection protection, MappingKind kind = MappingKind.Anonymous, SimFile? file = null, long fileOffset = 0, ulong? fixedAddress = null)
     {
-        CheckCpu(cpu);
+        CheckSyscall(cpu);
         CheckLength(length);
         CheckProtection(protection);
         CheckBacking(length, protection, kind, file, fileOffset);
@@ -124,6 +135,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
             CheckRange(fixedStart, length, nameof(fixedAddress));
         }
 
+        // The file counts this mapping from here on (it refuses to be disposed while mapped); undone if Map fails.
+        if (file != null && !file.TryAddMapping())
+        {
+            throw new ObjectDisposedException(nameof(SimFile), $"File {file.Id} was disposed; it cannot be mapped.");
+        }
+
+        bool published = false;
         WriteLock(cpu);
         try
         {
@@ -178,6 +196,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             }
 
             _index.Replace(remove, [fresh]);
+            published = true;
             foreach (Vma v in remove)
             {
                 EndChangeAndRetire(v);
@@ -187,6 +206,11 @@ public sealed unsafe partial class AddressSpace : IDisposable
         }
         finally
         {
+            if (!published)
+            {
+                file?.RemoveMapping();
+            }
+
             WriteUnlock(cpu);
         }
     }
@@ -201,7 +225,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// <param name="length">Bytes: positive, a multiple of 4096.</param>
     public void Unmap(Cpu cpu, ulong start, ulong length)
     {
-        CheckCpu(cpu);
+        CheckSyscall(cpu);
         CheckLength(length);
         CheckRange(start, length, nameof(start));
         ulong end = start + length;
@@ -330,7 +354,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// <param name="protection">The new protection.</param>
     public void Protect(Cpu cpu, ulong start, ulong length, Protection protection)
     {
-        CheckCpu(cpu);
+        CheckSyscall(cpu);
         CheckLength(length);
         CheckRange(start, length, nameof(start));
         CheckProtection(protection);
@@ -410,7 +434,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// <param name="length">Bytes: positive, a multiple of 4096.</param>
     public void DontNeed(Cpu cpu, ulong start, ulong length)
     {
-        CheckCpu(cpu);
+        CheckSyscall(cpu);
         CheckLength(length);
         CheckRange(start, length, nameof(start));
         ulong end = start + length;
@@ -448,30 +472,139 @@ public sealed unsafe partial class AddressSpace : IDisposable
         _strategy = strategy;
     }
 
-    /// <summary>Frees every frame and page table. No CPU may use this address space afterwards.</summary>
+    /// <summary>
+    /// Frees every frame and page table. Calling it twice is fine; after the machine's disposal it only marks this
+    /// address space disposed (its memory went with the machine).
+    /// </summary>
+    /// <remarks>
+    /// Work that still runs in this address space is stopped, not run over: the access path refuses every access from
+    /// here on (<see cref="ObjectDisposedException"/>, a TLB hit included); Dispose takes the mmap lock for write (so
+    /// system calls and classic faults in flight finish, and those waiting for the lock refuse once they get it) and
+    /// waits until no CPU is awake in the address space before it frees anything. If a CPU stays awake in it for
+    /// longer than <see cref="MachineOptions.WatchdogTimeout"/> without touching it (a loop that never accesses
+    /// memory), Dispose leaks the memory rather than free it under that CPU, and throws.
+    /// </remarks>
+    /// <exception cref="InvalidOperationException">Called on a CPU with interrupts disabled, or a CPU kept running in
+    /// the address space past the watchdog timeout (memory leaked, not freed).</exception>
     public void Dispose()
     {
+        Cpu? current = Cpu.Current;
+        if (current != null && !ReferenceEquals(current.Machine, _machine))
+        {
+            current = null; // A CPU of another machine: it has nothing of ours loaded; treat the caller as a plain thread.
+        }
+
+        if (current != null && current.IrqsDisabled)
+        {
+            throw new InvalidOperationException($"AddressSpace.Dispose on CPU {current.Id} with interrupts disabled: it may wait for other CPUs. Enable interrupts first.");
+        }
+
+        // Exchange (full fence), one half of a Dekker pair with EnterSlow: the flag is visible before we read the CPU
+        // mask and lazy flags below; a CPU that loads this context after it sees the flag and leaves.
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
 
-        FrameAllocator frames = _machine.Frames;
-        PhysicalMemory memory = _memory;
-        _pageTable.FreeAll(-1, pte =>
+        if (_machine.IsDisposed)
         {
-            ref PageFrame frame = ref memory.Frame(pte.Pfn);
-            if (frame.ReadState() == FrameState.Anonymous)
+            ReleaseFileMappings();
+            return; // The frames and page tables were freed with the machine.
+        }
+
+        // Release: every access from here on, TLB hits included, finds a context no CPU has loaded and goes to the
+        // slow path, which sees _disposed. Without it a CPU with live TLB entries would read frames freed below.
+        Volatile.Write(ref _accessContext, DisposedContext);
+        if (current != null && ReferenceEquals(current.Loaded, _tlb))
+        {
+            current.SwitchToNone();
+        }
+
+        _mmapLock.EnterWrite(current);
+        try
+        {
+            if (!WaitForCpusToLeave(current, out string? stillRunning))
             {
-                frames.Free(-1, pte.Pfn);
+                throw new InvalidOperationException($"AddressSpace.Dispose: {stillRunning} kept running in the address space for {_machine.Options.WatchdogTimeout.TotalSeconds:F0} s without touching it; its memory is leaked rather than freed under that CPU.");
             }
-            else
+
+            FrameAllocator frames = _machine.Frames;
+            PhysicalMemory memory = _memory;
+            _pageTable.FreeAll(-1, pte =>
             {
-                // Atomic: a page-cache page's map count is shared by every address space mapping it, under other PTLs.
-                Interlocked.Decrement(ref frame.MapCount);
+                ref PageFrame frame = ref memory.Frame(pte.Pfn);
+                if (frame.ReadState() == FrameState.Anonymous)
+                {
+                    frames.Free(-1, pte.Pfn);
+                }
+                else
+                {
+                    // Atomic: a page-cache page's map count is shared by every address space mapping it, under other PTLs.
+                    Interlocked.Decrement(ref frame.MapCount);
+                }
+            });
+            ReleaseFileMappings();
+            _index.Replace(_index.SnapshotLive().ToArray(), []);
+        }
+        finally
+        {
+            // Release (as WriteUnlock): waiters wake, take the lock and refuse (they check _disposed).
+            Volatile.Write(ref _lockSeq.Value, _lockSeq.Value + 1);
+            _mmapLock.ExitWrite();
+        }
+    }
+
+    /// <summary>Every mapped file loses this address space's mappings (so it can be disposed).</summary>
+    private void ReleaseFileMappings()
+    {
+        foreach (Vma v in _index.SnapshotLive())
+        {
+            v.File?.RemoveMapping();
+        }
+    }
+
+    /// <summary>
+    /// Waits until every CPU that has this address space loaded, other than <paramref name="self"/>, is asleep (lazy)
+    /// or has left; false after the machine's watchdog timeout, naming the CPUs still awake in it.
+    /// </summary>
+    private bool WaitForCpusToLeave(Cpu? self, out string? stillRunning)
+    {
+        long deadline = Stopwatch.GetTimestamp() + (long)(_machine.Options.WatchdogTimeout.TotalSeconds * Stopwatch.Frequency);
+        ulong selfBit = self == null ? 0 : 1UL << self.Id;
+        Cpu[] cpus = _machine.CpuArray;
+        while (true)
+        {
+            ulong awake = 0;
+            ulong mask = _tlb.CpuMask & ~selfBit;
+            while (mask != 0)
+            {
+                int c = System.Numerics.BitOperations.TrailingZeroCount(mask);
+                mask &= mask - 1;
+                if (!cpus[c].IsLazy)
+                {
+                    awake |= 1UL << c;
+                }
             }
-        });
-        _index.Replace(_index.Snapshot().ToArray(), []);
+
+            if (awake == 0)
+            {
+                stillRunning = null;
+                return true;
+            }
+
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                stillRunning = string.Join(", ", Enumerable.Range(0, 64).Where(c => (awake & (1UL << c)) != 0).Select(c => $"CPU {c}"));
+                return false;
+            }
+
+            if (self != null)
+            {
+                self.Relax(); // Serve IPIs: an awake CPU may be shooting us down before it can leave.
+            }
+
+            Thread.Yield();
+        }
     }
 
     // ---- hooks ----
@@ -488,6 +621,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
             long t0 = Stopwatch.GetTimestamp();
             _mmapLock.EnterWrite(cpu);
             cpu.Count(CpuCounter.MmapWaitTicks, Stopwatch.GetTimestamp() - t0);
+        }
+
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            // Acquire read: Dispose held the lock and freed everything while we waited for it.
+            _mmapLock.ExitWrite();
+            throw new ObjectDisposedException(nameof(AddressSpace));
         }
 
         cpu.Count(CpuCounter.MmapWriteAcquisitions);
@@ -515,6 +655,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
             cpu.Count(CpuCounter.MmapWaitTicks, Stopwatch.GetTimestamp() - t0);
         }
 
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            // Acquire read: Dispose held the lock and freed everything while we waited for it.
+            _mmapLock.ExitRead();
+            throw new ObjectDisposedException(nameof(AddressSpace));
+        }
+
         cpu.Count(CpuCounter.MmapReadAcquisitions);
     }
 
@@ -528,6 +675,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     private void EndChangeAndRetire(Vma v)
     {
+        v.File?.RemoveMapping();
         // Release, before the sequence count closes: a reader that sees the final even count also sees the VMA
         // detached, so "count unchanged" can never be mistaken for "still in the tree".
         Volatile.Write(ref v.Detached, 1);
@@ -538,6 +686,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private Vma Clone(Vma v, ulong start, ulong end, Protection protection)
     {
         Vma piece = _slab.Allocate();
+        v.File?.AddMappingOfLive(); // The piece maps the file too; v still holds its own count, so the file is alive.
         long fileOffset = v.File == null ? 0 : v.FilePageOffset + (long)((start - v.Start) >> 12);
         piece.Initialize(this, start, end, protection, v.Kind, v.File, fileOffset);
         return piece;
@@ -569,26 +718,37 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     // ---- argument checks ----
 
-    [Conditional("DEBUG")]
-    private static void CheckOnCpuThread(Cpu cpu)
-    {
-        if (cpu.ThreadId != 0 && cpu.ThreadId != Environment.CurrentManagedThreadId)
-        {
-            throw new InvalidOperationException($"CPU {cpu.Id} is used from thread {Environment.CurrentManagedThreadId}, not its own: run the code with Machine.Run.");
-        }
-    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowNotOnCpuThread(Cpu cpu) =>
+        throw new InvalidOperationException($"CPU {cpu.Id} is used from a thread that is not that CPU (thread {Environment.CurrentManagedThreadId}): run the code with Machine.Run, or take the CPU with Machine.Attach.");
 
+    /// <summary>The checks of every operation: a CPU of this machine, on its own thread, and not disposed.</summary>
     private void CheckCpu(Cpu cpu)
     {
         ArgumentNullException.ThrowIfNull(cpu);
         if (!ReferenceEquals(cpu.Machine, _machine))
         {
-            throw new ArgumentException("The CPU belongs to another machine.", nameof(cpu));
+            throw new ArgumentException($"CPU {cpu.Id} belongs to another machine.", nameof(cpu));
         }
 
-        // Acquire read of the disposed flag: a best-effort misuse check (use after Dispose), not a synchronization.
+        // Acquire read of the disposed flag: a misuse check (use after Dispose); the access path has its own.
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        CheckOnCpuThread(cpu);
+        if (!cpu.IsCurrentThread)
+        {
+            ThrowNotOnCpuThread(cpu);
+        }
+    }
+
+    /// <summary>The checks of a system call (mmap, munmap, mprotect, madvise): those of <see cref="CheckCpu"/>, and interrupts enabled.</summary>
+    private void CheckSyscall(Cpu cpu)
+    {
+        CheckCpu(cpu);
+        if (cpu.IrqsDisabled)
+        {
+            // Checked before anything changes: a system call may sleep on the mmap lock and sends shootdowns, and
+            // neither is allowed with interrupts off; failing half-way would leave frames stuck awaiting a flush.
+            throw new InvalidOperationException($"CPU {cpu.Id}: a system call with interrupts disabled (it may sleep and must shoot down TLBs). Enable interrupts first.");
+        }
     }
 
     private static void CheckLength(ulong length)
@@ -596,6 +756,12 @@ public sealed unsafe partial class AddressSpace : IDisposable
         if (length == 0 || (length & PageMask) != 0)
         {
             throw new ArgumentException($"Length must be a positive multiple of 4096 bytes (got {length}).", nameof(length));
+        }
+
+        if (length > PageTable.UserTop - MinAddress)
+        {
+            // Larger than user space: no placement can hold it, and start + length would wrap around.
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"Length exceeds the user address space (0x{PageTable.UserTop - MinAddress:x} bytes).");
         }
     }
 
@@ -620,7 +786,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         }
     }
 
-    private static void CheckBacking(ulong length, Protection protection, MappingKind kind, SimFile? file, long fileOffset)
+    private void CheckBacking(ulong length, Protection protection, MappingKind kind, SimFile? file, long fileOffset)
     {
         switch (kind)
         {
@@ -638,7 +804,16 @@ public sealed unsafe partial class AddressSpace : IDisposable
                     throw new ArgumentNullException(nameof(file), $"A {kind} mapping needs a file.");
                 }
 
-                if (fileOffset < 0 || (fileOffset & (long)PageMask) != 0 || fileOffset + (long)length > file.Length)
+                if (!ReferenceEquals(file.Machine, _machine))
+                {
+                    throw new ArgumentException($"File {file.Id} belongs to another machine (its page cache is in that machine's memory).", nameof(file));
+                }
+
+                ObjectDisposedException.ThrowIf(file.IsDisposed, file);
+
+                // length is at most the user space size (CheckLength), so it fits a long; subtracting avoids the
+                // overflow of fileOffset + length near 2^63.
+                if (fileOffset < 0 || (fileOffset & (long)PageMask) != 0 || fileOffset > file.Length || (long)length > file.Length - fileOffset)
                 {
                     throw new ArgumentOutOfRangeException(nameof(fileOffset), fileOffset, $"File range [{fileOffset}, +{length}) must be page aligned and inside the file (length {file.Length}).");
                 }

@@ -79,7 +79,7 @@ public static class InvariantChecker
         ArgumentNullException.ThrowIfNull(mm);
         var violations = new List<string>();
         ulong previousEnd = 0;
-        foreach (Vma v in mm.Vmas.Snapshot())
+        foreach (Vma v in mm.Vmas.SnapshotLive())
         {
             if (v.IsPoisoned)
             {
@@ -124,9 +124,10 @@ public static class InvariantChecker
     }
 
     /// <summary>
-    /// Every present PTE lies inside a VMA, with permissions no wider than it allows (writable only with
-    /// <see cref="Protection.Write"/>, and in a private file mapping only for a private copy; user-accessible only if the
-    /// protection is not <see cref="Protection.None"/>), and maps a frame of the right kind (anonymous frames for
+    /// Every present PTE lies inside a VMA, with the rights the VMA gives (writable only with
+    /// <see cref="Protection.Write"/>, and in a private file mapping only for a private copy; user-accessible exactly when
+    /// the protection is not <see cref="Protection.None"/>; no-execute exactly when it lacks
+    /// <see cref="Protection.Execute"/>), and maps a frame of the right kind (anonymous frames for
     /// anonymous VMAs, the file's own page for shared ones).
     /// </summary>
     /// <param name="mm">The address space.</param>
@@ -135,7 +136,7 @@ public static class InvariantChecker
         ArgumentNullException.ThrowIfNull(mm);
         var violations = new List<string>();
         PhysicalMemory memory = mm.Machine.Memory;
-        IReadOnlyList<Vma> vmas = mm.Vmas.Snapshot();
+        IReadOnlyList<Vma> vmas = mm.Vmas.SnapshotLive();
         mm.PageTable.ForEachPresent((va, pte) =>
         {
             Vma? vma = FindIn(vmas, va);
@@ -162,6 +163,18 @@ public static class InvariantChecker
             if (pte.IsUser && p == Protection.None)
             {
                 Add(violations, $"PTE at 0x{va:x} ({pte}) is user-accessible but {vma} is PROT_NONE.");
+            }
+
+            if (!pte.IsUser && p != Protection.None)
+            {
+                // Every right implies readable (x86: write and execute both imply read), so a page of an accessible
+                // VMA whose PTE is not user-accessible faults where a never-touched page of the same VMA would not.
+                Add(violations, $"PTE at 0x{va:x} ({pte}) is not user-accessible but {vma} allows access: its rights differ from the VMA's.");
+            }
+
+            if (p != Protection.None && ((pte.Value & Pte.NoExecute) == 0) != ((p & Protection.Execute) != 0))
+            {
+                Add(violations, $"PTE at 0x{va:x} ({pte}) has the no-execute bit {((pte.Value & Pte.NoExecute) != 0 ? "set" : "clear")} but {vma} is {p}: its rights differ from the VMA's.");
             }
 
             switch (state)

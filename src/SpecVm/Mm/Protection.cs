@@ -13,7 +13,10 @@ public enum Protection
     /// <summary>Writable (on x86 this implies readable, and SpecVm follows).</summary>
     Write = 2,
 
-    /// <summary>Executable (recorded; SpecVm models no instruction fetch).</summary>
+    /// <summary>
+    /// Executable (recorded in the PTE's no-execute bit; SpecVm models no instruction fetch). As on x86 Linux, it
+    /// implies readable: a read of an execute-only page succeeds, whether or not the page was present before.
+    /// </summary>
     Execute = 4,
 
     /// <summary>Readable and writable.</summary>

@@ -8,12 +8,22 @@ namespace SpecVm.Mm;
 /// machine, created zero-filled on first use (a sparse file) and kept until the file is disposed. Private mappings
 /// copy from these pages on write; shared mappings map them directly.
 /// </summary>
+/// <remarks>
+/// A file counts the VMAs that map it: <see cref="Dispose"/> refuses while any exists (unmap first, or dispose the
+/// address spaces), and a disposed file cannot be mapped. A file created read-only refuses <see cref="Write"/>
+/// (Linux's <c>EBADF</c> for a write to a file opened <c>O_RDONLY</c>) and shared writable mappings (<c>EACCES</c>).
+/// Disposing the machine first is allowed: the page cache went with it, and the file's <see cref="Dispose"/> is then
+/// a no-op.
+/// </remarks>
 public sealed unsafe class SimFile : IDisposable
 {
     private static long s_nextId;
     private readonly Machine _machine;
     private readonly long[] _pages; // PFN + 1, or 0 when the page is not cached yet.
     private int _disposed;
+
+    /// <summary>VMAs mapping this file; -1 once disposed (so a racing Map and Dispose cannot both succeed).</summary>
+    private int _mappings;
 
     /// <summary>Creates a file of <paramref name="length"/> bytes.</summary>
     /// <param name="machine">The machine whose frames hold the page cache.</param>
@@ -22,6 +32,7 @@ public sealed unsafe class SimFile : IDisposable
     public SimFile(Machine machine, long length, bool writable = true)
     {
         ArgumentNullException.ThrowIfNull(machine);
+        ObjectDisposedException.ThrowIf(machine.IsDisposed, machine);
         if (length <= 0 || (length & (PhysicalMemory.PageSize - 1)) != 0)
         {
             throw new ArgumentException($"File length must be a positive multiple of 4096 bytes (got {length}).", nameof(length));
@@ -32,6 +43,16 @@ public sealed unsafe class SimFile : IDisposable
         IsWritable = writable;
         _pages = new long[length / PhysicalMemory.PageSize];
         Id = Interlocked.Increment(ref s_nextId); // Atomic: files may be created on several threads; ids stay unique.
+    }
+
+    /// <summary>Creates a file holding <paramref name="contents"/> (a file that already exists, for instance read-only).</summary>
+    /// <param name="machine">The machine whose frames hold the page cache.</param>
+    /// <param name="contents">The file's bytes; the length must be a positive multiple of 4 KiB.</param>
+    /// <param name="writable">False for a file opened read-only: writes and shared writable mappings are refused.</param>
+    public SimFile(Machine machine, ReadOnlySpan<byte> contents, bool writable = true)
+        : this(machine, contents.Length, writable)
+    {
+        Populate(0, contents);
     }
 
     /// <summary>A unique id.</summary>
@@ -46,6 +67,15 @@ public sealed unsafe class SimFile : IDisposable
     /// <summary>True if the file may be mapped shared and writable.</summary>
     public bool IsWritable { get; }
 
+    /// <summary>The machine whose memory holds the page cache.</summary>
+    internal Machine Machine => _machine;
+
+    /// <summary>True once disposed (acquire read; a misuse check).</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>The number of VMAs that map this file (a racy snapshot).</summary>
+    public int Mappings => Math.Max(0, Volatile.Read(ref _mappings));
+
     /// <summary>Pages currently in the page cache.</summary>
     public long CachedPages => _pages.LongCount(p => Volatile.Read(ref p) != 0);
 
@@ -57,6 +87,7 @@ public sealed unsafe class SimFile : IDisposable
     /// <param name="index">The page index, 0 to <see cref="Pages"/> - 1.</param>
     public long GetPage(int cpu, long index)
     {
+        ObjectDisposedException.ThrowIf(_machine.IsDisposed, _machine);
         if ((ulong)index >= (ulong)_pages.Length)
         {
             throw new ArgumentOutOfRangeException(nameof(index), index, $"Page index must be in 0..{_pages.Length - 1}.");
@@ -97,9 +128,22 @@ public sealed unsafe class SimFile : IDisposable
     /// <summary>Writes bytes at <paramref name="offset"/> through the page cache (<c>pwrite</c>).</summary>
     /// <param name="offset">Byte offset.</param>
     /// <param name="data">The bytes; the range must lie inside the file.</param>
+    /// <exception cref="InvalidOperationException">The file was created read-only.</exception>
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
-        CheckRange(offset, data.Length);
+        if (!IsWritable)
+        {
+            throw new InvalidOperationException($"EBADF: file {Id} was created read-only; it cannot be written.");
+        }
+
+        CheckUsable();
+        CheckRange(offset, data.Length, nameof(data));
+        Populate(offset, data);
+    }
+
+    /// <summary>Writes through the page cache whatever the file's mode (its creation, and tests that model other writers).</summary>
+    internal void Populate(long offset, ReadOnlySpan<byte> data)
+    {
         while (!data.IsEmpty)
         {
             long page = offset / PhysicalMemory.PageSize;
@@ -123,7 +167,8 @@ public sealed unsafe class SimFile : IDisposable
     /// <param name="into">Where to put them; the range must lie inside the file.</param>
     public void Read(long offset, Span<byte> into)
     {
-        CheckRange(offset, into.Length);
+        CheckUsable();
+        CheckRange(offset, into.Length, nameof(into));
         while (!into.IsEmpty)
         {
             long page = offset / PhysicalMemory.PageSize;
@@ -145,24 +190,23 @@ public sealed unsafe class SimFile : IDisposable
         }
     }
 
-    /// <summary>Drops the page cache. Throws if a page is still mapped.</summary>
+    /// <summary>
+    /// Drops the page cache. Calling it twice is fine; after the machine's disposal it only marks the file disposed.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The file is still mapped (<see cref="Mappings"/> is not zero).</exception>
     public void Dispose()
     {
-        // Exchange: one disposer wins; GetPage refuses to read new pages in once it sees the flag.
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        // CAS: no mappings -> disposed, atomically against a racing Map's TryAddMapping; once disposed, stays so.
+        int seen = Interlocked.CompareExchange(ref _mappings, -1, 0);
+        if (seen > 0)
         {
-            return;
+            throw new InvalidOperationException($"File {Id} is still mapped by {seen} VMA(s); unmap it (or dispose the address spaces) before disposing it.");
         }
 
-        for (long i = 0; i < _pages.Length; i++)
+        // Exchange: one disposer frees the pages.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0 || _machine.IsDisposed)
         {
-            long cached = _pages[i];
-            // Acquire read of the map count: a file must be unmapped (by the caller, before this) to be disposed.
-            if (cached != 0 && Volatile.Read(ref _machine.Memory.Frame(cached - 1).MapCount) != 0)
-            {
-                Volatile.Write(ref _disposed, 0); // Still mapped: undo the claim so the file stays usable.
-                throw new InvalidOperationException($"File {Id} is still mapped (page {i}); unmap it before disposing.");
-            }
+            return; // Disposed already, or the page cache went with the machine.
         }
 
         for (long i = 0; i < _pages.Length; i++)
@@ -176,11 +220,47 @@ public sealed unsafe class SimFile : IDisposable
         }
     }
 
-    private void CheckRange(long offset, int count)
+    /// <summary>Counts a new mapping (Map); false if the file is disposed.</summary>
+    internal bool TryAddMapping()
     {
-        if (offset < 0 || offset + count > Length)
+        int n = Volatile.Read(ref _mappings);
+        while (n >= 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"Range [{offset}, {offset + count}) is outside the file (length {Length}).");
+            // CAS (full fence): counts the mapping only while not disposed; Dispose's CAS from 0 then fails.
+            int seen = Interlocked.CompareExchange(ref _mappings, n + 1, n);
+            if (seen == n)
+            {
+                return true;
+            }
+
+            n = seen; // Another mapping came or went: retry with the new count.
+        }
+
+        return false;
+    }
+
+    /// <summary>Counts a piece split from a VMA that already maps the file (so the count is positive).</summary>
+    internal void AddMappingOfLive() => Interlocked.Increment(ref _mappings); // Atomic: other address spaces count too.
+
+    /// <summary>A VMA that mapped the file is gone.</summary>
+    internal void RemoveMapping() => Interlocked.Decrement(ref _mappings); // Atomic: other address spaces count too.
+
+    private void CheckUsable()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ObjectDisposedException.ThrowIf(_machine.IsDisposed, _machine);
+    }
+
+    private void CheckRange(long offset, int count, string bufferName)
+    {
+        if (offset < 0 || offset > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"Offset must be in 0..{Length} (the file's length).");
+        }
+
+        if (count > Length - offset)
+        {
+            throw new ArgumentException($"{count} bytes at offset {offset} run past the end of the file (length {Length}).", bufferName);
         }
     }
 }

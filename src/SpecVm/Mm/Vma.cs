@@ -135,13 +135,15 @@ public sealed class Vma
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Contains(ulong address) => address >= Start && address < End;
 
-    /// <summary>True if the protection allows the access (write implies read, as on x86).</summary>
+    /// <summary>True if the protection allows the access (write and execute each imply read, as on x86 Linux).</summary>
     /// <param name="write">True for a write.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Allows(bool write)
     {
         Protection p = Protection;
-        return write ? (p & Protection.Write) != 0 : (p & (Protection.Read | Protection.Write)) != 0;
+        // Any right makes a page readable: x86 cannot express write-only or execute-only pages (without protection
+        // keys), so Linux maps PROT_EXEC and PROT_WRITE pages readable; the PTE flags (FaultCore.PteFlagsFor) agree.
+        return write ? (p & Protection.Write) != 0 : p != Protection.None;
     }
 
     /// <summary>The file page index that <paramref name="address"/> maps.</summary>
@@ -240,6 +242,30 @@ public sealed class Vma
             CpuRelax.Pause();
             waiter?.Relax();
         }
+    }
+
+    /// <summary>
+    /// Copies this VMA's fields if no writer changed or retired it meanwhile (sequence count even and unchanged, not
+    /// poisoned); reads no field through the poison check, so a failed copy does not count as a poisoned read.
+    /// </summary>
+    internal bool TryCopy(out VmaInfo info)
+    {
+        info = default;
+        if (Volatile.Read(ref _poisoned) != 0 || !_seq.TryReadBegin(out int seq))
+        {
+            return false;
+        }
+
+        var copy = new VmaInfo(_start, _end, _protection, _kind, _file, _filePageOffset);
+
+        // ReadRetry fences before re-reading the count (Boehm): the field reads above cannot pass it.
+        if (_seq.ReadRetry(seq) || Volatile.Read(ref _poisoned) != 0 || Volatile.Read(ref _detached) != 0)
+        {
+            return false;
+        }
+
+        info = copy;
+        return true;
     }
 
     /// <inheritdoc/>

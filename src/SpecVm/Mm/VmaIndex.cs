@@ -44,8 +44,49 @@ public sealed class VmaIndex
         }
     }
 
-    /// <summary>A snapshot of every VMA in address order.</summary>
-    public IReadOnlyList<Vma> Snapshot()
+    /// <summary>
+    /// A consistent copy of every VMA in address order, safe to take while other CPUs map and unmap: it is retaken
+    /// until no writer published a new index or changed a VMA while it was copied (each VMA's sequence count unchanged
+    /// and even, the index's root unchanged), so it never shows a retired or recycled VMA.
+    /// </summary>
+    public IReadOnlyList<VmaInfo> Snapshot()
+    {
+        var live = new List<Vma>();
+        var copy = new List<VmaInfo>();
+        for (int attempt = 0; ; attempt++)
+        {
+            // Acquire: the nodes and VMAs of this root were initialised before it was published.
+            Root root = Volatile.Read(ref _root);
+            live.Clear();
+            copy.Clear();
+            CollectAll(root.Node, live);
+            bool stable = true;
+            foreach (Vma v in live)
+            {
+                if (!v.TryCopy(out VmaInfo info))
+                {
+                    stable = false; // A writer is changing or retiring this VMA: take the snapshot again.
+                    break;
+                }
+
+                copy.Add(info);
+            }
+
+            // Acquire re-read of the root: a writer that finished while we copied published a new one.
+            if (stable && ReferenceEquals(Volatile.Read(ref _root), root))
+            {
+                return [.. copy];
+            }
+
+            if ((attempt & 15) == 15)
+            {
+                Thread.Yield(); // A busy writer: let it finish rather than spin against it.
+            }
+        }
+    }
+
+    /// <summary>The live VMA objects in address order (checkers and the address space itself; they may be retired meanwhile).</summary>
+    internal IReadOnlyList<Vma> SnapshotLive()
     {
         var all = new List<Vma>(Count);
         Collect(Volatile.Read(ref _root).Node, 0, ulong.MaxValue, all);
@@ -200,6 +241,26 @@ public sealed class VmaIndex
         }
 
         return node.Vmas![0];
+    }
+
+    /// <summary>Every VMA under <paramref name="node"/>, in order, without reading any of their fields (a stale root's VMAs may be poisoned).</summary>
+    private static void CollectAll(Node? node, List<Vma> into)
+    {
+        if (node == null)
+        {
+            return;
+        }
+
+        if (node.Children == null)
+        {
+            into.AddRange(node.Vmas!);
+            return;
+        }
+
+        foreach (Node child in node.Children)
+        {
+            CollectAll(child, into);
+        }
     }
 
     private static void Collect(Node? node, ulong from, ulong end, List<Vma> into)

@@ -31,7 +31,11 @@ public sealed unsafe class PageTable
 
     private readonly PhysicalMemory _memory;
     private readonly FrameAllocator _allocator;
-    private readonly long _root;
+    /// <summary>
+    /// The root table's PFN; frame 0 once <see cref="FreeAll"/> ran. Frame 0 is never allocated and stays zero, so a
+    /// walk of a freed table finds nothing mapped instead of reading frames that now belong to someone else.
+    /// </summary>
+    private long _root;
     private long _tables;
 
     /// <summary>Creates an empty table with its root level allocated.</summary>
@@ -97,6 +101,13 @@ public sealed unsafe class PageTable
     public ulong* WalkAllocate(int cpu, ulong va, out long ptePfn)
     {
         long table = _root;
+        if (table == 0)
+        {
+            // Freed (the address space was disposed): never install tables into the shared empty frame 0.
+            ptePfn = -1;
+            return null;
+        }
+
         for (int level = 4; level > 1; level--)
         {
             ulong* entry = Entries(table) + IndexAt(va, level);
@@ -182,7 +193,15 @@ public sealed unsafe class PageTable
     /// <param name="onLeaf">Called for every present leaf PTE still found (so the caller can release its frame).</param>
     public void FreeAll(int cpu, Action<Pte>? onLeaf)
     {
-        FreeLevel(cpu, _root, 4, onLeaf);
+        long root = _root;
+        if (root == 0)
+        {
+            return; // Freed already.
+        }
+
+        // Release: a late walker (a misbehaving strategy) sees the empty frame 0 rather than a freed, reused table.
+        Volatile.Write(ref _root, 0);
+        FreeLevel(cpu, root, 4, onLeaf);
         _tables = 0;
     }
 

@@ -27,6 +27,13 @@ namespace SpecVm.Smp;
 /// </remarks>
 public sealed unsafe partial class Cpu : ISpinWaiter
 {
+    /// <summary>The CPU the current thread runs as: set on each CPU's own thread, and on a thread that attached one.</summary>
+    // dotnet/runtime names thread-statics t_; the editorconfig's rule knows only s_ for statics.
+#pragma warning disable IDE1006
+    [ThreadStatic]
+    private static Cpu? t_current;
+#pragma warning restore IDE1006
+
     private readonly Machine _machine;
     private readonly long* _counters;
     private readonly Tlb _tlb;
@@ -60,6 +67,15 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     /// <summary>The managed thread id of this CPU's thread (0 before it starts).</summary>
     public int ThreadId { get; internal set; }
 
+    /// <summary>True when the calling thread runs as this CPU (its own thread, or one that attached it).</summary>
+    public bool IsCurrentThread => ReferenceEquals(t_current, this);
+
+    /// <summary>The CPU the calling thread runs as, or null on a thread that is no CPU.</summary>
+    internal static Cpu? Current => t_current;
+
+    /// <summary>The CPUs this CPU waits for in <see cref="Machine.Run(int, Action{Cpu})"/> (the machine's wait graph; under its lock).</summary>
+    internal int[]? WaitingFor { get; set; }
+
     /// <summary>The OS core this CPU's thread was pinned to, or -1 if it is not pinned.</summary>
     public int Core { get; internal set; } = -1;
 
@@ -80,7 +96,18 @@ public sealed unsafe partial class Cpu : ISpinWaiter
 
     /// <summary>This CPU's value of one counter (a racy read when taken from another thread).</summary>
     /// <param name="counter">Which counter.</param>
-    public long Read(CpuCounter counter) => Volatile.Read(ref _counters[(int)counter]);
+    /// <exception cref="ObjectDisposedException">The machine was disposed (the counters went with it).</exception>
+    public long Read(CpuCounter counter)
+    {
+        ObjectDisposedException.ThrowIf(_machine.IsDisposed, _machine);
+        if ((uint)counter >= (uint)CpuCounter.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(counter), counter, "Unknown counter.");
+        }
+
+        // Acquire read of the owner's plain increments: a racy but untorn snapshot (64-bit aligned).
+        return Volatile.Read(ref _counters[(int)counter]);
+    }
 
     /// <summary>Disables interrupts (<c>local_irq_disable</c>); nests.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -202,6 +229,33 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     }
 
     internal int IrqDepth => _irqDepth;
+
+    /// <summary>Makes the calling thread this CPU (its own thread at start, or an attaching thread).</summary>
+    internal void BindCurrentThread() => t_current = this;
+
+    /// <summary>The calling thread stops being this CPU.</summary>
+    internal void UnbindCurrentThread()
+    {
+        if (ReferenceEquals(t_current, this))
+        {
+            t_current = null;
+        }
+    }
+
+    /// <summary>
+    /// The CPU's thread leaves for good (machine disposal): it stays lazy, so that initiators skip it and one that
+    /// posted to it already stops waiting for the ack; it leaves its address space's CPU mask and acknowledges
+    /// whatever was posted.
+    /// </summary>
+    internal void GoOffline()
+    {
+        // Exchange (full fence): lazy is visible before we leave the mask and serve the inbox (already lazy from
+        // PrepareToBlock; this makes the state explicit for the exit path).
+        Interlocked.Exchange(ref _shared.Lazy, 1);
+        SwitchToNone();
+        ServeIpis();
+        UnbindCurrentThread();
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ThrowIrqUnbalanced() =>

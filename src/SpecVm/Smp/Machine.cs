@@ -9,10 +9,19 @@ namespace SpecVm.Smp;
 /// with its frame allocator, and the SRCU domain that guards VMA lifetimes.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Work is given to CPUs with <see cref="Run(int, Action{Cpu})"/>, <see cref="RunAsync"/> and <see cref="RunOnAll"/>;
 /// an exception on a CPU surfaces to the caller as a <see cref="CpuException"/> naming the CPU, and the CPU goes on
 /// serving. An idle CPU sleeps lazy (shootdowns skip it). <see cref="Dispose"/> stops and joins every CPU thread.
 /// More CPUs than cores is allowed (time-shared, like an over-committed VM).
+/// </para>
+/// <para>
+/// Rules (each checked, with an exception thrown before anything changes): a CPU's operations run on that CPU's
+/// thread, or on a thread that <see cref="Attach"/>ed it; a CPU waiting in <see cref="Run(int, Action{Cpu})"/> or
+/// <see cref="RunOn"/> for other CPUs sleeps lazy (shootdowns skip it) and must not close a cycle of CPUs waiting for
+/// each other; <see cref="Dispose"/> is not called on a CPU's thread nor while a CPU is attached; nothing but
+/// <see cref="Dispose"/> is used after <see cref="Dispose"/>.
+/// </para>
 /// </remarks>
 public sealed unsafe class Machine : IDisposable
 {
@@ -25,6 +34,8 @@ public sealed unsafe class Machine : IDisposable
     private readonly Srcu _srcu;
     private readonly CountdownEvent _started;
     private readonly List<string> _violations = [];
+    private readonly Lock _waitGraphLock = new();
+    private int _attached;
     private int _disposed;
 
     /// <summary>Builds a machine with default options (one CPU per usable core, 4 GiB).</summary>
@@ -78,6 +89,9 @@ public sealed unsafe class Machine : IDisposable
 
     internal Cpu[] CpuArray => _cpus;
 
+    /// <summary>True once <see cref="Dispose"/> has started (acquire read; a misuse check, not a synchronization).</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
     /// <summary>The CPU threads (for tests that check <see cref="Dispose"/> joined them).</summary>
     internal IReadOnlyList<Thread> Threads => _threads;
 
@@ -129,21 +143,76 @@ public sealed unsafe class Machine : IDisposable
         return _cpus[id];
     }
 
+    /// <summary>
+    /// Lends CPU <paramref name="cpu"/>'s identity to the calling thread until the returned scope is disposed: the
+    /// CPU's own thread parks, and the caller may run operations as that CPU (for a benchmark harness that must
+    /// measure on its own thread). The caller then is the CPU: it serves IPIs only at its interrupt points, so it
+    /// must keep making accesses (or call <see cref="Smp.Cpu.Poll"/>) while other CPUs may shoot down its TLB.
+    /// </summary>
+    /// <param name="cpu">The CPU id.</param>
+    /// <returns>The scope; dispose it on the same thread to give the CPU back.</returns>
+    /// <exception cref="InvalidOperationException">The caller is already a CPU (its own thread, or attached).</exception>
+    public CpuAttachment Attach(int cpu)
+    {
+        CheckCpu(cpu);
+        ThrowIfDisposed();
+        if (Smp.Cpu.Current != null)
+        {
+            throw new InvalidOperationException($"This thread already runs as CPU {Smp.Cpu.Current.Id}: a thread can be only one CPU at a time.");
+        }
+
+        var parked = new ManualResetEventSlim(false);
+        var release = new ManualResetEventSlim(false);
+        Task park = RunAsync(cpu, c =>
+        {
+            // The CPU's own thread gives up its identity and waits, not lazy: the attached thread is the CPU now
+            // and serves its IPIs. The owner-only state (TLB, irq depth, counters) passes with the events' fences.
+            c.UnbindCurrentThread();
+            parked.Set();
+            release.Wait();
+            c.BindCurrentThread();
+        });
+        try
+        {
+            parked.Wait();
+        }
+        catch
+        {
+            release.Set();
+            throw;
+        }
+
+        Interlocked.Increment(ref _attached); // Atomic: attachments of several CPUs may start on several threads.
+        _cpus[cpu].BindCurrentThread();
+        return new CpuAttachment(this, _cpus[cpu], park, parked, release);
+    }
+
+    /// <summary>Ends an attachment (called by <see cref="CpuAttachment.Dispose"/> on the attached thread).</summary>
+    internal void Detach(Cpu cpu, Task park, ManualResetEventSlim release)
+    {
+        if (cpu.IrqDepth != 0)
+        {
+            throw new InvalidOperationException($"CPU {cpu.Id} is detached with interrupts disabled (depth {cpu.IrqDepth}); enable them first.");
+        }
+
+        cpu.UnbindCurrentThread();
+        release.Set();
+        park.GetAwaiter().GetResult();
+        Interlocked.Decrement(ref _attached); // Atomic: pairs with Attach's increment; Dispose reads it.
+    }
+
     /// <summary>Runs <paramref name="work"/> on CPU <paramref name="cpu"/> and returns when it has finished.</summary>
     /// <param name="cpu">The CPU id.</param>
     /// <param name="work">The work; it receives the CPU.</param>
+    /// <remarks>
+    /// Called on a CPU's thread, the calling CPU sleeps lazy while it waits (shootdowns skip it, and it catches up
+    /// with missed flushes when it wakes); a call that would close a cycle of CPUs waiting for each other throws.
+    /// </remarks>
     public void Run(int cpu, Action<Cpu> work)
     {
         CheckCpu(cpu);
-        CheckNotWaitingOnItself(cpu);
-        try
-        {
-            RunAsync(cpu, work).GetAwaiter().GetResult();
-        }
-        catch (CpuException)
-        {
-            throw;
-        }
+        ArgumentNullException.ThrowIfNull(work);
+        RunOn([cpu], work);
     }
 
     /// <summary>Runs <paramref name="work"/> on CPU <paramref name="cpu"/> and returns its result.</summary>
@@ -183,22 +252,56 @@ public sealed unsafe class Machine : IDisposable
     public void RunOn(IReadOnlyList<int> cpus, Action<Cpu> work)
     {
         ArgumentNullException.ThrowIfNull(cpus);
+        ArgumentNullException.ThrowIfNull(work);
         foreach (int id in cpus)
         {
             // Checked before anything is queued, so a bad id does not leave work running on the good ones.
             CheckCpu(id);
-            CheckNotWaitingOnItself(id);
+        }
+
+        ThrowIfDisposed();
+        Cpu? caller = Smp.Cpu.Current;
+        if (caller != null && !ReferenceEquals(caller.Machine, this))
+        {
+            caller = null; // A CPU of another machine waiting for this one: no cycle through it can form here.
+        }
+
+        if (caller != null)
+        {
+            if (caller.IrqDepth != 0)
+            {
+                throw new InvalidOperationException($"CPU {caller.Id} would wait for other CPUs with interrupts disabled (depth {caller.IrqDepth}): it could not acknowledge their shootdowns. Enable interrupts first.");
+            }
+
+            EnterWait(caller, cpus);
         }
 
         var tasks = new Task[cpus.Count];
-        for (int i = 0; i < cpus.Count; i++)
-        {
-            tasks[i] = RunAsync(cpus[i], work);
-        }
-
         try
         {
-            Task.WaitAll(tasks);
+            for (int i = 0; i < cpus.Count; i++)
+            {
+                tasks[i] = RunAsync(cpus[i], work);
+            }
+
+            if (caller == null)
+            {
+                Task.WaitAll(tasks);
+            }
+            else
+            {
+                // Sleep lazy while waiting: a CPU blocked here cannot serve IPIs, and a shootdown waiting for its ack
+                // would wait for the work this CPU waits for (a deadlock when that work unmaps).
+                caller.PrepareToBlock();
+                try
+                {
+                    Task.WaitAll(tasks);
+                }
+                finally
+                {
+                    caller.FinishBlock();
+                }
+            }
         }
         catch (AggregateException ae)
         {
@@ -210,12 +313,20 @@ public sealed unsafe class Machine : IDisposable
 
             throw new AggregateException($"Work failed on {errors.Count} CPUs.", errors);
         }
+        finally
+        {
+            if (caller != null)
+            {
+                ExitWait(caller);
+            }
+        }
     }
 
     /// <summary>The sum of one counter over every CPU.</summary>
     /// <param name="counter">Which counter.</param>
     public long Counter(CpuCounter counter)
     {
+        ThrowIfDisposed();
         long sum = 0;
         foreach (Cpu c in _cpus)
         {
@@ -228,6 +339,7 @@ public sealed unsafe class Machine : IDisposable
     /// <summary>Every counter summed over CPUs.</summary>
     public CounterSnapshot Snapshot()
     {
+        ThrowIfDisposed();
         var values = new long[(int)CpuCounter.Count];
         foreach (Cpu c in _cpus)
         {
@@ -240,9 +352,27 @@ public sealed unsafe class Machine : IDisposable
         return new CounterSnapshot(values);
     }
 
-    /// <summary>Stops every CPU thread (after the work already queued) and frees physical memory.</summary>
+    /// <summary>
+    /// Stops every CPU thread (after the work already queued has run) and frees physical memory. Address spaces and
+    /// files of this machine become unusable (their own <c>Dispose</c> is then a no-op). Calling it twice is fine.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Called on one of this machine's CPUs (it would wait for itself), or
+    /// while a CPU is attached to a thread (<see cref="Attach"/>).</exception>
     public void Dispose()
     {
+        Cpu? current = Smp.Cpu.Current;
+        if (current != null && ReferenceEquals(current.Machine, this))
+        {
+            throw new InvalidOperationException($"Machine.Dispose called on CPU {current.Id}: it would wait for its own thread to stop. Dispose the machine from a thread that is none of its CPUs.");
+        }
+
+        // Acquire read: attachments end with a decrement; a machine with a parked CPU thread cannot be joined.
+        if (Volatile.Read(ref _attached) != 0 && Volatile.Read(ref _disposed) == 0)
+        {
+            throw new InvalidOperationException("Machine.Dispose while a CPU is attached to a thread: dispose the CpuAttachment first.");
+        }
+
+        // Exchange: exactly one caller disposes; the flag also makes RunAsync refuse new work from here on.
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
@@ -281,12 +411,51 @@ public sealed unsafe class Machine : IDisposable
         }
     }
 
-    /// <summary>A CPU's thread waiting for work queued to that same CPU would wait forever: fail instead.</summary>
-    private void CheckNotWaitingOnItself(int id)
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, this);
+
+    /// <summary>
+    /// Records that <paramref name="caller"/> waits for <paramref name="targets"/>, unless that closes a cycle of CPUs
+    /// waiting for each other's queues (a deadlock: each waits for work queued behind the other's current work).
+    /// </summary>
+    private void EnterWait(Cpu caller, IReadOnlyList<int> targets)
     {
-        if (_cpus[id].ThreadId == Environment.CurrentManagedThreadId)
+        lock (_waitGraphLock)
         {
-            throw new InvalidOperationException($"CPU {id} would wait for work queued to itself (a deadlock): call the work directly, or use RunAsync.");
+            var seen = new HashSet<int>();
+            var stack = new Stack<(int Cpu, string Path)>();
+            foreach (int t in targets)
+            {
+                stack.Push((t, $"CPU {caller.Id} -> CPU {t}"));
+            }
+
+            while (stack.Count > 0)
+            {
+                (int at, string path) = stack.Pop();
+                if (at == caller.Id)
+                {
+                    throw new InvalidOperationException($"Machine.Run would deadlock: {path} (each waits for work queued behind the other's). Use RunAsync and do not wait, or run the work directly.");
+                }
+
+                if (!seen.Add(at) || _cpus[at].WaitingFor is not int[] next)
+                {
+                    continue;
+                }
+
+                foreach (int n in next)
+                {
+                    stack.Push((n, $"{path} -> CPU {n}"));
+                }
+            }
+
+            caller.WaitingFor = [.. targets];
+        }
+    }
+
+    private void ExitWait(Cpu caller)
+    {
+        lock (_waitGraphLock)
+        {
+            caller.WaitingFor = null;
         }
     }
 
@@ -294,6 +463,7 @@ public sealed unsafe class Machine : IDisposable
     {
         Cpu cpu = _cpus[id];
         cpu.ThreadId = Environment.CurrentManagedThreadId;
+        cpu.BindCurrentThread();
         if (Options.Pin && Affinity.TryPinCurrentThread(core) == PinResult.Pinned)
         {
             cpu.Core = core;
@@ -306,12 +476,15 @@ public sealed unsafe class Machine : IDisposable
             // Idle: sleep lazy, so shootdowns skip this CPU; catch up with missed flushes on wake.
             cpu.PrepareToBlock();
             bool got = queue.TryTake(out WorkItem? item, Timeout.Infinite);
-            cpu.FinishBlock();
             if (!got || item == null)
             {
-                cpu.SwitchToNone();
+                // The machine is being disposed: leave for good, still lazy, so that a shootdown another CPU is
+                // running right now stops waiting for this CPU's ack instead of waiting forever.
+                cpu.GoOffline();
                 return;
             }
+
+            cpu.FinishBlock();
 
             try
             {

@@ -7,10 +7,10 @@ namespace SpecVm.Tests.Diagnostics;
 
 public class InterleavingHookTests
 {
-    [Fact]
+    [HookFact]
     public void HooksAreCompiledIntoTheBuildTheTestsUse() => Assert.True(InterleavingHooks.CompiledIn);
 
-    [Theory]
+    [HookTheory]
     [InlineData(HookPoint.SpecAfterLookup, HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 64)]
     [InlineData(HookPoint.SpecAfterSeqRead, HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 64)]
     [InlineData(HookPoint.SpecBeforePtlTryLock, HookAction.FailTryLock, CpuCounter.SpecAbortPtlBusy, 63)]
@@ -41,7 +41,7 @@ public class InterleavingHookTests
         Assert.Equal(64, machine.Counter(CpuCounter.SpecFallbacks));
     }
 
-    [Fact]
+    [HookFact]
     public void WriterHooksFireInProtocolOrder()
     {
         using var machine = new Machine(new MachineOptions { CpuCount = 1, MemoryBytes = 32L << 20 });

@@ -44,7 +44,7 @@ internal sealed class RandomSequence
         foreach (MmOracle.FileModel f in run._files)
         {
             run._rng.NextBytes(f.Data);
-            f.File.Write(0, f.Data);
+            f.File.Populate(0, f.Data); // The read-only file too: its contents exist before it is opened.
         }
 
         using (var mm = new AddressSpace(machine, strategy, new AddressSpaceOptions { ZapBatchPages = 8 }))
@@ -120,6 +120,14 @@ internal sealed class RandomSequence
                 int offset = _rng.Next((int)f.File.Length - 16);
                 byte[] data = new byte[_rng.Next(1, Math.Min(6000, (int)f.File.Length - offset))];
                 _rng.NextBytes(data);
+                if (!f.File.IsWritable)
+                {
+                    // A read-only file refuses pwrite (EBADF) and keeps its contents.
+                    Assert.Throws<InvalidOperationException>(() => f.File.Write(offset, data));
+                    _trace.Add($"{at} pwrite file {Array.IndexOf(_files, f)} refused (read-only)");
+                    break;
+                }
+
                 f.File.Write(offset, data);
                 data.CopyTo(f.Data, offset);
                 _trace.Add($"{at} pwrite file {Array.IndexOf(_files, f)} @{offset} +{data.Length}");

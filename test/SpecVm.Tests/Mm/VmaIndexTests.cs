@@ -47,7 +47,7 @@ public class VmaIndexTests(ITestOutputHelper output)
 
             if (step % 97 == 0)
             {
-                Assert.Equal(oracle.Values, index.Snapshot());
+                Assert.Equal(oracle.Values, index.SnapshotLive());
             }
 
             ulong probe = (ulong)rng.Next(0, 20_100) * 0x10000 + (ulong)rng.Next(0, 0x20000);

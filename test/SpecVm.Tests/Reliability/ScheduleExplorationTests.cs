@@ -1,3 +1,4 @@
+using SpecVm.Tests.Diagnostics;
 using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Reliability;
@@ -8,7 +9,7 @@ namespace SpecVm.Tests.Reliability;
 /// </summary>
 public class ScheduleExplorationTests(ITestOutputHelper output)
 {
-    [Theory]
+    [HookTheory]
     [InlineData(WriterOp.Unmap)]
     [InlineData(WriterOp.ProtectReadOnly)]
     [InlineData(WriterOp.DontNeed)]
@@ -25,7 +26,7 @@ public class ScheduleExplorationTests(ITestOutputHelper output)
         output.WriteLine($"{op}: {explored} schedules explored, 0 violations");
     }
 
-    [Theory]
+    [HookTheory]
     [InlineData(Plant.NoSeqRecheck, WriterOp.Unmap)]
     [InlineData(Plant.NoSeqRecheck, WriterOp.ProtectReadOnly)]
     [InlineData(Plant.NoGracePeriod, WriterOp.Unmap)]

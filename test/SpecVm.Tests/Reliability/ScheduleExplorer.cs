@@ -256,7 +256,7 @@ public static class ScheduleExplorer
     private static IEnumerable<string> PteViolations(AddressSpace mm)
     {
         var found = new List<string>();
-        IReadOnlyList<Vma> vmas = mm.Vmas.Snapshot();
+        IReadOnlyList<Vma> vmas = mm.Vmas.SnapshotLive();
         mm.PageTable.ForEachPresent((va, pte) =>
         {
             Vma? v = vmas.FirstOrDefault(x => x.Start <= va && va < x.End);
