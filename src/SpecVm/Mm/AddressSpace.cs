@@ -594,7 +594,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
             if (Stopwatch.GetTimestamp() > deadline)
             {
-                stillRunning = string.Join(", ", Enumerable.Range(0, 64).Where(c => (awake & (1UL << c)) != 0).Select(c => $"CPU {c}"));
+                stillRunning = Cpu.DescribeCpus(awake);
                 return false;
             }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using SpecVm.Sync;
@@ -155,6 +156,7 @@ public sealed unsafe partial class Cpu
         // still yield now and then, for targets the host has preempted.
         int spinsBeforeYield = _machine.CpuCount > Affinity.AllowedCores.Count ? AckSpinsBeforeYieldTimeShared : AckSpinsBeforeYield;
         int spins = 0;
+        long waitStart = 0;
         while (targets != 0)
         {
             ulong waiting = targets;
@@ -180,9 +182,40 @@ public sealed unsafe partial class Cpu
                 if (++spins % spinsBeforeYield == 0)
                 {
                     Thread.Yield();
+                    CheckAckWatchdog(targets, ref waitStart);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The ack watchdog, checked between yields: a shootdown that waited longer than the machine's watchdog timeout
+    /// for acks records a violation naming the silent CPUs (both builds; a target spinning with interrupts disabled
+    /// is then usually caught by its own hard-lockup watchdog), and in Debug builds throws
+    /// <see cref="ShootdownTimeoutException"/>. Release builds keep waiting: returning early would let the caller
+    /// free frames that a silent CPU may still reach through its TLB.
+    /// </summary>
+    private void CheckAckWatchdog(ulong targets, ref long waitStart)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (waitStart == 0)
+        {
+            waitStart = now;
+            return;
+        }
+
+        if (waitStart < 0 || now - waitStart <= _watchdogTicks)
+        {
+            return;
+        }
+
+        TimeSpan waited = Stopwatch.GetElapsedTime(waitStart, now);
+        waitStart = -1; // Report once per shootdown.
+        string silent = DescribeCpus(targets);
+        _machine.ReportViolation($"CPU {Id}: a TLB shootdown waited {waited.TotalSeconds:F1} s for acknowledgements from {silent} (spinning with interrupts disabled, or its thread stopped by the host).");
+#if DEBUG
+        throw new ShootdownTimeoutException(Id, waited, silent);
+#endif
     }
 
     /// <summary>
@@ -224,6 +257,12 @@ public sealed unsafe partial class Cpu
 
         return true;
     }
+
+    /// <summary>"CPU 1, CPU 3" for a mask (its own method: a lambda capturing the mask would allocate its closure on
+    /// every call of the caller, on the shootdown's wait path, even when no report is made).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static string DescribeCpus(ulong mask) =>
+        string.Join(", ", Enumerable.Range(0, 64).Where(c => (mask & (1UL << c)) != 0).Select(c => $"CPU {c}"));
 
     /// <summary>Serves every pending flush IPI now (interrupt context).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]

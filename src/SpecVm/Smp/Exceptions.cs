@@ -37,3 +37,27 @@ public sealed class HardLockupException : Exception
     /// <summary>How long it had spun.</summary>
     public TimeSpan Spinning { get; }
 }
+
+/// <summary>
+/// A TLB shootdown waited longer than <see cref="MachineOptions.WatchdogTimeout"/> for acknowledgements (thrown in
+/// Debug builds of SpecVm; Release builds record a violation in <see cref="Machine.Violations"/> and keep waiting).
+/// </summary>
+public sealed class ShootdownTimeoutException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="cpuId">The initiating CPU.</param>
+    /// <param name="waited">How long it had waited.</param>
+    /// <param name="silent">The CPUs that had not acknowledged.</param>
+    public ShootdownTimeoutException(int cpuId, TimeSpan waited, string silent)
+        : base($"TLB shootdown on CPU {cpuId} waited {waited.TotalSeconds:F1} s for acknowledgements from {silent}.")
+    {
+        CpuId = cpuId;
+        Waited = waited;
+    }
+
+    /// <summary>The initiating CPU.</summary>
+    public int CpuId { get; }
+
+    /// <summary>How long it had waited.</summary>
+    public TimeSpan Waited { get; }
+}

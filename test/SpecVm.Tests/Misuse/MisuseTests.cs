@@ -476,4 +476,41 @@ public class MisuseTests
         Assert.True(snapshots > 10);
         Assert.Equal(0, mm.Slab.PoisonedReads);
     }
+
+    /// <summary>The shootdown ack watchdog: a CPU that stops serving IPIs is named (and, in Debug, the wait throws).</summary>
+    [Fact]
+    public void AShootdownStuckOnASilentCpuIsReported()
+    {
+        using Machine machine = TestMachines.Create(2, 16, TimeSpan.FromSeconds(1));
+        using var mm = new AddressSpace(machine, new MmapLockStrategy());
+        ulong a = machine.Run(0, cpu => mm.Map(cpu, Page, Protection.ReadWrite));
+        int silent = 0;
+        Task quiet = machine.RunAsync(1, cpu =>
+        {
+            mm.Write(cpu, a, 1UL); // Loaded: shootdowns of this address space need CPU 1's ack.
+            cpu.LocalIrqDisable();
+            Volatile.Write(ref silent, 1);
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(2.5);
+            while (DateTime.UtcNow < until)
+            {
+                Thread.SpinWait(100); // Interrupts off and no interrupt point: IPIs wait.
+            }
+
+            cpu.LocalIrqEnable();
+        });
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref silent) != 0, Bound));
+        Task shoot = machine.RunAsync(0, cpu => cpu.Shootdown(mm.TlbContext, a, a + Page));
+        Assert.True(((IAsyncResult)shoot).AsyncWaitHandle.WaitOne(Bound), "The shootdown never finished.");
+        Assert.True(quiet.Wait(Bound));
+        Assert.Contains(machine.Violations, v => v.Contains("acknowledgements from CPU 1"));
+        if (SpecVm.Diagnostics.InterleavingHooks.CompiledIn)
+        {
+            // Debug build: the watchdog throws out of the wait.
+            Assert.IsType<ShootdownTimeoutException>(shoot.Exception!.InnerException!.InnerException);
+        }
+        else
+        {
+            Assert.True(shoot.IsCompletedSuccessfully, "Release keeps waiting and completes once CPU 1 acknowledges.");
+        }
+    }
 }

@@ -125,8 +125,10 @@ public class BadInputTable(ITestOutputHelper output)
         yield return new("SimFile(length 0)", f => new SimFile(f.Machine, 0), typeof(ArgumentException), "length");
         yield return new("SimFile(length 4095)", f => new SimFile(f.Machine, 4095), typeof(ArgumentException), "length");
         yield return new("SimFile.Read(-1)", f => f.File.Read(-1, new byte[8]), typeof(ArgumentOutOfRangeException), "offset");
-        yield return new("SimFile.Read past the end", f => f.File.Read(f.File.Length - 1, new byte[2]), typeof(ArgumentOutOfRangeException), "offset");
-        yield return new("SimFile.Write past the end", f => f.File.Write(f.File.Length, new byte[1]), typeof(ArgumentOutOfRangeException), "offset");
+        yield return new("SimFile.Read past the end", f => f.File.Read(f.File.Length - 1, new byte[2]), typeof(ArgumentException), "into");
+        yield return new("SimFile.Write past the end", f => f.File.Write(f.File.Length, new byte[1]), typeof(ArgumentException), "data");
+        yield return new("SimFile.Write at offset 2^63 - 1", f => f.File.Write(long.MaxValue, new byte[8]), typeof(ArgumentOutOfRangeException), "offset");
+        yield return new("SimFile.Write to a read-only file", f => f.ReadOnlyFile.Write(0, new byte[8]), typeof(InvalidOperationException));
         yield return new("SimFile.GetPage(-1)", f => f.File.GetPage(0, -1), typeof(ArgumentOutOfRangeException), "index");
         yield return new("SimFile.GetPage(Pages)", f => f.File.GetPage(0, f.File.Pages), typeof(ArgumentOutOfRangeException), "index");
         yield return new("SimFile.Dispose while mapped", f => f.ReadOnlyFile.Dispose(), typeof(InvalidOperationException));
@@ -148,6 +150,22 @@ public class BadInputTable(ITestOutputHelper output)
         yield return new("Map fixed past user space", f => f.OnCpu(c => f.Mm.Map(c, Page, Protection.Read, fixedAddress: PageTable.UserTop)), typeof(ArgumentOutOfRangeException), "fixedAddress");
         yield return new("Map fixed over a mapping", f => f.OnCpu(c => f.Mm.Map(c, Page, Protection.Read, fixedAddress: f.Mapped)), typeof(ArgumentException), "fixedAddress");
         yield return new("Map from a thread that is not the CPU's", f => f.Mm.Map(f.Machine.Cpu(0), Page, Protection.Read), typeof(InvalidOperationException));
+        yield return new("TryRead from a thread that is not the CPU's", f => f.Mm.TryRead(f.Machine.Cpu(0), f.Mapped, out ulong _), typeof(InvalidOperationException));
+        yield return new("Map length wrapping the address space", f => f.OnCpu(c => f.Mm.Map(c, ulong.MaxValue - Page + 1, Protection.Read)), typeof(ArgumentOutOfRangeException), "length");
+        yield return new("Map file offset near 2^63", f => f.OnCpu(c => f.Mm.Map(c, Page, Protection.Read, MappingKind.PrivateFile, f.File, long.MaxValue - (long)Page + 1)), typeof(ArgumentOutOfRangeException), "fileOffset");
+        yield return new("Map a disposed file", f => f.OnCpu(c =>
+        {
+            var gone = new SimFile(f.Machine, (long)Page);
+            gone.Dispose();
+            f.Mm.Map(c, Page, Protection.Read, MappingKind.PrivateFile, gone);
+        }), typeof(ObjectDisposedException));
+        yield return new("Map with irqs off", f => f.OnCpu(c => WithIrqsOff(c, () => f.Mm.Map(c, Page, Protection.Read))), typeof(InvalidOperationException));
+        yield return new("Unmap with irqs off", f => f.OnCpu(c => WithIrqsOff(c, () => f.Mm.Unmap(c, f.Mapped, Page))), typeof(InvalidOperationException));
+        yield return new("Protect with irqs off", f => f.OnCpu(c => WithIrqsOff(c, () => f.Mm.Protect(c, f.Mapped, Page, Protection.Read))), typeof(InvalidOperationException));
+        yield return new("DontNeed with irqs off", f => f.OnCpu(c => WithIrqsOff(c, () => f.Mm.DontNeed(c, f.Mapped, Page))), typeof(InvalidOperationException));
+        yield return new("Machine.Attach(-1)", f => f.Machine.Attach(-1), typeof(ArgumentOutOfRangeException), "cpu");
+        yield return new("Machine.Attach on a CPU's thread", f => f.OnCpu(_ => f.Machine.Attach(1)), typeof(InvalidOperationException));
+        yield return new("Machine.Dispose on a CPU's thread", f => f.OnCpu(_ => f.Machine.Dispose()), typeof(InvalidOperationException));
         yield return new("Map with another machine's CPU", f =>
         {
             using var other = new Machine(new MachineOptions { CpuCount = 1, MemoryBytes = 1L << 20 });
@@ -375,5 +393,18 @@ public class BadInputTable(ITestOutputHelper output)
         machine.Srcu.Barrier();
         Assert.Equal(freeBefore, machine.Memory.Census().Free);
         output.WriteLine($"{rows} rows, all as expected; invariants hold and every frame came back");
+    }
+
+    private static void WithIrqsOff(Cpu cpu, Action act)
+    {
+        cpu.LocalIrqDisable();
+        try
+        {
+            act();
+        }
+        finally
+        {
+            cpu.LocalIrqEnable();
+        }
     }
 }

@@ -18,7 +18,7 @@ public class VerifyTests
             Strategies = strategies,
             ThreadCounts = [1, 2],
             Warmup = TimeSpan.FromMilliseconds(20),
-            Duration = TimeSpan.FromMilliseconds(60),
+            Duration = TimeSpan.FromMilliseconds(250), // Long enough for one operation on a loaded 2-core machine.
             Repeats = 1,
             Oversubscribe = true,
             Verify = true,
