@@ -339,14 +339,17 @@ public sealed unsafe partial class AddressSpace
         }
     }
 
-    /// <summary>Rewrites the present PTEs of <paramref name="vma"/> for its protection; true if any permission narrowed.</summary>
-    private bool ChangePtes(Cpu cpu, Vma vma)
+    /// <summary>
+    /// Rewrites the present PTEs of [<paramref name="start"/>, <paramref name="end"/>) in <paramref name="vma"/> for its
+    /// protection; true if any permission narrowed.
+    /// </summary>
+    private bool ChangePtes(Cpu cpu, Vma vma, ulong start, ulong end)
     {
         bool narrowed = false;
-        for (ulong region = vma.Start & ~(PageTable.PteTableSpan - 1); region < vma.End; region += PageTable.PteTableSpan)
+        for (ulong region = start & ~(PageTable.PteTableSpan - 1); region < end; region += PageTable.PteTableSpan)
         {
-            ulong from = Math.Max(vma.Start, region);
-            ulong to = Math.Min(vma.End, region + PageTable.PteTableSpan);
+            ulong from = Math.Max(start, region);
+            ulong to = Math.Min(end, region + PageTable.PteTableSpan);
             ulong* entry = _pageTable.WalkLockless(from, out long ptePfn);
             if (entry == null)
             {

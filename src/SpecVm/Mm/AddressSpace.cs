@@ -162,39 +162,32 @@ public sealed unsafe partial class AddressSpace : IDisposable
             }
 
             ulong end = start + length;
-            Vma fresh = _slab.Allocate();
-            fresh.Initialize(this, start, end, protection, kind, file, fileOffset / PhysicalMemory.PageSize);
 
-            // Merge with anonymous neighbours of the same protection (Linux vma_merge).
+            // Merge with neighbours that continue it (Linux vma_merge): adjacent, same protection and backing, and
+            // for files the next pages of the same file. mprotect merges the same way, so VMAs never fragment.
+            var merged = new Extent(start, end, protection, kind, file, fileOffset / PhysicalMemory.PageSize);
             var remove = new List<Vma>(2);
-            if (kind == MappingKind.Anonymous)
+            Vma? prev = start > MinAddress ? _index.Find(start - 1) : null;
+            if (prev != null && Extent.Of(prev).CanJoin(merged))
             {
-                Vma? prev = start > MinAddress ? _index.Find(start - 1) : null;
-                Vma? next = _index.Find(end);
-                ulong mergedStart = start;
-                ulong mergedEnd = end;
-                if (prev != null && prev.End == start && prev.Kind == MappingKind.Anonymous && prev.Protection == protection)
-                {
-                    remove.Add(prev);
-                    mergedStart = prev.Start;
-                }
-
-                if (next != null && next.Start == end && next.Kind == MappingKind.Anonymous && next.Protection == protection)
-                {
-                    remove.Add(next);
-                    mergedEnd = next.End;
-                }
-
-                if (remove.Count > 0)
-                {
-                    fresh.Initialize(this, mergedStart, mergedEnd, protection, kind, null, 0);
-                    foreach (Vma v in remove)
-                    {
-                        BeginChange(cpu, v);
-                    }
-                }
+                remove.Add(prev);
+                merged = Extent.Of(prev).Join(merged);
             }
 
+            Vma? next = _index.Find(end);
+            if (next != null && merged.CanJoin(Extent.Of(next)))
+            {
+                remove.Add(next);
+                merged = merged.Join(Extent.Of(next));
+            }
+
+            foreach (Vma v in remove)
+            {
+                BeginChange(cpu, v);
+            }
+
+            Vma fresh = _slab.Allocate();
+            fresh.Initialize(this, merged.Start, merged.End, protection, kind, file, merged.FilePage);
             _index.Replace(remove, [fresh]);
             published = true;
             foreach (Vma v in remove)
@@ -373,20 +366,62 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 }
             }
 
-            var pieces = new List<Vma>(old.Count + 2);
+            // The new layout as extents (the untouched remainders, the changed middle), joined where they continue
+            // each other, with the neighbours outside the range when they join too (Linux vma_merge: mprotect back
+            // and forth leaves one VMA).
+            var extents = new List<Extent>(old.Count + 4);
+            foreach (Vma v in old)
+            {
+                Extent e = Extent.Of(v);
+                if (v.Start < start)
+                {
+                    extents.Add(e.Slice(v.Start, start, v.Protection));
+                }
+
+                extents.Add(e.Slice(Math.Max(v.Start, start), Math.Min(v.End, end), protection));
+                if (v.End > end)
+                {
+                    extents.Add(e.Slice(end, v.End, v.Protection));
+                }
+            }
+
+            Vma? prev = start > MinAddress ? _index.Find(start - 1) : null;
+            if (prev != null && prev.End == start && Extent.Of(prev).CanJoin(extents[0]))
+            {
+                old.Insert(0, prev);
+                extents.Insert(0, Extent.Of(prev));
+            }
+
+            Vma? next = _index.Find(end);
+            if (next != null && next.Start == end && extents[^1].CanJoin(Extent.Of(next)))
+            {
+                old.Add(next);
+                extents.Add(Extent.Of(next));
+            }
+
+            var pieces = new List<Vma>(extents.Count);
+            Extent run = extents[0];
+            for (int i = 1; i <= extents.Count; i++)
+            {
+                if (i < extents.Count && run.CanJoin(extents[i]))
+                {
+                    run = run.Join(extents[i]);
+                    continue;
+                }
+
+                Vma piece = _slab.Allocate();
+                run.File?.AddMappingOfLive(); // Each old VMA still holds its own count until retired: the file is alive.
+                piece.Initialize(this, run.Start, run.End, run.Protection, run.Kind, run.File, run.FilePage);
+                pieces.Add(piece);
+                if (i < extents.Count)
+                {
+                    run = extents[i];
+                }
+            }
+
             foreach (Vma v in old)
             {
                 BeginChange(cpu, v);
-                if (v.Start < start)
-                {
-                    pieces.Add(Clone(v, v.Start, start, v.Protection));
-                }
-
-                pieces.Add(Clone(v, Math.Max(v.Start, start), Math.Min(v.End, end), protection));
-                if (v.End > end)
-                {
-                    pieces.Add(Clone(v, end, v.End, v.Protection));
-                }
             }
 
             Hook(HookPoint.WriterBeforeIndexPublish, cpu);
@@ -401,9 +436,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
             bool narrowed = false;
             foreach (Vma piece in pieces)
             {
-                if (piece.Start >= start && piece.End <= end)
+                if (piece.End > start && piece.Start < end)
                 {
-                    narrowed |= ChangePtes(cpu, piece);
+                    narrowed |= ChangePtes(cpu, piece, Math.Max(piece.Start, start), Math.Min(piece.End, end));
                 }
             }
 
@@ -846,5 +881,26 @@ public sealed unsafe partial class AddressSpace : IDisposable
         {
             throw new ArgumentException($"ENOMEM: [0x{start:x}, 0x{end:x}) is not fully mapped (hole at 0x{at:x}).", name);
         }
+    }
+
+    /// <summary>A range with the attributes that decide whether two VMAs may merge (Linux <c>is_mergeable_vma</c>).</summary>
+    private readonly record struct Extent(ulong Start, ulong End, Protection Protection, MappingKind Kind, SimFile? File, long FilePage)
+    {
+        public static Extent Of(Vma v) => new(v.Start, v.End, v.Protection, v.Kind, v.File, v.FilePageOffset);
+
+        /// <summary>The file page mapped at <see cref="End"/> (one past the last).</summary>
+        private long EndFilePage => FilePage + (long)((End - Start) >> PhysicalMemory.PageShift);
+
+        /// <summary>[from, to) of this extent, with another protection.</summary>
+        public Extent Slice(ulong from, ulong to, Protection protection) =>
+            new(from, to, protection, Kind, File, FilePage + (long)((from - Start) >> PhysicalMemory.PageShift));
+
+        /// <summary>True if <paramref name="next"/> starts where this ends and continues it (same rights, same backing, next file pages).</summary>
+        public bool CanJoin(Extent next) =>
+            End == next.Start && Protection == next.Protection && Kind == next.Kind && ReferenceEquals(File, next.File)
+            && (File == null || EndFilePage == next.FilePage);
+
+        /// <summary>This extent extended over <paramref name="next"/> (which <see cref="CanJoin"/>).</summary>
+        public Extent Join(Extent next) => this with { End = next.End };
     }
 }

@@ -9,11 +9,11 @@ namespace SpecVm.Mm;
 /// copy from these pages on write; shared mappings map them directly.
 /// </summary>
 /// <remarks>
-/// A file counts the VMAs that map it: <see cref="Dispose"/> refuses while any exists (unmap first, or dispose the
-/// address spaces), and a disposed file cannot be mapped. A file created read-only refuses <see cref="Write"/>
-/// (Linux's <c>EBADF</c> for a write to a file opened <c>O_RDONLY</c>) and shared writable mappings (<c>EACCES</c>).
-/// Disposing the machine first is allowed: the page cache went with it, and the file's <see cref="Dispose"/> is then
-/// a no-op.
+/// Disposing a file closes it, as closing a file descriptor does in Linux: it can no longer be read, written or mapped,
+/// but mappings made before keep working, and the page cache is freed when the last VMA that maps the file goes
+/// (<see cref="Mappings"/> counts them). A file created read-only refuses <see cref="Write"/> (Linux's <c>EBADF</c>
+/// for a write to a file opened <c>O_RDONLY</c>) and shared writable mappings (<c>EACCES</c>). Disposing the machine
+/// first is allowed: the page cache went with it, and the file's <see cref="Dispose"/> is then a no-op.
 /// </remarks>
 public sealed unsafe class SimFile : IDisposable
 {
@@ -22,8 +22,18 @@ public sealed unsafe class SimFile : IDisposable
     private readonly long[] _pages; // PFN + 1, or 0 when the page is not cached yet.
     private int _disposed;
 
-    /// <summary>VMAs mapping this file; -1 once disposed (so a racing Map and Dispose cannot both succeed).</summary>
+    /// <summary>Set in <see cref="_mappings"/> once the file is closed (disposed): no new mapping may count itself.</summary>
+    private const int ClosedBit = 1 << 30;
+
+    /// <summary>
+    /// The VMAs mapping this file, plus <see cref="ClosedBit"/> once disposed: one word, so that a racing Map and
+    /// Dispose agree (a mapping counts itself only while the bit is clear) and exactly one of Dispose and the last
+    /// unmap sees "closed and unmapped" and frees the page cache.
+    /// </summary>
     private int _mappings;
+
+    /// <summary>Nonzero once the page cache was freed (exactly once).</summary>
+    private int _freed;
 
     /// <summary>Creates a file of <paramref name="length"/> bytes.</summary>
     /// <param name="machine">The machine whose frames hold the page cache.</param>
@@ -74,7 +84,7 @@ public sealed unsafe class SimFile : IDisposable
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     /// <summary>The number of VMAs that map this file (a racy snapshot).</summary>
-    public int Mappings => Math.Max(0, Volatile.Read(ref _mappings));
+    public int Mappings => Volatile.Read(ref _mappings) & ~ClosedBit;
 
     /// <summary>Pages currently in the page cache.</summary>
     public long CachedPages => _pages.LongCount(p => Volatile.Read(ref p) != 0);
@@ -100,8 +110,9 @@ public sealed unsafe class SimFile : IDisposable
             return cached - 1;
         }
 
-        // Acquire read of the disposed flag: a best-effort misuse check (use after Dispose), not a synchronization.
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        // Acquire read: the page cache is freed once the file is closed and unmapped; a closed file that is still
+        // mapped keeps reading pages in for its mappings' faults.
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _freed) != 0, this);
         long pfn = _machine.Frames.TryAllocate(cpu, FrameState.Preparing);
         if (pfn < 0)
         {
@@ -191,42 +202,33 @@ public sealed unsafe class SimFile : IDisposable
     }
 
     /// <summary>
-    /// Drops the page cache. Calling it twice is fine; after the machine's disposal it only marks the file disposed.
+    /// Closes the file: no new reads, writes or mappings. The page cache is freed now if nothing maps the file, else
+    /// when the last mapping goes. Calling it twice is fine; after the machine's disposal it only marks the file.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The file is still mapped (<see cref="Mappings"/> is not zero).</exception>
     public void Dispose()
     {
-        // CAS: no mappings -> disposed, atomically against a racing Map's TryAddMapping; once disposed, stays so.
-        int seen = Interlocked.CompareExchange(ref _mappings, -1, 0);
-        if (seen > 0)
+        // Exchange: the first Dispose closes; later calls return.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            throw new InvalidOperationException($"File {Id} is still mapped by {seen} VMA(s); unmap it (or dispose the address spaces) before disposing it.");
+            return;
         }
 
-        // Exchange: one disposer frees the pages.
-        if (Interlocked.Exchange(ref _disposed, 1) != 0 || _machine.IsDisposed)
+        // Or (full fence): closes against a racing Map (which counts itself only while the bit is clear); if no
+        // mapping was counted, we are the last user and free the page cache now.
+        int before = Interlocked.Or(ref _mappings, ClosedBit);
+        if ((before & ~ClosedBit) == 0)
         {
-            return; // Disposed already, or the page cache went with the machine.
-        }
-
-        for (long i = 0; i < _pages.Length; i++)
-        {
-            // Exchange: takes each page exactly once, even against a racing GetPage that published it late.
-            long cached = Interlocked.Exchange(ref _pages[i], 0);
-            if (cached != 0)
-            {
-                _machine.Frames.Free(-1, cached - 1);
-            }
+            FreePageCache();
         }
     }
 
-    /// <summary>Counts a new mapping (Map); false if the file is disposed.</summary>
+    /// <summary>Counts a new mapping (Map); false if the file is closed.</summary>
     internal bool TryAddMapping()
     {
         int n = Volatile.Read(ref _mappings);
-        while (n >= 0)
+        while ((n & ClosedBit) == 0)
         {
-            // CAS (full fence): counts the mapping only while not disposed; Dispose's CAS from 0 then fails.
+            // CAS (full fence): counts the mapping only while the file is open; Dispose's Or then sees it.
             int seen = Interlocked.CompareExchange(ref _mappings, n + 1, n);
             if (seen == n)
             {
@@ -239,11 +241,37 @@ public sealed unsafe class SimFile : IDisposable
         return false;
     }
 
-    /// <summary>Counts a piece split from a VMA that already maps the file (so the count is positive).</summary>
+    /// <summary>Counts a piece split from (or merged out of) VMAs that already map the file (so the count is positive).</summary>
     internal void AddMappingOfLive() => Interlocked.Increment(ref _mappings); // Atomic: other address spaces count too.
 
-    /// <summary>A VMA that mapped the file is gone.</summary>
-    internal void RemoveMapping() => Interlocked.Decrement(ref _mappings); // Atomic: other address spaces count too.
+    /// <summary>A VMA that mapped the file is gone (its PTEs already zapped); the last one of a closed file frees the page cache.</summary>
+    internal void RemoveMapping()
+    {
+        // Atomic: other address spaces count too. Exactly one decrement reaches "closed, no mappings".
+        if (Interlocked.Decrement(ref _mappings) == ClosedBit)
+        {
+            FreePageCache();
+        }
+    }
+
+    private void FreePageCache()
+    {
+        // Exchange: once, whoever gets here (Dispose or the last unmap); nothing after the machine's disposal.
+        if (Interlocked.Exchange(ref _freed, 1) != 0 || _machine.IsDisposed)
+        {
+            return;
+        }
+
+        for (long i = 0; i < _pages.Length; i++)
+        {
+            // Exchange: takes each page exactly once, even against a racing GetPage that published it late.
+            long cached = Interlocked.Exchange(ref _pages[i], 0);
+            if (cached != 0)
+            {
+                _machine.Frames.Free(-1, cached - 1);
+            }
+        }
+    }
 
     private void CheckUsable()
     {

@@ -58,6 +58,7 @@ internal sealed class RandomSequence
                     if (step % 100 == 99)
                     {
                         TestMachines.AssertNoViolations(mm, files); // Quiescent: this CPU is the only one.
+                        AssertMaximallyMerged(mm);
                     }
                 }
 
@@ -296,5 +297,19 @@ internal sealed class RandomSequence
     {
         int i = want.AsSpan().CommonPrefixLength(got);
         Assert.True(i == want.Length, $"{at}: byte at 0x{address + (ulong)i:x} is {(i < got.Length ? got[i] : 0)}, the oracle expects {(i < want.Length ? want[i] : 0)}.");
+    }
+
+    /// <summary>Map and Protect merge like Linux's vma_merge: no two adjacent VMAs could be one.</summary>
+    private static void AssertMaximallyMerged(AddressSpace mm)
+    {
+        IReadOnlyList<VmaInfo> vmas = mm.Vmas.Snapshot();
+        for (int i = 1; i < vmas.Count; i++)
+        {
+            VmaInfo a = vmas[i - 1];
+            VmaInfo b = vmas[i];
+            bool joinable = a.End == b.Start && a.Protection == b.Protection && a.Kind == b.Kind && ReferenceEquals(a.File, b.File)
+                && (a.File == null || a.FilePageOffset + (long)(a.Length >> 12) == b.FilePageOffset);
+            Assert.False(joinable, $"{a} and {b} should have been merged.");
+        }
     }
 }

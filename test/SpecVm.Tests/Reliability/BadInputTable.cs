@@ -131,7 +131,6 @@ public class BadInputTable(ITestOutputHelper output)
         yield return new("SimFile.Write to a read-only file", f => f.ReadOnlyFile.Write(0, new byte[8]), typeof(InvalidOperationException));
         yield return new("SimFile.GetPage(-1)", f => f.File.GetPage(0, -1), typeof(ArgumentOutOfRangeException), "index");
         yield return new("SimFile.GetPage(Pages)", f => f.File.GetPage(0, f.File.Pages), typeof(ArgumentOutOfRangeException), "index");
-        yield return new("SimFile.Dispose while mapped", f => f.ReadOnlyFile.Dispose(), typeof(InvalidOperationException));
 
         // Address spaces.
         yield return new("AddressSpace(null machine)", _ => new AddressSpace(null!, new MmapLockStrategy()), typeof(ArgumentNullException), "machine");
