@@ -268,27 +268,33 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 ZapRange(cpu, Math.Max(start, v.Start), Math.Min(end, v.End), zapStart, zapEnd, ref gathered, ref zapped);
             }
 
-            // Free PTE tables whose 2 MiB region no VMA covers any more (Linux free_pgtables), again only where the
-            // old VMAs were.
+            // Free the page tables whose region no VMA covers any more (Linux free_pgtables), again only where the
+            // old VMAs were: PTE tables (2 MiB), then PMD (1 GiB) and PUD (512 GiB) tables, so that a long churn of
+            // map and unmap over the address space returns every table but the root.
             List<long>? detached = null;
-            ulong nextRegion = 0;
-            foreach (Vma v in old)
+            for (int level = 1; level <= 3; level++)
             {
-                ulong from = Math.Max(nextRegion, Math.Max(start, v.Start) & ~(PageTable.PteTableSpan - 1));
-                ulong to = Math.Min(end, v.End);
-                for (ulong region = from; region < to; region += PageTable.PteTableSpan)
+                ulong span = PageTable.SpanOf(level);
+                ulong nextRegion = 0;
+                foreach (Vma v in old)
                 {
-                    if (_index.FirstOverlap(region, region + PageTable.PteTableSpan) == null)
+                    ulong from = Math.Max(nextRegion, Math.Max(start, v.Start) & ~(span - 1));
+                    ulong to = Math.Min(end, v.End);
+                    for (ulong region = from; region < to; region += span)
                     {
-                        long table = _pageTable.DetachPteTable(region);
-                        if (table >= 0)
+                        if (_index.FirstOverlap(region, region + span) == null)
                         {
-                            (detached ??= []).Add(table);
+                            _pageTable.DetachTables(region, level, detached ??= []);
                         }
-                    }
 
-                    nextRegion = region + PageTable.PteTableSpan;
+                        nextRegion = region + span;
+                    }
                 }
+            }
+
+            if (detached is { Count: 0 })
+            {
+                detached = null;
             }
 
             if (PlantFreeTablesBeforeShootdown && detached != null)

@@ -188,6 +188,86 @@ public sealed unsafe class PageTable
         return new Pte(old).Pfn;
     }
 
+    /// <summary>
+    /// Unhooks the table of level <paramref name="level"/> (1 = PTE table, 2 = PMD, 3 = PUD) that covers the region at
+    /// <paramref name="regionBase"/> from its parent entry, and adds it and every table still below it to
+    /// <paramref name="into"/> (Linux <c>free_pgtables</c>). The caller holds the mmap lock for write, no VMA overlaps
+    /// the region (so no fault can install a table in it), and frees the tables only after an acknowledged shootdown.
+    /// </summary>
+    /// <param name="regionBase">The region's base, aligned to the table's span.</param>
+    /// <param name="level">1 to 3.</param>
+    /// <param name="into">Where the detached tables' PFNs go.</param>
+    /// <returns>How many tables were detached.</returns>
+    public int DetachTables(ulong regionBase, int level, List<long> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        if (level is < 1 or > 3)
+        {
+            throw new ArgumentOutOfRangeException(nameof(level), level, "Level must be 1 (PTE table), 2 (PMD) or 3 (PUD).");
+        }
+
+        ulong span = SpanOf(level);
+        if ((regionBase & (span - 1)) != 0 || regionBase >= UserTop)
+        {
+            throw new ArgumentException($"Region base 0x{regionBase:x} is not a user address aligned to 0x{span:x}.", nameof(regionBase));
+        }
+
+        long table = _root;
+        if (table == 0)
+        {
+            return 0; // Freed already.
+        }
+
+        for (int l = 4; l > level + 1; l--)
+        {
+            // Acquire (READ_ONCE), as in WalkLockless; under the mmap write lock no table on this path goes away.
+            ulong value = Volatile.Read(ref *(Entries(table) + IndexAt(regionBase, l)));
+            if ((value & Pte.Present) == 0)
+            {
+                return 0;
+            }
+
+            table = new Pte(value).Pfn;
+        }
+
+        // Exchange (full fence): walkers that start after this see no table; walkers already past this level are
+        // why the frames wait for a shootdown before they are freed.
+        ulong old = Interlocked.Exchange(ref *(Entries(table) + IndexAt(regionBase, level + 1)), 0);
+        if ((old & Pte.Present) == 0)
+        {
+            return 0;
+        }
+
+        int before = into.Count;
+        CollectTables(new Pte(old).Pfn, level, into);
+        Interlocked.Add(ref _tables, -(into.Count - before)); // Statistics, as in WalkAllocate.
+        return into.Count - before;
+    }
+
+    /// <summary>The bytes one table of <paramref name="level"/> covers (1: 2 MiB, 2: 1 GiB, 3: 512 GiB).</summary>
+    /// <param name="level">1 to 3.</param>
+    public static ulong SpanOf(int level) => 1UL << (PhysicalMemory.PageShift + (9 * level));
+
+    /// <summary>Adds <paramref name="table"/> and every table below it (not the leaves' frames) to <paramref name="into"/>.</summary>
+    private void CollectTables(long table, int level, List<long> into)
+    {
+        into.Add(table);
+        if (level == 1)
+        {
+            return; // A PTE table's entries map data frames, which the zap released.
+        }
+
+        ulong* entries = Entries(table);
+        for (int i = 0; i < 512; i++)
+        {
+            ulong value = Volatile.Read(ref entries[i]);
+            if ((value & Pte.Present) != 0)
+            {
+                CollectTables(new Pte(value).Pfn, level - 1, into);
+            }
+        }
+    }
+
     /// <summary>Frees every table page (the address space is being destroyed and no CPU can walk it).</summary>
     /// <param name="cpu">The freeing CPU, or -1.</param>
     /// <param name="onLeaf">Called for every present leaf PTE still found (so the caller can release its frame).</param>
