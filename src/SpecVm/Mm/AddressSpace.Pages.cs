@@ -143,8 +143,9 @@ public sealed unsafe partial class AddressSpace
             EnterSlow(cpu);
         }
 
+        // The loaded context is this live address space's (the dead one never loads): its id tags our translations.
         ulong vpn = address >> PhysicalMemory.PageShift;
-        ulong tag = Tlb.MakeTag(_tlb.Id, vpn);
+        ulong tag = Tlb.MakeTag(context.Id, vpn);
 
         // A non-canonical address has page-number bits above bit 35, which overlap the context id in the tag: without
         // the range check, va | (id << 48) would hit the translation of va. Such addresses go to the slow path (#GP).
