@@ -295,7 +295,7 @@ public static unsafe class FaultCore
 
                 // Other CPUs may still cache the read-only translation of the page-cache page; after this returns
                 // none can read the old page through this address (Linux: flush_tlb_page in wp_page_copy).
-                cpu.Shootdown(mm.TlbContext, address & ~0xFFFUL, (address & ~0xFFFUL) + PhysicalMemory.PageSize);
+                mm.FlushTlbRange(cpu, address & ~0xFFFUL, (address & ~0xFFFUL) + PhysicalMemory.PageSize, tablesFreed: false);
                 cpu.Count(CpuCounter.FaultWriteProtect);
                 return FaultResult.Handled;
             }

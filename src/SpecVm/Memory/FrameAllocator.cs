@@ -133,6 +133,7 @@ public sealed unsafe class FrameAllocator : IDisposable
             frame.Flags = 0;
             frame.Owner = 0;
             frame.Index = 0;
+            frame.TlbCpus = 0;
 
             // Release: the reset metadata is visible before the state says the frame is in use (census readers).
             frame.WriteState(state);

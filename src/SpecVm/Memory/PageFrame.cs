@@ -58,6 +58,14 @@ public struct PageFrame
     [FieldOffset(24)]
     public long Index;
 
+    /// <summary>
+    /// For a PTE-table page: the CPUs that filled their TLB from it since it was allocated (targeted shootdowns send
+    /// IPIs only to these; see <see cref="Mm.AddressSpaceOptions.TargetedShootdowns"/>). Bits are only added while the
+    /// table lives; a new table starts empty.
+    /// </summary>
+    [FieldOffset(32)]
+    public ulong TlbCpus;
+
     /// <summary>Reads <see cref="State"/> with acquire semantics.</summary>
     public readonly FrameState ReadState() => (FrameState)Volatile.Read(in Unsafe.As<FrameState, int>(ref Unsafe.AsRef(in State)));
 

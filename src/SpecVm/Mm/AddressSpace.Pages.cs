@@ -197,9 +197,14 @@ public sealed unsafe partial class AddressSpace
 
         for (int faults = 0; ; faults++)
         {
-            ulong* entry = _pageTable.WalkLockless(address, out _);
+            ulong* entry = _pageTable.WalkLockless(address, out long ptePfn);
             if (entry != null)
             {
+                if (_targeted)
+                {
+                    NoteTlbUser(cpu, ptePfn);
+                }
+
                 // Acquire: the frame's contents (zeroed or copied before the PTE was installed) are visible.
                 ulong pte = Volatile.Read(ref *entry);
                 if (Permits(pte, write))
@@ -230,6 +235,70 @@ public sealed unsafe partial class AddressSpace
                     continue; // Handled or Retry: walk again.
             }
         }
+    }
+
+    /// <summary>Targeted shootdowns: records, before the PTE is read, that <paramref name="cpu"/> caches translations from this PTE table.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void NoteTlbUser(Cpu cpu, long ptePfn)
+    {
+        ref PageFrame table = ref _memory.FrameUnchecked(ptePfn);
+        ulong bit = 1UL << cpu.Id;
+
+        // Acquire read: our own bit, once set with the Or below, stays set while the table lives.
+        if ((Volatile.Read(ref table.TlbCpus) & bit) == 0)
+        {
+            // Or (full fence), one half of a Dekker pair with TargetsFor: our bit is visible before we read the PTE
+            // that we cache. An initiator clears the PTE, fences, then reads the bits: either it sees ours and
+            // interrupts us, or we read its cleared PTE. Reading the PTE first would let a translation the
+            // initiator did not know about survive its shootdown.
+            Interlocked.Or(ref table.TlbCpus, bit);
+        }
+    }
+
+    /// <summary>
+    /// Shoots down [start, end): every awake CPU of the address space, or with targeted shootdowns and no page table
+    /// freed, only the CPUs that PTE tables of the range served translations to.
+    /// </summary>
+    internal void FlushTlbRange(Cpu cpu, ulong start, ulong end, bool tablesFreed)
+    {
+        if (_targeted && !tablesFreed && !PlantTargetNoCpus)
+        {
+            cpu.Shootdown(_tlb, start, end, TargetsFor(start, end));
+        }
+        else if (PlantTargetNoCpus)
+        {
+            cpu.Shootdown(_tlb, start, end, 0); // Planted bug for tests: interrupt nobody.
+        }
+        else
+        {
+            cpu.Shootdown(_tlb, start, end);
+        }
+    }
+
+    /// <summary>The CPUs that PTE tables of [start, end) served translations to (all CPUs for a range too large to walk).</summary>
+    private ulong TargetsFor(ulong start, ulong end)
+    {
+        // Above this many PTE tables, walking them costs more than interrupting everyone (a 1 GiB range).
+        const ulong MaxTablesWalked = 512;
+        if (end - start > MaxTablesWalked * PageTable.PteTableSpan)
+        {
+            return ulong.MaxValue;
+        }
+
+        // Full fence, the other half of the Dekker pair with NoteTlbUser: the PTEs we cleared or narrowed are visible
+        // before we read which CPUs may cache them.
+        Interlocked.MemoryBarrier();
+        ulong cpus = 0;
+        for (ulong region = start & ~(PageTable.PteTableSpan - 1); region < end; region += PageTable.PteTableSpan)
+        {
+            if (_pageTable.WalkLockless(region, out long ptePfn) != null)
+            {
+                // Acquire read of the CPUs' bits (see NoteTlbUser).
+                cpus |= Volatile.Read(ref _memory.FrameUnchecked(ptePfn).TlbCpus);
+            }
+        }
+
+        return cpus;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -311,7 +380,7 @@ public sealed unsafe partial class AddressSpace
                         if (n == gather.Length)
                         {
                             // The batch is full: flush now, still holding the PTL (Linux's force_flush path).
-                            cpu.Shootdown(_tlb, flushStart, flushEnd);
+                            FlushTlbRange(cpu, flushStart, flushEnd, tablesFreed: false);
                             FreeGathered(cpu, n);
                             n = 0;
                             unflushed = false;

@@ -48,6 +48,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly VmaIndex _index = new();
     private readonly VmaSlab _slab;
     private readonly AddressSpaceOptions _options;
+    private readonly bool _targeted;
     private readonly long[]?[] _gathers;
     private readonly List<Vma>?[] _scratch;
     private FaultStrategy _strategy;
@@ -73,6 +74,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         ObjectDisposedException.ThrowIf(machine.IsDisposed, machine);
         _options = options ?? new AddressSpaceOptions();
         _options.Validate();
+        _targeted = _options.TargetedShootdowns;
         _accessContext = _tlb;
         _machine = machine;
         _memory = machine.Memory;
@@ -106,6 +108,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     /// <summary>The options.</summary>
     public AddressSpaceOptions Options => _options;
+
+    /// <summary>Planted bug for tests: targeted shootdowns interrupt no CPU at all.</summary>
+    internal bool PlantTargetNoCpus { get; set; }
 
     /// <summary>Planted bug for tests: Unmap frees detached page tables before its shootdown.</summary>
     internal bool PlantFreeTablesBeforeShootdown { get; set; }
@@ -311,7 +316,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (zapped || detached != null)
             {
-                cpu.Shootdown(_tlb, zapStart, zapEnd);
+                FlushTlbRange(cpu, zapStart, zapEnd, tablesFreed: detached != null);
             }
 
             Hook(HookPoint.WriterAfterShootdown, cpu);
@@ -451,7 +456,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (narrowed)
             {
-                cpu.Shootdown(_tlb, start, end);
+                FlushTlbRange(cpu, start, end, tablesFreed: false);
             }
 
             foreach (Vma v in old)
@@ -493,7 +498,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             Hook(HookPoint.WriterBetweenZapAndShootdown, cpu);
             if (zapped)
             {
-                cpu.Shootdown(_tlb, start, end);
+                FlushTlbRange(cpu, start, end, tablesFreed: false);
             }
 
             Hook(HookPoint.WriterAfterShootdown, cpu);

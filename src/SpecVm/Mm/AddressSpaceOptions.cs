@@ -13,6 +13,15 @@ public sealed class AddressSpaceOptions
     /// <summary>Poison VMAs when they return to the slab and count reads of poisoned VMAs (see <see cref="VmaSlab.PoisonedReads"/>).</summary>
     public bool PoisonRetiredVmas { get; set; } = true;
 
+    /// <summary>
+    /// Targeted TLB shootdowns (RadixVM's idea; Linux tracks only the per-mm CPU mask): each PTE-table page records the
+    /// CPUs that filled their TLB from it, and a shootdown that frees no page table interrupts only those CPUs of the
+    /// range, instead of every awake CPU that has the address space loaded. Shootdowns that free page tables still
+    /// interrupt every CPU in the mask (a lockless walker may be inside a table being freed). Default off (Linux's
+    /// behaviour); it costs one atomic per CPU per PTE table on the TLB-miss path the first time.
+    /// </summary>
+    public bool TargetedShootdowns { get; set; }
+
     internal void Validate()
     {
         if (ZapBatchPages < 1 || ZapBatchPages > 1 << 20)

@@ -87,7 +87,18 @@ public sealed unsafe partial class Cpu
     /// <param name="context">The address space's TLB context.</param>
     /// <param name="start">Start address (page aligned).</param>
     /// <param name="end">End address (page aligned, exclusive); ulong.MaxValue flushes everything.</param>
-    public void Shootdown(TlbContext context, ulong start, ulong end)
+    public void Shootdown(TlbContext context, ulong start, ulong end) => Shootdown(context, start, end, ulong.MaxValue);
+
+    /// <summary>
+    /// A targeted shootdown: as <see cref="Shootdown(TlbContext, ulong, ulong)"/>, but only the CPUs in
+    /// <paramref name="mayCache"/> (and in the context's CPU mask) are interrupted. The caller vouches that no other CPU
+    /// can hold a translation of the range (see <see cref="Mm.AddressSpaceOptions.TargetedShootdowns"/>).
+    /// </summary>
+    /// <param name="context">The address space's TLB context.</param>
+    /// <param name="start">Start address (page aligned).</param>
+    /// <param name="end">End address (page aligned, exclusive); ulong.MaxValue flushes everything.</param>
+    /// <param name="mayCache">Bit mask of the CPUs that may cache a translation of the range.</param>
+    public void Shootdown(TlbContext context, ulong start, ulong end, ulong mayCache)
     {
         ArgumentNullException.ThrowIfNull(context);
         if (_irqDepth != 0)
@@ -126,7 +137,13 @@ public sealed unsafe partial class Cpu
         _request.Generation = generation;
         _request.Seq.WriteEnd();
 
-        ulong mask = context.CpuMask & ~(1UL << Id);
+        ulong loaded = context.CpuMask & ~(1UL << Id);
+        ulong mask = loaded & mayCache;
+        if (mask != loaded)
+        {
+            Count(CpuCounter.TargetedIpisAvoided, BitOperations.PopCount(loaded & ~mask));
+        }
+
         ulong targets = 0;
         ulong myBit = 1UL << Id;
         Cpu[] cpus = _machine.CpuArray;

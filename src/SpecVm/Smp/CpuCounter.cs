@@ -135,6 +135,12 @@ public enum CpuCounter
     /// <summary>Times this CPU went lazy (slept) and later caught up with the TLB generation.</summary>
     LazyCatchUps,
 
+    /// <summary>
+    /// CPUs in the address space's CPU mask that a targeted shootdown did not interrupt, because no page-table page of
+    /// the range had served them a translation (<see cref="Mm.AddressSpaceOptions.TargetedShootdowns"/>).
+    /// </summary>
+    TargetedIpisAvoided,
+
     /// <summary>Number of counters (not a counter).</summary>
     Count,
 }

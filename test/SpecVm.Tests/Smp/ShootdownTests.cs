@@ -70,6 +70,88 @@ public class ShootdownTests(ITestOutputHelper output)
         ledger.AssertBalanced();
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TargetedShootdownsNeverLeaveAStaleTranslation(bool napping)
+    {
+        HammerMode mode = napping ? HammerMode.Napping : HammerMode.Awake;
+        int seed = Seed();
+        using Machine m = NewMachine();
+        var ledger = FrameLedger.Begin(m);
+        using (var mm = new AddressSpace(m, new MmapLockStrategy(), new AddressSpaceOptions { TargetedShootdowns = true }))
+        {
+            StaleTranslationChecker.Report report = StaleTranslationChecker.Run(m, mm, mode, StressBudget, stopAtFirst: false, seed, output, keepTable: true);
+            Assert.True(report.Violations == 0, report.FirstViolation);
+            Assert.True(report.Rounds > 0, $"The check ran no rounds: {report}");
+        }
+
+        ledger.AssertBalanced();
+    }
+
+    [Fact]
+    public void TheStaleTranslationCheckerCatchesATargetedShootdownThatSkipsTheCpuThatCachesThePage()
+    {
+        int seed = Seed();
+        using Machine m = NewMachine();
+        var ledger = FrameLedger.Begin(m);
+        using (var mm = new AddressSpace(m, new MmapLockStrategy(), new AddressSpaceOptions { TargetedShootdowns = true }) { PlantTargetNoCpus = true })
+        {
+            StaleTranslationChecker.Report report = StaleTranslationChecker.Run(m, mm, HammerMode.Awake, TimeSpan.FromSeconds(2), stopAtFirst: true, seed, output, keepTable: true);
+            Assert.True(report.Violations > 0, $"The planted targeting bug was not caught: {report}");
+            mm.PlantTargetNoCpus = false;
+        }
+
+        ledger.AssertBalanced();
+    }
+
+    [Fact]
+    public void TargetedShootdownsInterruptOnlyTheCpusThatCachedTheRange()
+    {
+        using Machine m = NewMachine();
+        foreach (bool targeted in new[] { false, true })
+        {
+            using var mm = new AddressSpace(m, new MmapLockStrategy(), new AddressSpaceOptions { TargetedShootdowns = targeted });
+            ulong mine = m.Run(0, cpu => mm.Map(cpu, 4096, Protection.ReadWrite, fixedAddress: 0x4000_0000));
+            ulong theirs = m.Run(0, cpu => mm.Map(cpu, 4096, Protection.ReadWrite, fixedAddress: 0x8000_0000));
+            using var stop = new ManualResetEventSlim();
+            Task other = m.RunAsync(1, cpu =>
+            {
+                while (!stop.IsSet)
+                {
+                    mm.Write(cpu, theirs, 1UL); // Awake in the address space, in its own 2 MiB region.
+                }
+            });
+            CounterSnapshot before = m.Snapshot();
+            m.Run(0, cpu =>
+            {
+                while (!(m.Cpu(1).Loaded?.Equals(mm.TlbContext) ?? false))
+                {
+                    Thread.Yield();
+                }
+
+                for (int i = 0; i < 100; i++)
+                {
+                    mm.Write(cpu, mine, (ulong)i);
+                    mm.DontNeed(cpu, mine, 4096); // Zaps a page only CPU 0 ever cached; frees no table.
+                }
+            });
+            CounterSnapshot d = m.Snapshot().Minus(before);
+            stop.Set();
+            other.Wait();
+            output.WriteLine($"targeted {targeted}: IPIs sent {d[CpuCounter.IpisSent]}, avoided {d[CpuCounter.TargetedIpisAvoided]}");
+            if (targeted)
+            {
+                Assert.Equal(0, d[CpuCounter.IpisSent]);
+                Assert.Equal(100, d[CpuCounter.TargetedIpisAvoided]);
+            }
+            else
+            {
+                Assert.True(d[CpuCounter.IpisSent] > 0, "Without targeting CPU 1 should have been interrupted (it is awake in the address space).");
+            }
+        }
+    }
+
     [Fact]
     public void TwoCpusShootingEachOtherDownAtTheSameTimeBothComplete()
     {

@@ -37,9 +37,19 @@ internal static class StaleTranslationChecker
     private const int ReclaimTries = 8;
 
     /// <summary>Runs rounds until <paramref name="budget"/> is spent (or, when <paramref name="stopAtFirst"/>, a violation is seen).</summary>
-    public static Report Run(Machine machine, AddressSpace mm, HammerMode mode, TimeSpan budget, bool stopAtFirst, int seed, ITestOutputHelper output)
+    /// <remarks>
+    /// With <paramref name="keepTable"/>, CPU 0 first maps and touches a keeper page just above where the rounds' pages
+    /// go, so that their PTE table survives each unmap and the shootdowns free no table (the case targeted shootdowns
+    /// target).
+    /// </remarks>
+    public static Report Run(Machine machine, AddressSpace mm, HammerMode mode, TimeSpan budget, bool stopAtFirst, int seed, ITestOutputHelper output, bool keepTable = false)
     {
         var s = new Shared();
+        if (keepTable)
+        {
+            machine.Run(0, cpu => mm.Write(cpu, mm.Map(cpu, PhysicalMemory.PageSize, Protection.ReadWrite), 1UL));
+        }
+
         var deadline = Stopwatch.GetTimestamp() + (long)(budget.TotalSeconds * Stopwatch.Frequency);
         Task driver = machine.RunAsync(0, cpu => Drive(machine, mm, cpu, s, deadline, stopAtFirst, seed));
         Task hammer = machine.RunAsync(1, cpu => Hammer(mm, cpu, s, mode, seed));
