@@ -27,6 +27,23 @@ public class ScheduleExplorationTests(ITestOutputHelper output)
     }
 
     [HookTheory]
+    [InlineData(WriterOp.Unmap)]
+    [InlineData(WriterOp.ProtectReadOnly)]
+    [InlineData(WriterOp.DontNeed)]
+    public void EveryScheduleKeepsTheInvariantsWithTargetedShootdowns(WriterOp op)
+    {
+        int explored = 0;
+        foreach (Schedule s in ScheduleExplorer.All(op))
+        {
+            List<string> v = ScheduleExplorer.Run(s, Plant.None, targeted: true);
+            explored++;
+            Assert.True(v.Count == 0, $"{s} (targeted): {string.Join("; ", v)}");
+        }
+
+        output.WriteLine($"{op} (targeted shootdowns): {explored} schedules explored, 0 violations");
+    }
+
+    [HookTheory]
     [InlineData(Plant.NoSeqRecheck, WriterOp.Unmap)]
     [InlineData(Plant.NoSeqRecheck, WriterOp.ProtectReadOnly)]
     [InlineData(Plant.NoGracePeriod, WriterOp.Unmap)]

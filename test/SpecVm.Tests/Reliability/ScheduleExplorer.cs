@@ -84,13 +84,16 @@ public static class ScheduleExplorer
     }
 
     /// <summary>Runs one schedule and returns the violations found (empty when the invariants hold).</summary>
-    public static List<string> Run(Schedule s, Plant plant)
+    /// <param name="s">The schedule.</param>
+    /// <param name="plant">The planted bug, if any.</param>
+    /// <param name="targeted">Run the address space with targeted shootdowns.</param>
+    public static List<string> Run(Schedule s, Plant plant, bool targeted = false)
     {
         var violations = new List<string>();
         using var machine = new Machine(new MachineOptions { CpuCount = 2, MemoryBytes = 64L << 20, WatchdogTimeout = TimeSpan.FromSeconds(1) });
         var strategy = new SpeculativeStrategy { PlantSkipSeqRecheck = plant == Plant.NoSeqRecheck, SpinOnPtl = plant == Plant.SpinOnPtl };
         long freeAtStart = machine.Memory.Census().Free;
-        var mm = new AddressSpace(machine, strategy, new AddressSpaceOptions { ZapBatchPages = s.ZapBatch, PoisonRetiredVmas = true });
+        var mm = new AddressSpace(machine, strategy, new AddressSpaceOptions { ZapBatchPages = s.ZapBatch, PoisonRetiredVmas = true, TargetedShootdowns = targeted });
         mm.Slab.PlantSkipGracePeriod = plant == Plant.NoGracePeriod;
         mm.PlantFreeTablesBeforeShootdown = plant == Plant.FreeTablesBeforeShootdown;
 
