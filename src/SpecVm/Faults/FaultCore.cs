@@ -183,7 +183,11 @@ public static unsafe class FaultCore
                 }
 
                 page.Pfn = cached;
-                page.Flags = PteFlagsFor(vma, FrameState.PageCache);
+
+                // Write-notify (Linux vma_wants_writenotify): a read fault maps the shared page read-only and clean,
+                // so the first write faults (FixPresent) and marks it dirty; PTE dirty bits then say exactly which
+                // pages were written, which the zap's forced flush for dirty page-cache pages relies on.
+                page.Flags = PteFlagsFor(vma, FrameState.PageCache) & (write ? ~0UL : ~Pte.Writable);
                 page.DirtiesPageCache = write;
                 page.Kind = write ? CpuCounter.FaultSharedWrite : CpuCounter.FaultSharedRead;
                 return FaultResult.Handled;

@@ -323,8 +323,9 @@ public sealed unsafe partial class AddressSpace
 
     /// <summary>
     /// Clears the PTEs of [start, end) under each table's PTL (Linux <c>zap_pte_range</c>). Anonymous frames go to this
-    /// CPU's gather, state <see cref="FrameState.AwaitingFlush"/>; page-cache frames just lose a mapping. When the gather
-    /// fills, it is flushed <em>while the PTL is held</em>. Returns how many gathered frames still await a flush.
+    /// CPU's gather, state <see cref="FrameState.AwaitingFlush"/>; page-cache frames just lose a mapping. Returns how
+    /// many gathered frames still await a flush. When the gather fills, or a PTE table had dirty shared-file pages, the
+    /// TLB is flushed <em>while the PTL is held</em> and the gathered frames are freed after it is dropped, as Linux does.
     /// </summary>
     private int Zap(Cpu cpu, ulong start, ulong end, out bool zapped)
     {
@@ -335,10 +336,17 @@ public sealed unsafe partial class AddressSpace
     }
 
     /// <summary>
-    /// Zaps [start, end) into this CPU's gather, which already holds <paramref name="n"/> frames; a flush of a full
-    /// gather covers [<paramref name="flushStart"/>, <paramref name="flushEnd"/>), the whole operation's range, since the
-    /// gather may hold frames of earlier ranges. <paramref name="unflushed"/> says whether zapped PTEs still await a flush.
+    /// Zaps [start, end) into this CPU's gather, which already holds <paramref name="n"/> frames; a forced flush covers
+    /// [<paramref name="flushStart"/>, <paramref name="flushEnd"/>), the whole operation's range, since the gather may
+    /// hold frames of earlier ranges. <paramref name="unflushed"/> says whether zapped PTEs still await a flush.
     /// </summary>
+    /// <remarks>
+    /// Linux's two forced flushes (mm/memory.c <c>zap_pte_range</c>): a full batch (<c>force_break</c>: flush, free,
+    /// and come back for the rest of the table) and a dirty page-cache page (<c>delay_rmap</c>: the TLB must be
+    /// flushed before the PTL is dropped, so that no CPU can still write the page through a stale translation once
+    /// writeback may see it clean) — one shootdown per PTE table holding dirty shared-file pages, ~64 per 128 MiB for
+    /// will-it-scale's page_fault3. Both flush under the PTL; the frames are freed after unlocking.
+    /// </remarks>
     private void ZapRange(Cpu cpu, ulong start, ulong end, ulong flushStart, ulong flushEnd, ref int n, ref bool unflushed)
     {
         long[] gather = _gathers[cpu.Id] ??= new long[_options.ZapBatchPages];
@@ -346,56 +354,76 @@ public sealed unsafe partial class AddressSpace
         {
             ulong from = Math.Max(start, region);
             ulong to = Math.Min(end, region + PageTable.PteTableSpan);
-            ulong* first = _pageTable.WalkLockless(from, out long ptePfn);
-            if (first == null)
+            while (from < to)
             {
-                continue; // No PTE table here: nothing mapped in this 2 MiB.
-            }
-
-            ref PageFrame table = ref _memory.Frame(ptePfn);
-            cpu.SetSpinTarget("PTL of PTE table", ptePfn);
-            table.Ptl.Lock(cpu.Id, cpu);
-            try
-            {
-                ulong* entry = first;
-                for (ulong va = from; va < to; va += PhysicalMemory.PageSize, entry++)
+                ulong* entry = _pageTable.WalkLockless(from, out long ptePfn);
+                if (entry == null)
                 {
-                    ulong old = *entry;
-                    if ((old & Pte.Present) == 0)
-                    {
-                        continue;
-                    }
+                    break; // No PTE table here: nothing mapped in this 2 MiB.
+                }
 
-                    // Release store under the PTL: walkers that read the entry after this see it gone; those that read
-                    // it before may still use it until the shootdown below, which is why the frame waits for it.
-                    Volatile.Write(ref *entry, 0UL);
-                    unflushed = true;
-                    long pfn = new Pte(old).Pfn;
-                    ref PageFrame frame = ref _memory.Frame(pfn);
-                    if (frame.ReadState() == FrameState.Anonymous)
+                ref PageFrame table = ref _memory.Frame(ptePfn);
+                bool forceFlush = false;
+                ulong va = from;
+                cpu.SetSpinTarget("PTL of PTE table", ptePfn);
+                table.Ptl.Lock(cpu.Id, cpu);
+                try
+                {
+                    for (; va < to; va += PhysicalMemory.PageSize, entry++)
                     {
-                        frame.MapCount = 0;
-                        frame.WriteState(FrameState.AwaitingFlush);
-                        gather[n++] = pfn;
-                        if (n == gather.Length)
+                        ulong old = *entry;
+                        if ((old & Pte.Present) == 0)
                         {
-                            // The batch is full: flush now, still holding the PTL (Linux's force_flush path).
-                            FlushTlbRange(cpu, flushStart, flushEnd, tablesFreed: false);
-                            FreeGathered(cpu, n);
-                            n = 0;
-                            unflushed = false;
+                            continue;
+                        }
+
+                        // Release store under the PTL: walkers that read the entry after this see it gone; those that
+                        // read it before may still use it until the shootdown, which is why the frame waits for it.
+                        Volatile.Write(ref *entry, 0UL);
+                        unflushed = true;
+                        long pfn = new Pte(old).Pfn;
+                        ref PageFrame frame = ref _memory.Frame(pfn);
+                        if (frame.ReadState() == FrameState.Anonymous)
+                        {
+                            frame.MapCount = 0;
+                            frame.WriteState(FrameState.AwaitingFlush);
+                            gather[n++] = pfn;
+                            if (n == gather.Length)
+                            {
+                                forceFlush = true; // The batch is full (force_break): flush, free, come back.
+                                va += PhysicalMemory.PageSize;
+                                break;
+                            }
+                        }
+                        else
+                        {
+                            // A dirty page-cache page (delay_rmap): flush before this PTL is dropped.
+                            forceFlush |= (old & Pte.Dirty) != 0;
+
+                            // Atomic: a page-cache page's map count is shared with other address spaces (other PTLs).
+                            Interlocked.Decrement(ref frame.MapCount);
                         }
                     }
-                    else
+
+                    if (forceFlush)
                     {
-                        // Atomic: a page-cache page's map count is shared with other address spaces (other PTLs).
-                        Interlocked.Decrement(ref frame.MapCount);
+                        FlushTlbRange(cpu, flushStart, flushEnd, tablesFreed: false);
+                        unflushed = false;
                     }
                 }
-            }
-            finally
-            {
-                table.Ptl.Unlock(cpu.Id);
+                finally
+                {
+                    table.Ptl.Unlock(cpu.Id);
+                }
+
+                if (forceFlush)
+                {
+                    // After the unlock, as Linux's tlb_flush_mmu: the flush above made the gathered frames unreachable.
+                    FreeGathered(cpu, n);
+                    n = 0;
+                }
+
+                from = va;
             }
         }
     }
@@ -438,7 +466,12 @@ public sealed unsafe partial class AddressSpace
                         continue;
                     }
 
-                    ulong updated = FaultCore.PteFlagsFor(vma, _memory.Frame(new Pte(old).Pfn).ReadState()) | (old & Pte.PfnMask) | Pte.Present | (old & (Pte.Accessed | Pte.Dirty));
+                    FrameState state = _memory.Frame(new Pte(old).Pfn).ReadState();
+                    ulong updated = FaultCore.PteFlagsFor(vma, state) | (old & Pte.PfnMask) | Pte.Present | (old & (Pte.Accessed | Pte.Dirty));
+                    if (state == FrameState.PageCache && (old & Pte.Dirty) == 0)
+                    {
+                        updated &= ~Pte.Writable; // A clean shared page stays write-protected (write-notify), as Linux's mprotect.
+                    }
                     if (updated != old)
                     {
                         narrowed |= (old & ~updated & (Pte.Writable | Pte.User)) != 0;

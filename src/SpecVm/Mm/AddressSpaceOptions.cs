@@ -6,9 +6,11 @@ public sealed class AddressSpaceOptions
     /// <summary>
     /// Frames an unmap gathers before it must flush (Linux <c>mmu_gather</c> batches). When the batch fills in the
     /// middle of a PTE table, the flush happens <em>while holding that table's PTL</em>, as Linux's zap path can:
-    /// the hazard the speculative path's PTL trylock exists for. Default 4096 pages (16 MiB).
+    /// the hazard the speculative path's PTL trylock exists for; the frames are freed after the PTL is dropped.
+    /// Default 10,000 pages: Linux's <c>MAX_GATHER_BATCH_COUNT</c> is 10000 / <c>MAX_GATHER_BATCH</c> batch pages of
+    /// <c>MAX_GATHER_BATCH</c> (~510) pointers each (include/asm-generic/tlb.h), about 10,000 pages per gather.
     /// </summary>
-    public int ZapBatchPages { get; set; } = 4096;
+    public int ZapBatchPages { get; set; } = 10_000;
 
     /// <summary>Poison VMAs when they return to the slab and count reads of poisoned VMAs (see <see cref="VmaSlab.PoisonedReads"/>).</summary>
     public bool PoisonRetiredVmas { get; set; } = true;

@@ -206,8 +206,8 @@ public sealed unsafe partial class Cpu
     }
 
     /// <summary>
-    /// The ack watchdog, checked between yields: a shootdown that waited longer than the machine's watchdog timeout
-    /// for acks records a violation naming the silent CPUs (both builds; a target spinning with interrupts disabled
+    /// The ack watchdog, checked between yields: a shootdown that waited longer than twice the machine's watchdog
+    /// timeout for acks records a violation naming the silent CPUs (both builds; a target spinning with interrupts disabled
     /// is then usually caught by its own hard-lockup watchdog), and in Debug builds throws
     /// <see cref="ShootdownTimeoutException"/>. Release builds keep waiting: returning early would let the caller
     /// free frames that a silent CPU may still reach through its TLB.
@@ -221,7 +221,9 @@ public sealed unsafe partial class Cpu
             return;
         }
 
-        if (waitStart < 0 || now - waitStart <= _watchdogTicks)
+        // Twice the watchdog timeout: a target spinning with interrupts off is caught first by its own hard-lockup
+        // watchdog (one timeout), which breaks the deadlock; this one reports targets that stay silent beyond that.
+        if (waitStart < 0 || now - waitStart <= 2 * _watchdogTicks)
         {
             return;
         }

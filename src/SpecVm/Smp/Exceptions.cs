@@ -39,7 +39,7 @@ public sealed class HardLockupException : Exception
 }
 
 /// <summary>
-/// A TLB shootdown waited longer than <see cref="MachineOptions.WatchdogTimeout"/> for acknowledgements (thrown in
+/// A TLB shootdown waited longer than twice <see cref="MachineOptions.WatchdogTimeout"/> for acknowledgements (thrown in
 /// Debug builds of SpecVm; Release builds record a violation in <see cref="Machine.Violations"/> and keep waiting).
 /// </summary>
 public sealed class ShootdownTimeoutException : Exception
