@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SpecVm.Faults;
 using SpecVm.Mm;
+using SpecVm.Paging;
 using SpecVm.Smp;
 
 namespace SpecVm.Workloads;
@@ -12,7 +13,7 @@ namespace SpecVm.Workloads;
 /// <remarks>
 /// <para>
 /// <b>Loaders.</b> The measured tasks, one per CPU 0..N-1. The region is one anonymous VMA of
-/// <c>N × SliceBytes</c> mapped at setup, between two PROT_NONE guard pages that keep the writer's mappings from merging
+/// <c>N × SliceBytes</c> (each slice starting on a 2 MiB boundary) mapped at setup, between two PROT_NONE guard pages that keep the writer's mappings from merging
 /// into it; loader i owns slice i and writes one word per page of it. A loader that has
 /// faulted its whole slice in drops it with <see cref="AddressSpace.DontNeed"/> (madvise, mmap lock for read) and starts
 /// again, so every touch is a fault. One operation is one page faulted in.
@@ -113,6 +114,8 @@ public sealed class DatabaseLoad : Workload
     /// <inheritdoc/>
     public override long MemoryBytes(int threads) => (threads * SliceBytes * 5 / 4) + (4 * WriterRegionBytes) + (64L << 20);
 
+    private static ulong AlignUp(ulong value, ulong alignment) => (value + alignment - 1) & ~(alignment - 1);
+
     /// <inheritdoc/>
     public override void Setup(Machine machine, FaultStrategy? strategy, int threads)
     {
@@ -120,20 +123,37 @@ public sealed class DatabaseLoad : Workload
         ArgumentNullException.ThrowIfNull(strategy);
         var mm = new AddressSpace(machine, strategy);
         _mm = mm;
-        ulong length = (ulong)(SliceBytes * threads) + (2 * Page);
+        // Each slice starts on a 2 MiB boundary, as Linux places large anonymous mappings (THP alignment): slices then
+        // never share a PTE table, and so never a PTL, which a 4 KiB offset would make neighbours do.
+        ulong stride = AlignUp((ulong)SliceBytes, PageTable.PteTableSpan);
+        ulong regionLength = stride * (ulong)threads;
+        ulong total = regionLength + (2 * PageTable.PteTableSpan);
         _region = machine.Run(0, cpu =>
         {
+            ulong a = mm.Map(cpu, total, Protection.ReadWrite);
+            ulong region = AlignUp(a + Page, PageTable.PteTableSpan);
+            ulong keepStart = region - Page;
+            ulong keepEnd = region + regionLength + Page;
+            if (keepStart > a)
+            {
+                mm.Unmap(cpu, a, keepStart - a);
+            }
+
+            if (a + total > keepEnd)
+            {
+                mm.Unmap(cpu, keepEnd, a + total - keepEnd);
+            }
+
             // Guard pages (PROT_NONE) at both ends: without them the writer's small mappings, placed next to the region,
             // would merge into the loaders' VMA (vma_merge) and every writer operation would change the loaders' VMA.
-            ulong a = mm.Map(cpu, length, Protection.ReadWrite);
-            mm.Protect(cpu, a, Page, Protection.None);
-            mm.Protect(cpu, a + length - Page, Page, Protection.None);
-            return a + Page;
+            mm.Protect(cpu, keepStart, Page, Protection.None);
+            mm.Protect(cpu, region + regionLength, Page, Protection.None);
+            return region;
         });
         _slots = new TaskSlot[threads];
         for (int i = 0; i < threads; i++)
         {
-            _slots[i].Base = _region + (ulong)(SliceBytes * i);
+            _slots[i].Base = _region + (stride * (ulong)i);
         }
 
         _writer = new TaskSlot[1];
