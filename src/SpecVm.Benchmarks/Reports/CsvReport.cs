@@ -4,20 +4,22 @@ using SpecVm.Scaling;
 
 namespace SpecVm.Benchmarks.Reports;
 
-/// <summary>One CSV row per point (invariant culture; per-thread values joined with ';').</summary>
+/// <summary>
+/// One CSV row per point (invariant culture; per-thread values joined with ';'). The abort-reason and per-VMA-lock
+/// columns are the keys the result holds (the library declares them once), in the order it lists them.
+/// </summary>
 internal static class CsvReport
 {
-    private static readonly string[] AbortKeys = ["vma-not-found", "seq-odd", "seq-changed", "unsupported-kind", "no-page-table", "ptl-busy", "pte-changed", "access-error"];
-    private static readonly string[] VmaKeys = ["success", "abort", "retry", "miss"];
-
     public static string Build(ScalingResult r)
     {
+        var abortKeys = r.Points.SelectMany(p => p.AbortReasons.Keys).Distinct().ToList();
+        var vmaKeys = r.Points.SelectMany(p => p.VmaLock.Keys).Distinct().ToList();
         var sb = new StringBuilder();
         sb.Append("workload,strategy,threads,native,unit,ops_per_s,ops_per_s_stddev,ops_per_s_median,repeats,per_thread_ops_per_s,background_ops_per_s,");
         sb.Append("spec_attempts,spec_success_rate,");
-        sb.Append(string.Join(",", AbortKeys.Select(k => "abort_" + k.Replace('-', '_'))));
+        sb.Append(string.Join(",", abortKeys.Select(k => "abort_" + k.Replace('-', '_'))));
         sb.Append(',');
-        sb.Append(string.Join(",", VmaKeys.Select(k => "vma_lock_" + k)));
+        sb.Append(string.Join(",", vmaKeys.Select(k => "vma_lock_" + k)));
         sb.AppendLine(",mmap_wait_ms_per_s,ipis_per_s,tlb_hit_rate,frames_per_s,mmap_write_held_share");
         foreach (ScalingPoint p in r.Points)
         {
@@ -28,8 +30,8 @@ internal static class CsvReport
                 string.Join(";", p.PerThreadOpsPerSecond.Select(D)), D(p.BackgroundOpsPerSecond),
                 I(p.SpeculativeAttempts), p.SpeculativeSuccessRate is double s ? D(s) : string.Empty,
             };
-            f.AddRange(AbortKeys.Select(k => I(p.AbortReasons.GetValueOrDefault(k))));
-            f.AddRange(VmaKeys.Select(k => I(p.VmaLock.GetValueOrDefault(k))));
+            f.AddRange(abortKeys.Select(k => I(p.AbortReasons.GetValueOrDefault(k))));
+            f.AddRange(vmaKeys.Select(k => I(p.VmaLock.GetValueOrDefault(k))));
             f.Add(D(p.MmapLockWaitMsPerSecond));
             f.Add(D(p.IpisPerSecond));
             f.Add(p.TlbHitRate is double t ? D(t) : string.Empty);

@@ -1,27 +1,41 @@
+using System.Globalization;
 using ScottPlot;
 using SpecVm.Scaling;
 
 namespace SpecVm.Benchmarks.Reports;
 
-/// <summary>Plots (PNG and SVG) with ScottPlot: throughput vs threads, per-thread efficiency, speculative outcomes.</summary>
+/// <summary>
+/// Plots (PNG and SVG) with ScottPlot: throughput vs threads (the model on the left axis, the kernel on its own right
+/// axis), per-thread efficiency with its uncertainty, and speculative fault outcomes on a log axis. Every plot carries
+/// the run's identity in a footer; every strategy keeps its colour across plots (<see cref="Series.ColorIndex"/>);
+/// error bars are ±1 SD over the point's repeats, capped, and series are offset slightly on x so bars never overlap.
+/// </summary>
 internal static class PlotReport
 {
-    private const int Width = 900;
-    private const int Height = 560;
+    private const int Width = 960;
+    private const int Height = 680;
+
+    /// <summary>x offset between neighbouring series at one thread count: enough to separate capped bars, small next to 1 thread.</summary>
+    private const double JitterStep = 0.06;
+
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+    private static readonly IPalette StrategyPalette = new ScottPlot.Palettes.Category10();
+    private static readonly IPalette ReasonPalette = new ScottPlot.Palettes.Tsitsulin();
 
     public static IReadOnlyList<PlotFile> WriteAll(ScalingResult r, string dir)
     {
         var files = new List<PlotFile>();
+        string footer = Series.Identity(r);
         foreach (var (family, series) in Series.ByFamily(r))
         {
-            files.Add(Throughput(family, series, dir));
+            files.Add(Throughput(r, family, series, dir, footer));
             if (series.Any(s => s.Points.Count > 1))
             {
-                files.Add(Efficiency(family, series, dir));
+                files.Add(Efficiency(r, family, series, dir, footer));
             }
         }
 
-        PlotFile? aborts = SpeculativeOutcomes(r, dir);
+        PlotFile? aborts = SpeculativeOutcomes(r, dir, footer);
         if (aborts != null)
         {
             files.Add(aborts);
@@ -30,86 +44,130 @@ internal static class PlotReport
         return files;
     }
 
-    private static PlotFile Throughput(string family, List<(string Label, List<ScalingPoint> Points)> series, string dir)
+    private static PlotFile Throughput(ScalingResult r, string family, List<(string Label, List<ScalingPoint> Points)> series, string dir, string footer)
     {
         var plt = new Plot();
-        var palette = new ScottPlot.Palettes.Category10();
-        int i = 0;
         int maxThreads = series.SelectMany(s => s.Points).Max(p => p.Threads);
-        foreach (var (label, points) in series)
+        bool hasKernel = series.Any(s => s.Label == Series.KernelLabel);
+        bool anyIdeal = false;
+        for (int i = 0; i < series.Count; i++)
         {
-            Color color = palette.GetColor(i++);
-            double[] xs = points.Select(p => (double)p.Threads).ToArray();
+            var (label, points) = series[i];
+            bool kernel = label == Series.KernelLabel;
+            Color color = StrategyPalette.GetColor(Series.ColorIndex(r, label));
+            double[] xs = points.Select(p => p.Threads + Jitter(i, series.Count)).ToArray();
             double[] ys = points.Select(p => p.OpsPerSecond).ToArray();
             double[] sd = points.Select(p => p.OpsPerSecondStdDev).ToArray();
             var line = plt.Add.Scatter(xs, ys, color);
-            line.LegendText = label;
-            line.LineWidth = label.StartsWith("native", StringComparison.Ordinal) ? 3 : 2;
+            line.LegendText = kernel ? $"{label} (right axis)" : label;
+            line.LineWidth = 2;
+            line.LinePattern = kernel ? LinePattern.Dashed : LinePattern.Solid;
             line.MarkerSize = 8;
             var err = plt.Add.ErrorBar(xs, ys, sd);
-            err.LineStyle.Color = color;
+            err.Color = color;
+            err.CapSize = 6;
+            err.LineWidth = 1.5f;
+            if (kernel)
+            {
+                line.Axes.YAxis = plt.Axes.Right;
+                err.Axes.YAxis = plt.Axes.Right;
+            }
 
             ScalingPoint? one = points.Find(p => p.Threads == 1);
             if (one != null && maxThreads > 1)
             {
                 var ideal = plt.Add.Line(1, one.OpsPerSecond, maxThreads, one.OpsPerSecond * maxThreads);
-                ideal.LineColor = color.WithAlpha(0.5);
+                ideal.LineColor = color.WithAlpha(0.6);
                 ideal.LinePattern = LinePattern.Dotted;
-                ideal.LineWidth = 1;
+                ideal.LineWidth = 1.5f;
+                if (kernel)
+                {
+                    ideal.Axes.YAxis = plt.Axes.Right;
+                }
+
+                anyIdeal = true;
             }
         }
 
         string unit = series[0].Points[0].OperationUnit;
-        plt.Title($"{family}: throughput vs threads (dotted: linear from 1 thread)");
+        int n = series.SelectMany(s => s.Points).Select(Series.Repeats).Max();
+        if (anyIdeal)
+        {
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = "ideal: linear from the series' 1-thread mean", LineColor = Colors.Gray, LinePattern = LinePattern.Dotted, LineWidth = 1.5f });
+        }
+
+        plt.Legend.ManualItems.Add(new LegendItem { LabelText = $"error bars: ±1 SD over n={n} repeats", LineColor = Colors.Black, LineWidth = 1.5f, MarkerShape = MarkerShape.VerticalBar, MarkerSize = 12, MarkerLineColor = Colors.Black });
+        plt.Title($"{family}: throughput vs threads");
         plt.XLabel("threads (CPUs)");
-        plt.YLabel($"{unit} per second");
+        plt.YLabel($"model: {unit} per second");
         plt.Axes.SetLimitsX(0.5, maxThreads + 0.5);
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
-        plt.Axes.AutoScaleY();
-        plt.Axes.SetLimitsY(0, plt.Axes.GetLimits().Top * 1.05);
-        plt.ShowLegend(Alignment.UpperLeft);
-        return Save(plt, dir, $"throughput-{family}", $"{family}: throughput vs threads (dotted: linear from 1 thread)");
+        plt.Axes.AutoScaleY(plt.Axes.Left);
+        plt.Axes.SetLimitsY(0, plt.Axes.GetLimits(plt.Axes.Bottom, plt.Axes.Left).Top * 1.05, plt.Axes.Left);
+        if (hasKernel)
+        {
+            plt.Axes.Right.Label.Text = $"kernel (native): {unit} per second";
+            plt.Axes.AutoScaleY(plt.Axes.Right);
+            plt.Axes.SetLimitsY(0, plt.Axes.GetLimits(plt.Axes.Bottom, plt.Axes.Right).Top * 1.05, plt.Axes.Right);
+        }
+
+        plt.ShowLegend(Edge.Bottom);
+        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs threads (model left axis, kernel right axis)");
     }
 
-    private static PlotFile Efficiency(string family, List<(string Label, List<ScalingPoint> Points)> series, string dir)
+    private static PlotFile Efficiency(ScalingResult r, string family, List<(string Label, List<ScalingPoint> Points)> series, string dir, string footer)
     {
         var plt = new Plot();
-        var palette = new ScottPlot.Palettes.Category10();
-        int i = 0;
         int maxThreads = series.SelectMany(s => s.Points).Max(p => p.Threads);
-        foreach (var (label, points) in series)
+        double top = 1.2;
+        for (int i = 0; i < series.Count; i++)
         {
-            Color color = palette.GetColor(i++);
+            var (label, points) = series[i];
+            Color color = StrategyPalette.GetColor(Series.ColorIndex(r, label));
             ScalingPoint? one = points.Find(p => p.Threads == 1);
-            if (one == null || one.OpsPerSecond <= 0)
+            var values = points.Select(p => (p.Threads, E: Series.Efficiency(p, one))).Where(x => x.E != null).ToList();
+            if (values.Count == 0)
             {
                 continue;
             }
 
-            double[] xs = points.Select(p => (double)p.Threads).ToArray();
-            double[] ys = points.Select(p => p.OpsPerSecond / (p.Threads * one.OpsPerSecond)).ToArray();
+            double[] xs = values.Select(v => v.Threads + Jitter(i, series.Count)).ToArray();
+            double[] ys = values.Select(v => v.E!.Value.Value).ToArray();
+            double[] sd = values.Select(v => v.E!.Value.Sd).ToArray();
             var line = plt.Add.Scatter(xs, ys, color);
             line.LegendText = label;
             line.LineWidth = 2;
+            line.LinePattern = label == Series.KernelLabel ? LinePattern.Dashed : LinePattern.Solid;
             line.MarkerSize = 8;
+            var err = plt.Add.ErrorBar(xs, ys, sd);
+            err.Color = color;
+            err.CapSize = 6;
+            err.LineWidth = 1.5f;
+            top = Math.Max(top, ys.Zip(sd, (y, s) => y + s).Max() * 1.05);
         }
 
         var ideal = plt.Add.HorizontalLine(1);
         ideal.LinePattern = LinePattern.Dotted;
         ideal.LineColor = Colors.Gray;
-        ideal.LegendText = "linear";
+        ideal.LineWidth = 1.5f;
+        ideal.LegendText = "ideal: linear scaling (1)";
+        int n = series.SelectMany(s => s.Points).Select(Series.Repeats).Max();
+        plt.Legend.ManualItems.Add(new LegendItem { LabelText = $"error bars: ±1 SD, propagated from X(N) and X(1), n={n} repeats each", LineColor = Colors.Black, LineWidth = 1.5f, MarkerShape = MarkerShape.VerticalBar, MarkerSize = 12, MarkerLineColor = Colors.Black });
         plt.Title($"{family}: per-thread efficiency X(N) / (N·X(1))");
         plt.XLabel("threads (CPUs)");
-        plt.YLabel("efficiency");
+        plt.YLabel("efficiency (vs the series' own 1-thread mean)");
         plt.Axes.SetLimitsX(0.5, maxThreads + 0.5);
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
-        plt.Axes.AutoScaleY();
-        plt.Axes.SetLimitsY(0, Math.Max(1.2, plt.Axes.GetLimits().Top * 1.05));
-        plt.ShowLegend(Alignment.LowerLeft);
-        return Save(plt, dir, $"efficiency-{family}", $"{family}: per-thread efficiency (1 = linear scaling)");
+        plt.Axes.SetLimitsY(0, Math.Max(top, 1.9));   // room above 1 for the legend, inside the data area
+        plt.ShowLegend(Alignment.UpperLeft);
+        return Save(plt, dir, footer, $"efficiency-{family}", $"{family}: per-thread efficiency (1 = linear scaling)");
     }
 
-    private static PlotFile? SpeculativeOutcomes(ScalingResult r, string dir)
+    /// <summary>
+    /// Speculative outcomes per point as counts on a log axis: successes next to every abort reason, so a reason seen
+    /// 3 times in 10 million attempts is as visible as the successes; each bar is labelled with its count.
+    /// </summary>
+    private static PlotFile? SpeculativeOutcomes(ScalingResult r, string dir, string footer)
     {
         var points = r.Points.Where(p => p.SpeculativeAttempts > 0).ToList();
         if (points.Count == 0)
@@ -117,63 +175,79 @@ internal static class PlotReport
             return null;
         }
 
-        string[] reasons = ["vma-not-found", "seq-odd", "seq-changed", "unsupported-kind", "no-page-table", "ptl-busy", "pte-changed", "access-error"];
-        var palette = new ScottPlot.Palettes.Category10();
+        // The reasons are the keys the result holds, in its order (so each keeps its colour from run to run); only
+        // those that occurred get a bar and a legend entry.
+        var allReasons = r.Points.SelectMany(p => p.AbortReasons.Keys).Distinct().ToList();
+        var reasons = allReasons.Where(k => points.Any(p => p.AbortReasons.GetValueOrDefault(k) > 0)).ToList();
+        var outcomes = new List<string> { "success" };
+        outcomes.AddRange(reasons);
+        Color OutcomeColor(int k) => k == 0 ? Colors.Gray.WithAlpha(0.7) : ReasonPalette.GetColor(allReasons.IndexOf(outcomes[k]));
+        double slot = 0.8 / outcomes.Count;
         var plt = new Plot();
-        var bars = new List<Bar>();
+        var bars = new List<Bar>();   // success in a neutral grey, each abort reason from a palette apart from the strategies'
         var ticks = new List<Tick>();
-        double top = 0;
+        double maxLog = 1;
         for (int g = 0; g < points.Count; g++)
         {
-            // Aborts per 1,000 attempts, stacked by reason: success is usually above 99%, so shares of attempts
-            // would hide the reasons; the success rate goes in the tick label instead.
             ScalingPoint p = points[g];
-            double attempts = p.SpeculativeAttempts;
-            double baseValue = 0;
-            for (int k = 0; k < reasons.Length; k++)
+            for (int k = 0; k < outcomes.Count; k++)
             {
-                double perMille = 1000 * p.AbortReasons.GetValueOrDefault(reasons[k]) / attempts;
-                if (perMille <= 0)
+                long count = k == 0 ? p.SpeculativeSuccesses : p.AbortReasons.GetValueOrDefault(outcomes[k]);
+                if (count <= 0)
                 {
                     continue;
                 }
 
-                bars.Add(new Bar { Position = g, ValueBase = baseValue, Value = baseValue + perMille, FillColor = palette.GetColor(k) });
-                baseValue += perMille;
+                double log = Math.Log10(count) + 1;   // +1 so a count of 1 still has a visible bar (the axis starts at 10^-1)
+                double x = g - 0.4 + (slot * (k + 0.5));
+                bars.Add(new Bar { Position = x, ValueBase = 0, Value = log, FillColor = OutcomeColor(k), Size = slot * 0.9 });
+                var text = plt.Add.Text(count.ToString("N0", Inv), x, log);
+                text.LabelFontSize = 9;
+                text.LabelRotation = -90;
+                text.LabelAlignment = Alignment.MiddleLeft;
+                text.OffsetY = -4;
+                maxLog = Math.Max(maxLog, log);
             }
 
-            top = Math.Max(top, baseValue);
-            string success = (p.SpeculativeSuccesses / attempts).ToString("P1", System.Globalization.CultureInfo.InvariantCulture);
-            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}T\nsuccess {success}"));
+            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}T\n{p.SpeculativeAttempts.ToString("N0", Inv)} attempts"));
         }
 
-        if (bars.Count > 0)
+        plt.Add.Bars(bars);
+        for (int k = 0; k < outcomes.Count; k++)
         {
-            plt.Add.Bars(bars);
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = k == 0 ? "success" : $"abort: {outcomes[k]}", FillColor = OutcomeColor(k) });
         }
 
-        for (int k = 0; k < reasons.Length; k++)
-        {
-            if (points.Any(p => p.AbortReasons.GetValueOrDefault(reasons[k]) > 0))
-            {
-                plt.Legend.ManualItems.Add(new LegendItem { LabelText = reasons[k], FillColor = palette.GetColor(k) });
-            }
-        }
-
+        var yTicks = Enumerable.Range(0, (int)Math.Ceiling(maxLog) + 2).Select(e => new Tick(e, e == 0 ? "0.1" : Math.Pow(10, e - 1).ToString("N0", Inv))).ToArray();
+        plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(yTicks);
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.ToArray());
         plt.Axes.Bottom.TickLabelStyle.FontSize = 10;
         plt.Axes.Bottom.MajorTickStyle.Length = 0;
-        plt.Title("Speculative fault aborts by reason");
-        plt.YLabel("aborts per 1,000 speculative attempts");
-        plt.Axes.SetLimitsY(0, Math.Max(1, top * 1.3));
+        plt.Title("Speculative faults: outcomes per point (count, log scale)");
+        plt.YLabel("faults (log scale; bars labelled with counts)");
+        plt.Axes.SetLimitsY(0, maxLog + 1.6);
         plt.Axes.SetLimitsX(-0.6, points.Count - 0.4);
         plt.ShowLegend(Alignment.UpperRight, Orientation.Horizontal);
-        int width = Math.Max(Width, 140 * points.Count);
-        return Save(plt, dir, "speculative-outcomes", "Speculative faults: abort reasons (per 1,000 attempts) and success rate", width);
+        int width = Math.Max(Width, 170 * points.Count);
+        return Save(plt, dir, footer, "speculative-outcomes", "Speculative faults: successes and each abort reason (counts, log scale)", width);
     }
 
-    private static PlotFile Save(Plot plt, string dir, string name, string title, int width = Width)
+    /// <summary>The x offset of series <paramref name="i"/> of <paramref name="count"/>, centred on the thread count.</summary>
+    private static double Jitter(int i, int count) => (i - ((count - 1) / 2.0)) * JitterStep;
+
+    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width)
     {
+        // The footer: a second bottom axis with no ticks whose label is the run's identity.
+        var foot = plt.Axes.AddBottomAxis();
+        foot.TickGenerator = new ScottPlot.TickGenerators.NumericManual();
+        foot.LabelText = footer;
+        foot.LabelFontSize = 11;
+        foot.LabelBold = false;
+        foot.LabelFontColor = Colors.DimGray;
+        foot.FrameLineStyle.Width = 0;
+        foot.MajorTickStyle.Length = 0;
+        foot.MinorTickStyle.Length = 0;
+
         string png = name + ".png";
         string svg = name + ".svg";
         plt.SavePng(Path.Combine(dir, png), width, Height);

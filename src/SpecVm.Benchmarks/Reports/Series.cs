@@ -1,22 +1,104 @@
+using System.Globalization;
 using SpecVm.Scaling;
 
 namespace SpecVm.Benchmarks.Reports;
 
-/// <summary>Groups points for reports: a "family" is a workload and its native twin (database-load and native-database-load).</summary>
+/// <summary>
+/// Groups points for reports and gives every series one identity across all of a report's tables and plots: a
+/// "family" is a workload and its native twin (database-load and native-database-load); a series is a strategy, or the
+/// kernel. Nothing here knows a strategy by name: the order is the result's own (its settings' strategy list, then any
+/// other strategy in first-seen order, the kernel last), the baseline is the first of that order, and colours are
+/// handed out by that order, so a strategy has the same colour in every plot of every run with the same list.
+/// </summary>
 internal static class Series
 {
     public const string NativePrefix = "native-";
 
+    /// <summary>The label of the kernel's series.</summary>
+    public const string KernelLabel = "native (kernel)";
+
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
     /// <summary>The model workload's name for a native workload, else the name itself.</summary>
     public static string Family(string workload) => workload.StartsWith(NativePrefix, StringComparison.Ordinal) ? workload[NativePrefix.Length..] : workload;
 
-    /// <summary>A series label: the strategy, or "native (kernel)".</summary>
-    public static string Label(ScalingPoint p) => p.Native ? "native (kernel)" : p.Strategy;
+    /// <summary>A series label: the strategy, or <see cref="KernelLabel"/>.</summary>
+    public static string Label(ScalingPoint p) => p.Native ? KernelLabel : p.Strategy;
 
-    /// <summary>Families in first-seen order, each with its series (label → points by threads).</summary>
+    /// <summary>Every model strategy of the result, in the result's order; the first is the baseline of ratios.</summary>
+    public static List<string> StrategyOrder(ScalingResult r)
+    {
+        var order = new List<string>(r.Settings.Strategies);
+        foreach (ScalingPoint p in r.Points)
+        {
+            if (!p.Native && !order.Contains(p.Strategy))
+            {
+                order.Add(p.Strategy);
+            }
+        }
+
+        order.RemoveAll(s => !r.Points.Any(p => !p.Native && p.Strategy == s));
+        return order;
+    }
+
+    /// <summary>The strategy other strategies are compared with: the first the result lists, or null if it has none.</summary>
+    public static string? Baseline(ScalingResult r) => StrategyOrder(r).FirstOrDefault();
+
+    /// <summary>The series' colour index: its place in <see cref="StrategyOrder"/>, the kernel after every strategy.</summary>
+    public static int ColorIndex(ScalingResult r, string label)
+    {
+        List<string> order = StrategyOrder(r);
+        int i = order.IndexOf(label);
+        return i >= 0 ? i : order.Count;
+    }
+
+    /// <summary>Families in first-seen order, each with its series (label → points by threads) in <see cref="StrategyOrder"/>.</summary>
     public static List<(string Family, List<(string Label, List<ScalingPoint> Points)> Series)> ByFamily(ScalingResult r) =>
         r.Points
             .GroupBy(p => Family(p.Workload))
-            .Select(g => (g.Key, g.GroupBy(Label).Select(s => (s.Key, s.OrderBy(p => p.Threads).ToList())).ToList()))
+            .Select(g => (g.Key, g.GroupBy(Label)
+                .OrderBy(s => ColorIndex(r, s.Key))
+                .Select(s => (s.Key, s.OrderBy(p => p.Threads).ToList())).ToList()))
             .ToList();
+
+    /// <summary>Thread counts measured in the result.</summary>
+    public static List<int> ThreadCounts(ScalingResult r) => r.Points.Select(p => p.Threads).Distinct().Order().ToList();
+
+    /// <summary>Repeats behind a point's mean and SD.</summary>
+    public static int Repeats(ScalingPoint p) => Math.Max(1, p.RepeatOpsPerSecond.Count);
+
+    /// <summary>a / b with the SD propagated from both (independent repeats, first order): r·√((sa/a)² + (sb/b)²).</summary>
+    public static (double Ratio, double Sd) Ratio(double a, double sa, double b, double sb)
+    {
+        double ratio = a / b;
+        return (ratio, ratio * Math.Sqrt(Math.Pow(sa / a, 2) + Math.Pow(sb / b, 2)));
+    }
+
+    /// <summary>Per-thread efficiency X(N) / (N·X(1)) with its propagated SD, or null without a usable 1-thread point.</summary>
+    public static (double Value, double Sd)? Efficiency(ScalingPoint p, ScalingPoint? one)
+    {
+        if (one == null || one.OpsPerSecond <= 0 || p.OpsPerSecond <= 0)
+        {
+            return null;
+        }
+
+        if (ReferenceEquals(p, one))
+        {
+            return (1, 0);   // X(1) / X(1): exactly 1 by definition, not an uncertain ratio
+        }
+
+        var (ratio, sd) = Ratio(p.OpsPerSecond, p.OpsPerSecondStdDev, one.OpsPerSecond, one.OpsPerSecondStdDev);
+        return (ratio / p.Threads, sd / p.Threads);
+    }
+
+    /// <summary>The run's identity in one line: machine, commit, when it finished, how long it measured.</summary>
+    public static string Identity(ScalingResult r)
+    {
+        MachineInfo m = r.Machine;
+        ScalingSettings s = r.Settings;
+        string commit = m.GitCommit is { Length: > 0 } c ? c[..Math.Min(12, c.Length)] + (m.GitDirty == true ? "+dirty" : string.Empty) : "commit unknown";
+        double measured = r.Points.Sum(p => p.MeasuredSeconds);
+        return string.Create(Inv, $"{m.CpuModel}, {m.AllowedCores}/{m.LogicalCores} cores, {m.Os}, {m.DotNet} | {commit} | {r.CreatedUtc:yyyy-MM-dd HH:mm}Z | "
+            + $"{s.DurationSeconds:0.###} s × {s.Repeats} per point, {measured / 60:0.0} min measured");
+    }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using SpecVm.Sync;
@@ -42,9 +43,9 @@ public struct PageFrame
     [FieldOffset(4)]
     public int MapCount;
 
-    /// <summary>The split page-table lock; meaningful only for PTE-table pages.</summary>
+    /// <summary>The split page-table lock; meaningful only for PTE-table pages. Internal: see <see cref="PtLock"/> on why.</summary>
     [FieldOffset(8)]
-    public PtLock Ptl;
+    private PtLock _ptl;
 
     /// <summary>Flags (<see cref="PageFrameFlags"/>).</summary>
     [FieldOffset(12)]
@@ -65,6 +66,14 @@ public struct PageFrame
     /// </summary>
     [FieldOffset(32)]
     public ulong TlbCpus;
+
+    /// <summary>The split page-table lock, by reference (never a copy: a copied lock excludes nobody).</summary>
+    [UnscopedRef]
+    internal ref PtLock Ptl
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref _ptl;
+    }
 
     /// <summary>Reads <see cref="State"/> with acquire semantics.</summary>
     public readonly FrameState ReadState() => (FrameState)Volatile.Read(in Unsafe.As<FrameState, int>(ref Unsafe.AsRef(in State)));

@@ -59,10 +59,11 @@ public sealed unsafe class SimFile : IDisposable
     /// <param name="machine">The machine whose frames hold the page cache.</param>
     /// <param name="contents">The file's bytes; the length must be a positive multiple of 4 KiB.</param>
     /// <param name="writable">False for a file opened read-only: writes and shared writable mappings are refused.</param>
-    public SimFile(Machine machine, ReadOnlySpan<byte> contents, bool writable = true)
-        : this(machine, contents.Length, writable)
+    public static SimFile FromContents(Machine machine, ReadOnlySpan<byte> contents, bool writable = true)
     {
-        Populate(0, contents);
+        var file = new SimFile(machine, contents.Length, writable);
+        file.Populate(0, contents);
+        return file;
     }
 
     /// <summary>A unique id.</summary>

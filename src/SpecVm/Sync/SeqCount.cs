@@ -17,9 +17,18 @@ namespace SpecVm.Sync;
 /// <em>fence</em> before it (so data reads cannot move below it). .NET has no acquire-only fence, so the reader uses
 /// a full fence there (<see cref="Interlocked.MemoryBarrier"/>); on x86 that is one locked instruction.
 /// </para>
-/// <para>This is a mutable struct: keep it in a field and call its methods on the field, never on a copy.</para>
+/// <para>
+/// Not copyable, so not public. A mutable struct, so that each VMA carries its count inline (no extra object, no
+/// pointer chase on the speculative fault path; the VMA layout test pins where it sits). A copy would be a second
+/// count that no writer ever bumps: a reader validating against it would accept torn data, silently. C# cannot forbid
+/// copies of a struct embedded in a class or struct (a <c>ref struct</c> cannot be such a field), so the type is
+/// internal — users never need it; the library reaches each count through a field or a <c>ref</c> (as
+/// <c>Vma.Seq</c> returns one), never by value, and the copy-guard test over the library's source
+/// (test/SpecVm.Tests/Sync/SyncCopyGuardTests.cs) fails on a local, parameter, return value or property of this
+/// type held by value.
+/// </para>
 /// </remarks>
-public struct SeqCount
+internal struct SeqCount
 {
     private int _sequence;
 

@@ -1,48 +1,61 @@
-using System.Text.RegularExpressions;
 using SpecVm.Tests.Packaging;
+using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Guide;
 
-/// <summary>Runs the guide's examples and checks that the guide shows exactly the code that runs.</summary>
-public partial class GuideTests
+/// <summary>
+/// The C# blocks of docs/guide.md and of the package README are the code that runs: extracted from the Markdown,
+/// compiled as pasted (see <see cref="MarkdownCSharp"/>) and run, so the documents cannot drift from working code.
+/// </summary>
+public class GuideTests(ITestOutputHelper output)
 {
+    private static readonly string GuidePath = Path.Combine(RepoPaths.Root, "docs", "guide.md");
+    private static readonly string PackageReadmePath = Path.Combine(RepoPaths.Root, "src", "SpecVm", "PACKAGE.md");
+
     [Fact]
-    public void EveryCodeBlockOfTheGuideIsCompiledHere()
+    public void EveryCSharpBlockOfTheGuideCompilesAsPastedAndRuns()
     {
-        string guide = File.ReadAllText(Path.Combine(RepoPaths.Root, "docs", "guide.md"));
-        string examples = Normalize(File.ReadAllText(Path.Combine(RepoPaths.Root, "test", "SpecVm.Tests", "Guide", "GuideExamples.cs")));
-        MatchCollection blocks = CSharpBlock().Matches(guide);
+        IReadOnlyList<string> blocks = MarkdownCSharp.Blocks(GuidePath);
         Assert.True(blocks.Count >= 6, $"expected the guide's C# examples, found {blocks.Count}");
-        foreach (Match block in blocks)
-        {
-            Assert.True(examples.Contains(Normalize(block.Groups[1].Value), StringComparison.Ordinal), $"guide block not found in GuideExamples.cs:\n{block.Groups[1].Value}");
-        }
+        string printed = CompileAndRunAll(blocks);
+
+        // What the guide's comments say each example prints.
+        Assert.Contains("SegmentationFault", printed);
+        Assert.Contains("hEllo", printed);
+        Assert.Contains("slice-toucher write-only-speculation x1", printed);
     }
 
     [Fact]
-    public void TheMachineExampleRuns() => GuideExamples.MachineAndAddressSpace();
-
-    [Fact]
-    public void TheParallelExampleRuns() => GuideExamples.FaultFromEveryCpu();
-
-    [Fact]
-    public void TheFileExampleRuns() => GuideExamples.FileMappings();
-
-    [Fact]
-    public void TheCustomStrategyAndWorkloadRunInAnExperiment()
+    public void EveryCSharpBlockOfThePackageReadmeCompilesAsPastedAndRuns()
     {
-        var result = GuideExamples.RunAnExperiment(TimeSpan.FromMilliseconds(150));
-        Assert.Equal(3, result.Points.Count);
-        Assert.All(result.Points, p => Assert.True(p.OpsPerSecond > 0, $"{p.Strategy}: no throughput"));
-        Assert.Contains(result.Points, p => p.Strategy == "write-only-speculation");
+        IReadOnlyList<string> blocks = MarkdownCSharp.Blocks(PackageReadmePath);
+        Assert.True(blocks.Count >= 2, $"expected the package README's C# examples, found {blocks.Count}");
+        string printed = CompileAndRunAll(blocks);
+        Assert.Contains("read 42", printed);
+        Assert.Contains("page-fault1 per-vma-lock x1", printed);
     }
 
-    /// <summary>Whitespace-insensitive comparison (the guide's blocks are dedented copies).</summary>
-    private static string Normalize(string code) => Whitespace().Replace(code, " ").Trim();
+    [Fact]
+    public void ABlockMissingAUsingLineFailsToCompile()
+    {
+        // The checker must be able to fail: the guide's first block without its `using SpecVm.Smp;`.
+        string block = MarkdownCSharp.Blocks(GuidePath)[0];
+        Assert.Contains("using SpecVm.Smp;\n", block);
+        var compiled = MarkdownCSharp.Compile([block.Replace("using SpecVm.Smp;\n", string.Empty, StringComparison.Ordinal)]);
+        Assert.Contains(compiled[0].Problems, p => p.StartsWith("CS0246", StringComparison.Ordinal));
+    }
 
-    [GeneratedRegex(@"```csharp\n(.*?)```", RegexOptions.Singleline)]
-    private static partial Regex CSharpBlock();
+    private string CompileAndRunAll(IReadOnlyList<string> blocks)
+    {
+        var printed = new System.Text.StringBuilder();
+        foreach (MarkdownCSharp.CompiledProgram program in MarkdownCSharp.Compile(blocks))
+        {
+            Assert.True(program.Problems.Count == 0, $"block does not compile cleanly as pasted:\n{string.Join("\n", program.Problems)}\n---\n{program.Code}");
+            string text = program.Run();
+            output.WriteLine(text);
+            printed.Append(text);
+        }
 
-    [GeneratedRegex(@"\s+")]
-    private static partial Regex Whitespace();
+        return printed.ToString();
+    }
 }

@@ -370,7 +370,7 @@ public class MisuseTests
         using Machine machine = TestMachines.Create(1, 16);
         using var mm = new AddressSpace(machine, new MmapLockStrategy());
         using var file = new SimFile(machine, 4 * (long)Page);
-        using var readOnly = new SimFile(machine, new byte[(int)Page], writable: false);
+        using var readOnly = SimFile.FromContents(machine, new byte[(int)Page], writable: false);
         machine.Run(0, cpu =>
         {
             foreach (long offset in new[] { long.MaxValue - (long)Page + 1, (long.MaxValue / 4096) * 4096, 8 * (long)Page })

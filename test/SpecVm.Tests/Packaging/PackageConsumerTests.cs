@@ -1,24 +1,59 @@
 using System.Diagnostics;
+using System.IO.Compression;
 using System.Text;
 using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Packaging;
 
-/// <summary>Packs the library, builds the sample consumer against the packed package by version, and runs it.</summary>
+/// <summary>
+/// Packs the library as a publisher would (passing the repository URL), checks what the package holds, builds the
+/// sample consumer against the packed package by version, and runs it.
+/// </summary>
 public class PackageConsumerTests(ITestOutputHelper output)
 {
+    /// <summary>A URL that cannot be anyone's repository: the test only checks that the one passed is the one packed.</summary>
+    private const string TestRepositoryUrl = "https://example.invalid/specvm.git";
+
     [Fact]
-    public void PackedPackageBuildsAndRunsTheSample()
+    public void PackedPackageIsValidatedHoldsItsDocumentsAndBuildsAndRunsTheSample()
     {
         string root = RepoPaths.Root;
         string feed = Path.Combine(root, "artifacts", "packages");
         string packages = Path.Combine(Path.GetTempPath(), "specvm-sample-packages-" + Guid.NewGuid().ToString("N"));
         try
         {
-            Run(root, "dotnet", $"pack src/SpecVm -c Release -o \"{feed}\"");
+            // Package validation is incremental (it skips itself when its stamp is newer than the package): remove the
+            // stamp so this pack validates and says so.
+            string obj = Path.Combine(root, "src", "SpecVm", "obj");
+            foreach (string stamp in Directory.Exists(obj) ? Directory.EnumerateFiles(obj, "Microsoft.NET.ApiCompat.ValidatePackage.semaphore", SearchOption.AllDirectories) : [])
+            {
+                File.Delete(stamp);
+            }
+
+            string packed = Run(root, "dotnet", $"pack src/SpecVm -c Release -v:n -p:RepositoryUrl={TestRepositoryUrl} -o \"{feed}\"");
+            Assert.Contains("RunPackageValidation:", packed);
+            Assert.Contains("APICompat ran successfully", packed);
+
             string nupkg = Path.Combine(feed, "SpecVm.0.1.0.nupkg");
             Assert.True(File.Exists(nupkg), $"expected {nupkg}");
             Assert.True(File.Exists(Path.Combine(feed, "SpecVm.0.1.0.snupkg")), "expected a symbols package");
+            using (ZipArchive zip = ZipFile.OpenRead(nupkg))
+            {
+                var entries = zip.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
+                foreach (string expected in new[] { "LICENSE", "PACKAGE.md", "lib/net10.0/SpecVm.dll", "lib/net10.0/SpecVm.xml" })
+                {
+                    Assert.True(entries.Contains(expected), $"the package lacks {expected}; it has {string.Join(", ", entries)}");
+                }
+
+                Assert.DoesNotContain("README.md", entries);
+                using var nuspecReader = new StreamReader(zip.GetEntry("SpecVm.nuspec")!.Open());
+                string nuspec = nuspecReader.ReadToEnd();
+                Assert.Contains("<readme>PACKAGE.md</readme>", nuspec);
+                Assert.Contains("<license type=\"expression\">MIT</license>", nuspec);
+                Assert.Contains($"url=\"{TestRepositoryUrl}\"", nuspec);
+                using var licenseReader = new StreamReader(zip.GetEntry("LICENSE")!.Open());
+                Assert.StartsWith("MIT License", licenseReader.ReadToEnd());
+            }
 
             string sample = Path.Combine(root, "samples", "SpecVm.Sample");
 
@@ -37,6 +72,16 @@ public class PackageConsumerTests(ITestOutputHelper output)
             {
             }
         }
+    }
+
+    [Fact]
+    public void TheXmlDocumentationFileShipsBesideTheAssembly()
+    {
+        // Every public member having a summary is enforced by the build (GenerateDocumentationFile with CS1591 as an
+        // error); this checks that the documentation file the package packs is produced beside the assembly.
+        string xml = Path.ChangeExtension(typeof(SpecVm.Sync.CacheLine).Assembly.Location, ".xml");
+        Assert.True(File.Exists(xml), $"missing {xml}");
+        Assert.Contains("<member name=\"T:SpecVm.Mm.AddressSpace\">", File.ReadAllText(xml));
     }
 
     private string Run(string workingDirectory, string file, string args)
