@@ -15,7 +15,7 @@ namespace SpecVm.Mm;
 /// VMAs go back to the <see cref="VmaSlab"/> only after an SRCU grace period (<c>SLAB_TYPESAFE_BY_RCU</c> style), so a
 /// lockless reader may meet a VMA that is detached, or even recycled, and must validate what it read.
 /// </para>
-/// <para>An instance fits in three 128-byte cache lines (pinned by a layout test).</para>
+/// <para>An instance fits in three 128-byte cache lines plus two for the reader count, which sits alone on its line (pinned by a layout test).</para>
 /// </remarks>
 public sealed class Vma
 {
@@ -36,8 +36,12 @@ public sealed class Vma
     /// <summary>Write-locked for per-VMA-lock readers while this equals the address space's lock sequence.</summary>
     private int _lockSeq = -1;
 
-    /// <summary>Per-VMA-lock readers inside (Linux 6.15's <c>vm_refcnt</c>, reader part).</summary>
-    private int _readers;
+    /// <summary>
+    /// Per-VMA-lock readers inside (Linux 6.15's <c>vm_refcnt</c>, reader part), alone on its cache line: every
+    /// per-VMA-lock fault writes it twice, and sharing a line with the range and sequence count that every faulter
+    /// reads would make those reads miss (6.15 puts <c>vm_refcnt</c> on its own line for this reason).
+    /// </summary>
+    private IsolatedInt _readers;
 
     /// <summary>Nonzero once removed from the index (Linux's <c>vma_has_changed</c> checks the tree node for this).</summary>
     private int _detached;
@@ -127,6 +131,9 @@ public sealed class Vma
         }
     }
 
+    /// <summary>The per-VMA-lock reader count, by reference (layout tests).</summary>
+    internal ref int ReaderCount => ref _readers.Value;
+
     /// <summary>True while the VMA sits poisoned in the slab (read without counting a poisoned read; for checkers).</summary>
     internal bool IsPoisoned => Volatile.Read(ref _poisoned) != 0;
 
@@ -160,7 +167,7 @@ public sealed class Vma
         _file = file;
         _filePageOffset = filePageOffset;
         _lockSeq = -1;
-        _readers = 0;
+        _readers.Value = 0;
         _detached = 0;
         _poisoned = 0;
 
@@ -203,10 +210,10 @@ public sealed class Vma
 
         // Full fence (Interlocked), one half of a Dekker pair with WriteLock: we publish our reader count, then
         // re-read the mark; the writer publishes the mark, then reads the reader count. One of us sees the other.
-        Interlocked.Increment(ref _readers);
+        Interlocked.Increment(ref _readers.Value);
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
-            Interlocked.Decrement(ref _readers);
+            Interlocked.Decrement(ref _readers.Value);
             return false;
         }
 
@@ -217,9 +224,9 @@ public sealed class Vma
     internal void ReadUnlock()
     {
         // Full fence: the fault's work is done before the writer may see zero readers.
-        if (Interlocked.Decrement(ref _readers) < 0)
+        if (Interlocked.Decrement(ref _readers.Value) < 0)
         {
-            Interlocked.Increment(ref _readers);
+            Interlocked.Increment(ref _readers.Value);
             throw new SynchronizationLockException("Vma.ReadUnlock without a matching read lock.");
         }
     }
@@ -236,7 +243,7 @@ public sealed class Vma
 
         // Exchange (full fence): the mark is visible before we read the reader count (Dekker with TryReadLock).
         Interlocked.Exchange(ref _lockSeq, mmLockSeq);
-        while (Volatile.Read(ref _readers) != 0)
+        while (Volatile.Read(ref _readers.Value) != 0)
         {
             // A fault holds this VMA read-locked; it finishes without any lock we hold, so waiting is safe.
             CpuRelax.Pause();
@@ -271,4 +278,16 @@ public sealed class Vma
     /// <inheritdoc/>
     public override string ToString() =>
         _poisoned != 0 ? "vma (poisoned)" : $"vma [0x{_start:x}, 0x{_end:x}) {_protection} {_kind}{(_file != null ? $" file {_file.Id} @page {_filePageOffset}" : "")}";
+
+    /// <summary>
+    /// An int whose cache line holds nothing else, wherever the object lands: two lines, the value at the second's
+    /// start. Objects are only 8-byte aligned, but the line holding byte 128 of this struct starts after byte 0 and
+    /// ends before byte 256, so it lies inside the padding.
+    /// </summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 2 * CacheLine.Size)]
+    private struct IsolatedInt
+    {
+        [System.Runtime.InteropServices.FieldOffset(CacheLine.Size)]
+        public int Value;
+    }
 }
