@@ -44,8 +44,7 @@ internal static class BdnCommand
             var parseLog = new AccumulationLogger();
             if (!ConfigParser.Parse(args, parseLog, global).isSuccess)
             {
-                string first = parseLog.GetLog().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "invalid arguments";
-                Console.Error.WriteLine($"error: bdn: {first} (bdn --help lists BenchmarkDotNet's options)");
+                Console.Error.WriteLine($"error: bdn: {FirstError(parseLog.GetLog())} (bdn --help lists BenchmarkDotNet's options)");
                 return ExitCodes.BadInput;
             }
         }
@@ -64,6 +63,17 @@ internal static class BdnCommand
 
         bool failed = summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success));
         return failed ? ExitCodes.Failed : ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// The first error in BenchmarkDotNet's parser output: the line after its "ERROR(S):" heading (the parser prints
+    /// the program's name and version first), or the first line when there is no such heading.
+    /// </summary>
+    private static string FirstError(string log)
+    {
+        string[] lines = log.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        int heading = Array.FindIndex(lines, l => l.StartsWith("ERROR", StringComparison.Ordinal));
+        return heading >= 0 && heading + 1 < lines.Length ? lines[heading + 1] : lines.FirstOrDefault() ?? "invalid arguments";
     }
 
     private static string Filters(string[] args)

@@ -28,6 +28,7 @@ internal sealed class ScaleOptions
     private Option<long> _sliceMib = null!;
     private Option<double> _writerRate = null!;
     private Option<bool> _allowDebug = null!;
+    private Option<bool> _dryRun = null!;
 
     public static ScaleOptions Create() => new()
     {
@@ -91,6 +92,10 @@ internal sealed class ScaleOptions
         {
             Description = "Measure even though this is a Debug build (about 3x slower; recorded in results.json). Without it a Debug build refuses to measure.",
         },
+        _dryRun = new Option<bool>("--dry-run")
+        {
+            Description = "Check the options, print the plan (runs and estimated time) and exit without measuring or writing anything.",
+        },
     };
 
     public void AddTo(Command command)
@@ -108,6 +113,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_sliceMib);
         command.Options.Add(_writerRate);
         command.Options.Add(_allowDebug);
+        command.Options.Add(_dryRun);
     }
 
     /// <summary>Reads and validates the parsed options; throws <see cref="UsageException"/> on bad input.</summary>
@@ -137,14 +143,14 @@ internal sealed class ScaleOptions
         foreach (string name in workloadNames)
         {
             workloads.Add(WorkloadCatalog.TryCreate(name, mapping << 20, slice << 20, writerRate)
-                ?? throw new UsageException($"unknown workload '{name}'. Known workloads: {string.Join(", ", WorkloadCatalog.Names)}."));
+                ?? throw new UsageException($"--workload: unknown workload '{name}'. Known workloads: {string.Join(", ", WorkloadCatalog.Names)}."));
         }
 
         var strategies = new List<FaultStrategy>();
         foreach (string name in strategyNames)
         {
             strategies.Add(StrategyCatalog.TryCreate(name)
-                ?? throw new UsageException($"unknown strategy '{name}'. Known strategies: {string.Join(", ", StrategyCatalog.Names)}."));
+                ?? throw new UsageException($"--strategy: unknown strategy '{name}'. Known strategies: {string.Join(", ", StrategyCatalog.Names)}."));
         }
 
         bool oversubscribe = p.GetValue(_oversubscribe);
@@ -185,6 +191,7 @@ internal sealed class ScaleOptions
             SliceMib = slice,
             WriterOpsPerSecond = writerRate,
             AllowDebug = p.GetValue(_allowDebug),
+            DryRun = p.GetValue(_dryRun),
         };
     }
 
@@ -296,4 +303,7 @@ internal sealed record ScaleSettings(
 
     /// <summary>Measure even in a Debug build.</summary>
     public bool AllowDebug { get; init; }
+
+    /// <summary>Print the plan and exit without measuring.</summary>
+    public bool DryRun { get; init; }
 }

@@ -21,6 +21,13 @@ internal static class ScaleRunner
     public static int Run(ScaleSettings s)
     {
         RuntimeSettings runtime = MachineInfoProbe.CollectRuntime();
+        if (s.DryRun)
+        {
+            var plan = new ScalingExperiment(Options(s, null));
+            Console.WriteLine($"dry run: {Header(s, plan)}; {runtime.BuildConfiguration} build; would write {s.OutDir}");
+            return ExitCodes.Ok;
+        }
+
         if (!runtime.JitOptimized)
         {
             if (!s.AllowDebug)
@@ -61,25 +68,32 @@ internal static class ScaleRunner
         interrupt.Cancel();
     }
 
+    private static ScalingOptions Options(ScaleSettings s, IProgress<ScalingProgress>? progress) => new()
+    {
+        Workloads = [.. s.Workloads],
+        Strategies = [.. s.Strategies],
+        ThreadCounts = [.. s.Threads],
+        Warmup = s.Warmup,
+        Duration = s.Duration,
+        Repeats = s.Repeats,
+        Oversubscribe = s.Oversubscribe,
+        Verify = s.Verify,
+        Progress = progress,
+    };
+
+    private static string Header(ScaleSettings s, ScalingExperiment experiment)
+    {
+        // 0.3 s per run: an allowance for building, prefaulting and tearing down each run's machine.
+        double perRun = s.Warmup.TotalSeconds + s.Duration.TotalSeconds + 0.3;
+        return $"SpecVm scaling: {experiment.TotalRuns} runs, about {TimeSpan.FromSeconds(experiment.TotalRuns * perRun):m\\:ss}; "
+            + $"workloads {string.Join(", ", s.Workloads.Select(w => w.Name))}; strategies {string.Join(", ", s.Strategies.Select(x => x.Name))}; threads {string.Join(",", s.Threads)}";
+    }
+
     private static int Measure(ScaleSettings s, CancellationToken cancellationToken)
     {
         var forward = new ForwardingProgress();
-        var experiment = new ScalingExperiment(new ScalingOptions
-        {
-            Workloads = [.. s.Workloads],
-            Strategies = [.. s.Strategies],
-            ThreadCounts = [.. s.Threads],
-            Warmup = s.Warmup,
-            Duration = s.Duration,
-            Repeats = s.Repeats,
-            Oversubscribe = s.Oversubscribe,
-            Verify = s.Verify,
-            Progress = forward,
-        });
-
-        double perRun = s.Warmup.TotalSeconds + s.Duration.TotalSeconds + 0.3;
-        string header = $"SpecVm scaling: {experiment.TotalRuns} runs, about {TimeSpan.FromSeconds(experiment.TotalRuns * perRun):m\\:ss}; "
-            + $"workloads {string.Join(", ", s.Workloads.Select(w => w.Name))}; strategies {string.Join(", ", s.Strategies.Select(x => x.Name))}; threads {string.Join(",", s.Threads)}";
+        var experiment = new ScalingExperiment(Options(s, forward));
+        string header = Header(s, experiment);
         ScalingResult result;
         if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
         {
