@@ -31,7 +31,7 @@ internal static class CompareRunner
         IReadOnlyList<ResultIdentity.Difference> differences = ResultIdentity.Compare(baseline, candidate);
         foreach (ResultIdentity.Difference d in differences)
         {
-            Console.Error.WriteLine($"{(d.Blocking ? "warning" : "note")}: {d.What} differs: A {d.Baseline}, B {d.Candidate}");
+            Console.Error.WriteLine($"warning: {d.What} differs: A {d.Baseline}, B {d.Candidate}{(d.Blocking ? string.Empty : " (a different machine: compared anyway)")}");
         }
 
         foreach ((string name, ScalingResult r) in new[] { ("A", baseline), ("B", candidate) })

@@ -117,6 +117,12 @@ internal static class ScaleRunner
                 });
         }
 
+        if (result.Points.Count == 0)
+        {
+            Console.Error.WriteLine("interrupted before any run finished: nothing measured, nothing written.");
+            return ExitCodes.Interrupted;
+        }
+
         result.Settings.MappingMib = s.MappingMib;
         result.Settings.SliceMib = s.SliceMib;
         result.Settings.WriterOpsPerSecond = s.WriterOpsPerSecond;
