@@ -71,6 +71,23 @@ public partial class ReadmeCommandTests
         Assert.Equal(ExitCodes.Ok, Commands.Build().Parse(["--dry-run"]).Invoke(NoHandler));
     }
 
+    [Fact]
+    public void EveryBdnCommandLineInTheDocsParsesWithBenchmarkDotNetsParser()
+    {
+        var lines = Directory.GetFiles(Path.Combine(RepoPaths.Root, "docs"), "*.md")
+            .SelectMany(File.ReadAllLines)
+            .Select(l => l.Trim())
+            .Where(l => l.StartsWith(Prefix, StringComparison.Ordinal) && l.Contains("-- bdn ", StringComparison.Ordinal))
+            .ToList();
+        Assert.NotEmpty(lines);
+        Assert.All(lines, line =>
+        {
+            string[] args = AppArguments(line);
+            var log = new AccumulationLogger();
+            Assert.True(ConfigParser.Parse(args[1..], log).isSuccess, $"{line}\n{log.GetLog()}");
+        });
+    }
+
     private static InvocationConfiguration NoHandler => new() { EnableDefaultExceptionHandler = false };
 
     /// <summary>The app's arguments in a README line: after <c>--</c>, split as sh would (single quotes, # comments).</summary>
