@@ -100,10 +100,13 @@ internal static class CompareRunner
 
     private static void Print(IReadOnlyList<ComparisonRow> rows, Dictionary<ComparisonRow, RatioInterval?> intervals, ScalingResult a, ScalingResult b)
     {
-        string Spread(ScalingResult r, ComparisonRow row) =>
-            r.Find(row.Workload, row.Strategy, row.Threads) is ScalingPoint p && p.OpsPerSecond > 0 && p.RepeatOpsPerSecond.Count > 1
-                ? (p.OpsPerSecondStdDev / p.OpsPerSecond).ToString("P0", CultureInfo.InvariantCulture)
-                : "-";
+        // Throughput with its relative standard deviation over the repeats, e.g. "1,550,220 ±35%".
+        string Throughput(ScalingResult r, ComparisonRow row) =>
+            r.Find(row.Workload, row.Strategy, row.Threads) is not ScalingPoint p ? "-"
+            : p.OpsPerSecond > 0 && p.RepeatOpsPerSecond.Count > 1
+                ? string.Create(CultureInfo.InvariantCulture, $"{p.OpsPerSecond:N0} ±{p.OpsPerSecondStdDev / p.OpsPerSecond * 100:0}%")
+                : Num(p.OpsPerSecond);
+        string RatioText(ComparisonRow r) => intervals[r] is RatioInterval i ? $"{Ratio(r.Ratio)} {Interval(i)}" : Ratio(r.Ratio);
         string Verdict(RatioInterval? i) => i?.Verdict switch
         {
             RatioVerdict.Faster => "faster",
@@ -114,17 +117,16 @@ internal static class CompareRunner
 
         if (Console.IsOutputRedirected)
         {
-            Console.WriteLine($"{"workload",-30} {"strategy",-14} {"threads",7} {"A ops/s",14} {"±sd",5} {"B ops/s",14} {"±sd",5} {"B/A",7} {"95% CI",15} verdict");
+            Console.WriteLine($"{"workload",-30} {"strategy",-14} {"threads",7} {"A ops/s",16} {"B ops/s",16} {"B/A [95% CI]",-20} verdict");
             foreach (ComparisonRow r in rows)
             {
-                RatioInterval? i = intervals[r];
-                Console.WriteLine($"{r.Workload,-30} {r.Strategy,-14} {r.Threads,7} {Num(r.BaselineOpsPerSecond),14} {Spread(a, r),5} {Num(r.CandidateOpsPerSecond),14} {Spread(b, r),5} {Ratio(r.Ratio),7} {(i == null ? "-" : Interval(i)),15} {Verdict(i)}");
+                Console.WriteLine($"{r.Workload,-30} {r.Strategy,-14} {r.Threads,7} {Throughput(a, r),16} {Throughput(b, r),16} {RatioText(r),-20} {Verdict(intervals[r])}");
             }
 
             return;
         }
 
-        var table = new Table().AddColumns("workload", "strategy", "threads", "A ops/s", "± sd", "B ops/s", "± sd", "B/A", "95% CI", "verdict");
+        var table = new Table().AddColumns("workload", "strategy", "threads", "A ops/s ±sd", "B ops/s ±sd", Markup.Escape("B/A [95% CI]"), "verdict");
         foreach (ComparisonRow r in rows)
         {
             RatioInterval? i = intervals[r];
@@ -134,16 +136,14 @@ internal static class CompareRunner
                 Markup.Escape(r.Workload),
                 Markup.Escape(r.Strategy),
                 r.Threads.ToString(CultureInfo.InvariantCulture),
-                Num(r.BaselineOpsPerSecond),
-                Spread(a, r),
-                Num(r.CandidateOpsPerSecond),
-                Spread(b, r),
-                Paint(Ratio(r.Ratio)),
-                Paint(i == null ? "-" : Interval(i)),
+                Throughput(a, r),
+                Throughput(b, r),
+                Paint(RatioText(r)),
                 Paint(Verdict(i)));
         }
 
         AnsiConsole.Write(table);
+        Console.WriteLine("± sd: standard deviation over the repeats; B/A [95% CI]: Welch's t interval on log throughput; a point is faster or slower only when its interval excludes 1 (~: no clear difference, ?: fewer than 2 repeats).");
     }
 
     private static string Describe(ScalingResult r)

@@ -108,7 +108,7 @@ public class CliSmokeTests
         CliOutput o = CliProcess.Run(results, "compare", "2cpu-20261125-default", "2cpu-20261125-quiet");
         Assert.True(o.ExitCode == 0, o.ToString());
         Assert.Contains("A is schema version 1", o.Stderr);
-        Assert.Contains("95% CI", o.Stdout);
+        Assert.Contains("B/A [95% CI]", o.Stdout);
     }
 
     [Fact]
