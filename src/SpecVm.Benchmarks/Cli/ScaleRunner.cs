@@ -10,8 +10,10 @@ namespace SpecVm.Benchmarks.Cli;
 /// <remarks>
 /// Ctrl-C (SIGINT) or SIGTERM does not kill the process: it cancels the experiment, which stops at the next run
 /// boundary; the points measured so far are written, marked partial, the progress display ends normally (so the
-/// terminal cursor comes back), and the exit code is 130 (128 + SIGINT), as a shell expects of an interrupted job.
-/// A second Ctrl-C while the partial result is written is left to the runtime's default (terminate).
+/// terminal cursor comes back), and the exit code is 130 (128 + SIGINT), as a shell expects of an interrupted job;
+/// SIGTERM is treated the same (also 130). A second signal is left to the runtime's default (terminate). Runs are
+/// interleaved across points (every point once, then every point again), so the boundary is a run: an interrupted
+/// result may hold every point with fewer repeats than asked, which <c>compare</c>'s intervals take into account.
 /// </remarks>
 internal static class ScaleRunner
 {
