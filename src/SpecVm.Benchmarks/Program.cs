@@ -10,12 +10,25 @@ namespace SpecVm.Benchmarks;
 /// </summary>
 internal static class Program
 {
-    private static int Main(string[] args)
+    /// <summary>
+    /// BenchmarkDotNet options a BenchmarkDotNet user types straight after <c>--</c> (its own convention,
+    /// <c>dotnet run -c Release -- --filter '*X*'</c>): as a first argument they mean <c>bdn</c>.
+    /// </summary>
+    internal static readonly string[] BdnOptions = ["--filter", "-f", "--list", "--job", "-j", "--runtimes", "--inProcess", "-i", "--allCategories", "--anyCategories", "--info"];
+
+    public static int Main(string[] args)
     {
         // bdn first: everything after it belongs to BenchmarkDotNet (--filter and friends), not to System.CommandLine.
         if (args.Length > 0 && args[0] == "bdn")
         {
             return BdnCommand.Run(args[1..]);
+        }
+
+        // Only as the first argument: none of these is a scale option, so nothing of scale's is taken away.
+        if (args.Length > 0 && BdnOptions.Contains(args[0]))
+        {
+            Console.Error.WriteLine($"note: {args[0]} is a BenchmarkDotNet option; running it as: bdn {string.Join(' ', args)}");
+            return BdnCommand.Run(args);
         }
 
         try
@@ -24,12 +37,8 @@ internal static class Program
             ParseResult parsed = root.Parse(args);
             if (parsed.Errors.Count > 0 && !args.Contains("--help") && !args.Contains("-h"))
             {
-                foreach (System.CommandLine.Parsing.ParseError e in parsed.Errors)
-                {
-                    Console.Error.WriteLine($"error: {e.Message}");
-                }
-
-                Console.Error.WriteLine("Run with --help for usage.");
+                // One line: the first error names the option or argument; the rest usually follow from it.
+                Console.Error.WriteLine($"error: {parsed.Errors[0].Message} (run with --help for usage)");
                 return ExitCodes.BadInput;
             }
 

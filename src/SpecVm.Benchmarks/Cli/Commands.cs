@@ -22,8 +22,20 @@ internal static class Commands
 
         var baseline = new Argument<string>("baseline") { Description = "Result A: a results.json file or a results directory." };
         var candidate = new Argument<string>("candidate") { Description = "Result B: a results.json file or a results directory." };
-        var compare = new Command("compare", "Put two results side by side with ratios B/A.") { baseline, candidate };
-        compare.SetAction(p => CompareRunner.Run(p.GetValue(baseline)!, p.GetValue(candidate)!));
+        var force = new Option<bool>("--force")
+        {
+            Description = "Compare even results measured with different settings, build configuration or time mode (otherwise refused, exit code 2).",
+        };
+        var failOnRegression = new Option<double?>("--fail-on-regression")
+        {
+            Description = "Exit code 3 when some point's whole 95% interval of B/A lies below 1 - PERCENT/100 (a CI gate).",
+            HelpName = "PERCENT",
+        };
+        var compare = new Command("compare", "Put two results side by side: ratios B/A with 95% confidence intervals from the repeats; a difference is marked only when its interval excludes 1.")
+        {
+            baseline, candidate, force, failOnRegression,
+        };
+        compare.SetAction(p => CompareRunner.Run(p.GetValue(baseline)!, p.GetValue(candidate)!, p.GetValue(force), p.GetValue(failOnRegression)));
         root.Subcommands.Add(compare);
 
         root.Subcommands.Add(StressRunner.Create());

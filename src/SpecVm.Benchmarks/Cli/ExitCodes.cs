@@ -9,8 +9,14 @@ internal static class ExitCodes
     /// <summary>The run or the comparison failed (I/O, a workload error).</summary>
     public const int Failed = 1;
 
-    /// <summary>Bad command-line input.</summary>
+    /// <summary>Bad command-line input (one line on stderr naming the option).</summary>
     public const int BadInput = 2;
+
+    /// <summary><c>compare --fail-on-regression</c>: some point's whole confidence interval lies below the threshold.</summary>
+    public const int Regression = 3;
+
+    /// <summary>Interrupted by Ctrl-C (128 + SIGINT); what was measured has been written, marked partial.</summary>
+    public const int Interrupted = 130;
 }
 
 /// <summary>Bad command-line input, reported as one line on stderr.</summary>

@@ -27,6 +27,8 @@ internal sealed class ScaleOptions
     private Option<long> _mappingMib = null!;
     private Option<long> _sliceMib = null!;
     private Option<double> _writerRate = null!;
+    private Option<bool> _allowDebug = null!;
+    private Option<bool> _dryRun = null!;
 
     public static ScaleOptions Create() => new()
     {
@@ -86,6 +88,14 @@ internal sealed class ScaleOptions
             Description = "database-load writer operations per second (map, touch, unmap 64 KiB).",
             DefaultValueFactory = _ => DatabaseLoad.DefaultWriterOpsPerSecond,
         },
+        _allowDebug = new Option<bool>("--allow-debug")
+        {
+            Description = "Measure even though this is a Debug build (about 3x slower; recorded in results.json). Without it a Debug build refuses to measure.",
+        },
+        _dryRun = new Option<bool>("--dry-run")
+        {
+            Description = "Check the options, print the plan (runs and estimated time) and exit without measuring or writing anything.",
+        },
     };
 
     public void AddTo(Command command)
@@ -102,6 +112,8 @@ internal sealed class ScaleOptions
         command.Options.Add(_mappingMib);
         command.Options.Add(_sliceMib);
         command.Options.Add(_writerRate);
+        command.Options.Add(_allowDebug);
+        command.Options.Add(_dryRun);
     }
 
     /// <summary>Reads and validates the parsed options; throws <see cref="UsageException"/> on bad input.</summary>
@@ -131,14 +143,14 @@ internal sealed class ScaleOptions
         foreach (string name in workloadNames)
         {
             workloads.Add(WorkloadCatalog.TryCreate(name, mapping << 20, slice << 20, writerRate)
-                ?? throw new UsageException($"unknown workload '{name}'. Known workloads: {string.Join(", ", WorkloadCatalog.Names)}."));
+                ?? throw new UsageException($"--workload: unknown workload '{name}'. Known workloads: {string.Join(", ", WorkloadCatalog.Names)}."));
         }
 
         var strategies = new List<FaultStrategy>();
         foreach (string name in strategyNames)
         {
             strategies.Add(StrategyCatalog.TryCreate(name)
-                ?? throw new UsageException($"unknown strategy '{name}'. Known strategies: {string.Join(", ", StrategyCatalog.Names)}."));
+                ?? throw new UsageException($"--strategy: unknown strategy '{name}'. Known strategies: {string.Join(", ", StrategyCatalog.Names)}."));
         }
 
         bool oversubscribe = p.GetValue(_oversubscribe);
@@ -146,12 +158,12 @@ internal sealed class ScaleOptions
         List<int> threads = ParseThreads(p.GetValue(_threads), cores);
         if (!oversubscribe && threads.Max() > cores)
         {
-            throw new UsageException($"{threads.Max()} threads but this machine lets SpecVm use {cores} cores; pass --oversubscribe to run more threads than cores.");
+            throw new UsageException($"--threads: {threads.Max()} threads but this machine lets SpecVm use {cores} cores; pass --oversubscribe to run more threads than cores.");
         }
 
         if (threads.Max() + 1 > MachineOptions.MaxCpus)
         {
-            throw new UsageException($"at most {MachineOptions.MaxCpus - 1} threads (got {threads.Max()}).");
+            throw new UsageException($"--threads: at most {MachineOptions.MaxCpus - 1} threads (got {threads.Max()}).");
         }
 
         double duration = p.GetValue(_duration);
@@ -173,7 +185,34 @@ internal sealed class ScaleOptions
         }
 
         string outDir = p.GetValue(_out) ?? Path.Combine("results", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture));
-        return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe, p.GetValue(_verify));
+        return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe, p.GetValue(_verify))
+        {
+            MappingMib = mapping,
+            SliceMib = slice,
+            WriterOpsPerSecond = writerRate,
+            AllowDebug = p.GetValue(_allowDebug),
+            DryRun = p.GetValue(_dryRun),
+        };
+    }
+
+    /// <summary>
+    /// Creates <paramref name="dir"/> and checks a file can be written there, so an unwritable <c>--out</c> is bad
+    /// input reported before minutes of measuring, not an I/O failure after them.
+    /// </summary>
+    /// <param name="dir">The output directory.</param>
+    public static void EnsureWritable(string dir)
+    {
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, $".specvm-write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, string.Empty);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            throw new UsageException($"--out '{dir}' is not a writable directory ({e.Message}).");
+        }
     }
 
     private static string[] Split(string[]? values, string[] defaults)
@@ -251,4 +290,20 @@ internal sealed record ScaleSettings(
     int Repeats,
     string OutDir,
     bool Oversubscribe,
-    bool Verify = false);
+    bool Verify = false)
+{
+    /// <summary>page-fault mapping size per round, MiB.</summary>
+    public long MappingMib { get; init; } = 128;
+
+    /// <summary>database-load bytes per loader, MiB.</summary>
+    public long SliceMib { get; init; } = DatabaseLoad.DefaultSliceBytes >> 20;
+
+    /// <summary>database-load writer operations per second.</summary>
+    public double WriterOpsPerSecond { get; init; } = DatabaseLoad.DefaultWriterOpsPerSecond;
+
+    /// <summary>Measure even in a Debug build.</summary>
+    public bool AllowDebug { get; init; }
+
+    /// <summary>Print the plan and exit without measuring.</summary>
+    public bool DryRun { get; init; }
+}

@@ -7,7 +7,9 @@ using BenchmarkDotNet.Exporters.Json;
 namespace SpecVm.Benchmarks.Suites;
 
 /// <summary>
-/// The one BenchmarkDotNet configuration every SpecVm suite runs with (passed to the switcher by <see cref="BdnCommand"/>):
+/// The one BenchmarkDotNet configuration every SpecVm suite runs with, carried by each suite's
+/// <c>[Config(typeof(BenchConfig))]</c> attribute so it applies under <see cref="BdnCommand"/>'s switcher and under
+/// <c>BenchmarkRunner.Run&lt;T&gt;()</c> alike:
 /// BenchmarkDotNet's default loggers, columns, validators and analysers, plus allocated bytes per operation, and the
 /// results as GitHub Markdown, CSV and JSON under <c>BenchmarkDotNet.Artifacts/results</c>.
 /// </summary>

@@ -44,6 +44,7 @@ public enum FaultKind
 [OpsPerSecondColumn]
 [MinColumn]
 [MedianColumn]
+[Config(typeof(BenchConfig))]
 public class FaultBenchmarks
 {
     /// <summary>Pages faulted per invocation (256 MiB).</summary>

@@ -23,6 +23,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// </remarks>
 [GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
+[Config(typeof(BenchConfig))]
 public unsafe class MachineBenchmarks
 {
     /// <summary>Operations per invocation of the looped benchmarks.</summary>

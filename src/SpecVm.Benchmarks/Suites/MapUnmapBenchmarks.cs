@@ -10,6 +10,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// the path-copying B-tree index, cost should grow no worse than logarithmically in the VMA count.
 /// </summary>
 [OpsPerSecondColumn]
+[Config(typeof(BenchConfig))]
 public class MapUnmapBenchmarks
 {
     private const int OpsPerInvoke = 64;

@@ -12,6 +12,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// </summary>
 [GroupBenchmarksBy(BenchmarkLogicalGroupRule.ByCategory)]
 [CategoriesColumn]
+[Config(typeof(BenchConfig))]
 public unsafe class PageKernelBenchmarks
 {
     private byte* _a;

@@ -18,6 +18,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// protocol. With 2 cores that is Targets = 1 (honest) and 3 (oversubscribed).
 /// </remarks>
 [OpsPerSecondColumn]
+[Config(typeof(BenchConfig))]
 public class ShootdownBenchmarks
 {
     private Machine _machine = null!;

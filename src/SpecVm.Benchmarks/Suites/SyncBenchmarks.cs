@@ -16,6 +16,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// </para>
 /// <para>Every method must report 0 B allocated: these are hot-path operations (DESIGN.md section 5).</para>
 /// </remarks>
+[Config(typeof(BenchConfig))]
 public class SyncBenchmarks
 {
     private const int Cpu = 0;

@@ -16,6 +16,7 @@ namespace SpecVm.Benchmarks.Suites;
 [OpsPerSecondColumn]
 [MinColumn]
 [MedianColumn]
+[Config(typeof(BenchConfig))]
 public class ThreadedFaultBenchmarks
 {
     /// <summary>Faults per invocation, split evenly over the threads.</summary>

@@ -10,6 +10,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// should stay flat-ish (O(log n), allocation-free) and an update (insert + remove of one VMA, published as two new
 /// roots) should grow no worse than logarithmically — a copy-on-write sorted array would grow linearly.
 /// </summary>
+[Config(typeof(BenchConfig))]
 public class VmaIndexBenchmarks
 {
     private Machine? _machine;

@@ -79,12 +79,16 @@ public sealed class ScalingExperiment
     public int TotalRuns => Plan().Count * _options.Repeats;
 
     /// <summary>Runs everything and returns the result.</summary>
-    /// <param name="cancellationToken">Stops between runs (the result then holds the points finished so far).</param>
+    /// <param name="cancellationToken">
+    /// Stops between runs: the result then holds the points finished so far (some with fewer repeats) and is marked
+    /// <see cref="ScalingResult.Partial"/>.
+    /// </param>
     public ScalingResult Run(CancellationToken cancellationToken = default)
     {
         var result = new ScalingResult
         {
             Machine = MachineInfoProbe.Collect(),
+            Runtime = MachineInfoProbe.CollectRuntime(),
             Settings = new ScalingSettings
             {
                 WarmupSeconds = _options.Warmup.TotalSeconds,
@@ -94,6 +98,8 @@ public sealed class ScalingExperiment
                 Strategies = _options.Strategies.Select(s => s.Name).ToList(),
                 ThreadCounts = _threads.ToList(),
                 Oversubscribe = _options.Oversubscribe,
+                Verify = _options.Verify,
+                TimeMode = "wall-clock",
             },
         };
         List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
@@ -130,6 +136,7 @@ public sealed class ScalingExperiment
             }
         }
 
+        result.Partial = done < total;
         result.Usl = FitAll(result.Points);
         result.CreatedUtc = DateTimeOffset.UtcNow;
         return result;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace SpecVm.Scaling;
@@ -7,10 +8,16 @@ namespace SpecVm.Scaling;
 /// The outcome of a <see cref="ScalingExperiment"/>: machine information, settings, one <see cref="ScalingPoint"/> per
 /// workload × strategy × thread count, and the USL fits. Serialised as JSON (camelCase) with a schema version.
 /// </summary>
+/// <remarks>
+/// Schema history (docs/results-schema.json describes the current version): 1, the first (a document without
+/// <c>schemaVersion</c> is read as 1); 2 adds what identifies a run — <see cref="Runtime"/> (build configuration, JIT
+/// and GC settings), <see cref="Partial"/>, the kernel release and CPU topology in <see cref="Machine"/>, and every
+/// workload-changing option in <see cref="Settings"/>. Older documents load with the newer fields null.
+/// </remarks>
 public sealed class ScalingResult
 {
     /// <summary>The JSON schema version this code writes.</summary>
-    public const int CurrentSchemaVersion = 1;
+    public const int CurrentSchemaVersion = 2;
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -20,9 +27,11 @@ public sealed class ScalingResult
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
-    /// <summary>The schema version of this document (required in JSON).</summary>
-    [JsonRequired]
+    /// <summary>The schema version of this document (1 when a document has none).</summary>
     public int SchemaVersion { get; set; } = CurrentSchemaVersion;
+
+    /// <summary>True when the run was interrupted (Ctrl-C): some points are missing or have fewer repeats.</summary>
+    public bool Partial { get; set; }
 
     /// <summary>When the experiment finished (UTC).</summary>
     public DateTimeOffset CreatedUtc { get; set; }
@@ -32,6 +41,9 @@ public sealed class ScalingResult
 
     /// <summary>How it was run.</summary>
     public ScalingSettings Settings { get; set; } = new();
+
+    /// <summary>The build and runtime that measured it (null in schema version 1).</summary>
+    public RuntimeSettings? Runtime { get; set; }
 
     /// <summary>The measured points.</summary>
     public List<ScalingPoint> Points { get; set; } = [];
@@ -57,7 +69,16 @@ public sealed class ScalingResult
         ScalingResult? r;
         try
         {
-            r = JsonSerializer.Deserialize<ScalingResult>(json, JsonOptions);
+            // A document without schemaVersion is version 1; one without points is not a result at all.
+            JsonObject document = JsonNode.Parse(json) as JsonObject
+                ?? throw new InvalidDataException("Not a SpecVm scaling result (not a JSON object).");
+            if (!document.ContainsKey("points"))
+            {
+                throw new InvalidDataException("Not a SpecVm scaling result (no points).");
+            }
+
+            document.TryAdd("schemaVersion", 1);
+            r = document.Deserialize<ScalingResult>(JsonOptions);
         }
         catch (JsonException e)
         {
@@ -66,7 +87,7 @@ public sealed class ScalingResult
 
         if (r == null || r.SchemaVersion < 1)
         {
-            throw new InvalidDataException("Not a SpecVm scaling result (no schemaVersion).");
+            throw new InvalidDataException("Not a SpecVm scaling result (schemaVersion below 1).");
         }
 
         if (r.SchemaVersion > CurrentSchemaVersion)
@@ -109,6 +130,58 @@ public sealed class ScalingSettings
 
     /// <summary>True when thread counts above the core count were allowed.</summary>
     public bool Oversubscribe { get; set; }
+
+    /// <summary>True when the model's invariants were checked after each run (null in schema version 1).</summary>
+    public bool? Verify { get; set; }
+
+    /// <summary>page-fault mapping size per round, MiB (null when not recorded).</summary>
+    public long? MappingMib { get; set; }
+
+    /// <summary>database-load bytes per loader, MiB (null when not recorded).</summary>
+    public long? SliceMib { get; set; }
+
+    /// <summary>database-load writer operations per second (null when not recorded).</summary>
+    public double? WriterOpsPerSecond { get; set; }
+
+    /// <summary>How time was measured: "wall-clock" (null in schema version 1, which knew only wall-clock).</summary>
+    public string? TimeMode { get; set; }
+
+    /// <summary>The virtual-time preset, for a future virtual-time mode; null for wall-clock runs.</summary>
+    public string? VirtualTimePreset { get; set; }
+
+    /// <summary>The seed of a seeded (virtual-time) run; null for wall-clock runs.</summary>
+    public long? Seed { get; set; }
+}
+
+/// <summary>The build and runtime settings that change what a measurement means.</summary>
+public sealed class RuntimeSettings
+{
+    /// <summary>The library's build configuration ("Release", "Debug"), from its AssemblyConfiguration attribute.</summary>
+    public string BuildConfiguration { get; set; } = string.Empty;
+
+    /// <summary>True when the JIT optimised the library (false for a Debug build: about 3x slower).</summary>
+    public bool JitOptimized { get; set; }
+
+    /// <summary>Tiered compilation (System.Runtime.TieredCompilation / DOTNET_TieredCompilation).</summary>
+    public bool TieredCompilation { get; set; }
+
+    /// <summary>Tiered profile-guided optimisation (System.Runtime.TieredPGO / DOTNET_TieredPGO).</summary>
+    public bool TieredPgo { get; set; }
+
+    /// <summary>Quick JIT for methods with loops (System.Runtime.TieredCompilation.QuickJitForLoops).</summary>
+    public bool QuickJitForLoops { get; set; }
+
+    /// <summary>True under the server garbage collector.</summary>
+    public bool ServerGc { get; set; }
+
+    /// <summary>True with background (concurrent) GC.</summary>
+    public bool ConcurrentGc { get; set; }
+
+    /// <summary>The GC latency mode.</summary>
+    public string GcLatencyMode { get; set; } = string.Empty;
+
+    /// <summary>Every DOTNET_* and COMPlus_* environment variable set for the process.</summary>
+    public Dictionary<string, string> Environment { get; set; } = [];
 }
 
 /// <summary>One workload × strategy × thread count, aggregated over its repeats.</summary>
@@ -192,6 +265,18 @@ public sealed class MachineInfo
 
     /// <summary>Logical processors in the machine.</summary>
     public int LogicalCores { get; set; }
+
+    /// <summary>Physical cores (distinct core ids per package in /proc/cpuinfo), or null when unknown.</summary>
+    public int? PhysicalCores { get; set; }
+
+    /// <summary>CPU packages (sockets), or null when unknown.</summary>
+    public int? Sockets { get; set; }
+
+    /// <summary>Hardware threads per core (2 with SMT siblings), or null when unknown.</summary>
+    public int? ThreadsPerCore { get; set; }
+
+    /// <summary>The kernel release (uname -r, from /proc/sys/kernel/osrelease), or null when unknown.</summary>
+    public string? KernelRelease { get; set; }
 
     /// <summary>Cores this process was allowed to use.</summary>
     public int AllowedCores { get; set; }

@@ -39,7 +39,7 @@ public class ScalingResultTests
     {
         ScalingResult a = Sample();
         string json = a.ToJson();
-        Assert.Contains("\"schemaVersion\": 1", json);
+        Assert.Contains($"\"schemaVersion\": {ScalingResult.CurrentSchemaVersion}", json);
         ScalingResult b = ScalingResult.FromJson(json);
         Assert.Equal(json, b.ToJson());
         Assert.Equal("Test CPU", b.Machine.CpuModel);
