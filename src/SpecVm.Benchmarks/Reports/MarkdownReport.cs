@@ -37,7 +37,23 @@ internal static class MarkdownReport
         List<int> threads = Series.ThreadCounts(r);
         sb.AppendLine("# SpecVm scaling report");
         sb.AppendLine();
+        if (r.Partial)
+        {
+            sb.AppendLine("> **Partial result:** the run was interrupted; points may have fewer repeats than asked for, and some may be missing.");
+            sb.AppendLine();
+        }
+
+        if (r.Runtime is { BuildConfiguration: "Debug" })
+        {
+            sb.AppendLine("> **Debug build:** measured with an unoptimised build of SpecVm (about 3× slower); do not compare with Release results.");
+            sb.AppendLine();
+        }
         sb.AppendLine(Inv, $"- Machine: {m.CpuModel}; {m.AllowedCores} usable of {m.LogicalCores} logical cores; {m.MemoryBytes / (1L << 30)} GiB; {m.Os}; {m.DotNet}");
+        if (m.KernelRelease is { Length: > 0 } || r.Runtime != null)
+        {
+            sb.AppendLine(Inv, $"- Kernel {m.KernelRelease ?? "unknown"}; build {r.Runtime?.BuildConfiguration ?? "unknown"}; tiered PGO {(r.Runtime?.TieredPgo == true ? "on" : "off")}; server GC {(r.Runtime?.ServerGc == true ? "on" : "off")}");
+        }
+
         sb.AppendLine(Inv, $"- Commit: {m.GitCommit ?? "unknown"}{(m.GitDirty == true ? " (with uncommitted changes)" : string.Empty)}; finished {r.CreatedUtc:u}");
         sb.AppendLine(Inv, $"- Runs: {s.WarmupSeconds:0.###} s warm-up, {s.DurationSeconds:0.###} s measured, {s.Repeats} repeats per point (mean ± sample standard deviation, SD); threads {string.Join(", ", threads)}");
         sb.AppendLine("- Each thread is one simulated CPU pinned to one core; `native (kernel)` runs the same loop on the real kernel (mmap/munmap/madvise): real page faults, on its own scale, never a ratio to the model.");

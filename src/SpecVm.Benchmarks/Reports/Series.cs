@@ -98,7 +98,10 @@ internal static class Series
         ScalingSettings s = r.Settings;
         string commit = m.GitCommit is { Length: > 0 } c ? c[..Math.Min(12, c.Length)] + (m.GitDirty == true ? "+dirty" : string.Empty) : "commit unknown";
         double measured = r.Points.Sum(p => p.MeasuredSeconds);
-        return string.Create(Inv, $"{m.CpuModel}, {m.AllowedCores}/{m.LogicalCores} cores, {m.Os}, {m.DotNet} | {commit} | {r.CreatedUtc:yyyy-MM-dd HH:mm}Z | "
-            + $"{s.DurationSeconds:0.###} s × {s.Repeats} per point, {measured / 60:0.0} min measured");
+        string kernel = m.KernelRelease is { Length: > 0 } k ? $"Linux {k}" : m.Os;
+        string build = r.Runtime is { BuildConfiguration.Length: > 0 } rt ? $", {rt.BuildConfiguration}{(rt.BuildConfiguration == "Debug" ? " (NOT an optimised build)" : string.Empty)}" : string.Empty;
+        string partial = r.Partial ? " | PARTIAL (interrupted)" : string.Empty;
+        return string.Create(Inv, $"{m.CpuModel}, {m.AllowedCores}/{m.LogicalCores} cores, {kernel}, {m.DotNet}{build} | {commit} | {r.CreatedUtc:yyyy-MM-dd HH:mm}Z | "
+            + $"{s.DurationSeconds:0.###} s × {s.Repeats} per point, {measured / 60:0.0} min measured{partial}");
     }
 }
