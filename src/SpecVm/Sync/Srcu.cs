@@ -342,6 +342,8 @@ public sealed class Srcu : IDisposable
     /// <exception cref="AggregateException">Callbacks threw (or their grace period failed) since the last report: one
     /// inner exception each. They are reported once; the domain keeps working.</exception>
     /// <exception cref="InvalidOperationException">Called from a deferred callback (it would wait for itself).</exception>
+    /// <exception cref="HungTaskException">The wait outlasted twice <see cref="WatchdogTimeout"/> (a callback that does
+    /// not return).</exception>
     public void Barrier()
     {
         // Acquire read of the worker, which Defer publishes under _queueLock: a stale null only means the caller is not
@@ -352,12 +354,21 @@ public sealed class Srcu : IDisposable
         }
 
         List<Exception>? errors;
+        long start = Stopwatch.GetTimestamp();
         lock (_queueLock)
         {
             long target = _queuedBatches;
             while (_doneBatches < target)
             {
-                Monitor.Wait(_queueLock);
+                // Woken by the worker after each batch; the timed wait is only the watchdog's clock (a callback that
+                // never returns would otherwise hang every Barrier silently). Twice the timeout: the batch's grace
+                // period has a watchdog of its own, whose report (the dropped batch) should win when it is the cause.
+                Monitor.Wait(_queueLock, 100);
+                long waited = Stopwatch.GetTimestamp() - start;
+                if (_doneBatches < target && waited / 2 > _watchdogTicks)
+                {
+                    ThrowHung($"SRCU deferred callbacks to finish ({target - _doneBatches} batch(es) left; a callback that never returns, or a read section left open)", waited);
+                }
             }
 
             errors = _unreportedErrors;
@@ -448,7 +459,8 @@ public sealed class Srcu : IDisposable
         }
     }
 
-    /// <summary>Runs the callbacks still queued (after a grace period), stops the worker and frees the slots.</summary>
+    /// <summary>Runs the callbacks still queued (after a grace period), stops the worker and frees the slots. Waits for
+    /// the worker: with a read section left open and the watchdog off (Release), that wait does not end.</summary>
     public void Dispose()
     {
         Thread? worker;

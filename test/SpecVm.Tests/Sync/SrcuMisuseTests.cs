@@ -167,6 +167,19 @@ public sealed class SrcuMisuseTests
     }
 
     [Fact]
+    public void ABarrierBehindACallbackThatNeverReturnsThrowsHungTaskAfterTheWatchdog()
+    {
+        var release = new ManualResetEventSlim();
+        using var srcu = new Srcu(1) { WatchdogTimeout = TimeSpan.FromMilliseconds(300) };
+        srcu.Defer(static s => ((ManualResetEventSlim)s!).Wait(), release);
+
+        Assert.Throws<HungTaskException>(srcu.Barrier);
+
+        release.Set();
+        srcu.Barrier(); // The callback returned: the batch completes and nothing is left to report.
+    }
+
+    [Fact]
     public void UseAfterDisposeThrowsObjectDisposed()
     {
         var srcu = new Srcu(1);
