@@ -180,6 +180,20 @@ public sealed class SrcuMisuseTests
     }
 
     [Fact]
+    public void AWaiterThatThrowsDuringAGracePeriodReleasesTheMutexAndTheNextGracePeriodEnds()
+    {
+        using var srcu = new Srcu(2);
+        int idx = srcu.ReadLock(1);
+        var throwing = new CountingSpinWaiter { OnRelax = static () => throw new TimeZoneNotFoundException("IPI handler failed") };
+
+        Assert.Throws<TimeZoneNotFoundException>(() => srcu.Synchronize(throwing));
+
+        srcu.ReadUnlock(1, idx);
+        Assert.True(Task.Run(() => srcu.Synchronize()).Wait(TestThreads.Bound), "The grace period after a failed one hung.");
+        Assert.Equal(1, srcu.GracePeriods);
+    }
+
+    [Fact]
     public void UseAfterDisposeThrowsObjectDisposed()
     {
         var srcu = new Srcu(1);
