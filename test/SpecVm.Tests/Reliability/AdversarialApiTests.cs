@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CsCheck;
+using SpecVm.Mm;
 using SpecVm.Smp;
 using SpecVm.Tests.Mm;
 using Xunit.Abstractions;
@@ -107,4 +108,41 @@ public sealed class AdversarialApiTests(ITestOutputHelper output)
             $"excluded kinds: {(KnownOpenMisuse.Count == 0 ? "none" : string.Join(", ", KnownOpenMisuse))}");
         Assert.True(run >= 20, $"Only {run} sequences ran inside the budget: the suite checks too little.");
     }
+    [Fact]
+    public void TheHarnessCatchesAStepThatThrowsADocumentedExceptionAfterChangingTheModel()
+    {
+        using Machine foreign = TestMachines.Create(cpus: 1, memoryMiB: 4);
+        using var harness = new AdversarialHarness(foreign, strategy: 0);
+        var e = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => harness.Run([Plant(AdversarialOpKind.PlantMapThenThrow)]));
+        Assert.Contains("changed the model", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheHarnessCatchesAStepThatHangs()
+    {
+        using Machine foreign = TestMachines.Create(cpus: 1, memoryMiB: 4);
+        using var harness = new AdversarialHarness(foreign, strategy: 0, stepBound: TimeSpan.FromMilliseconds(200));
+        var e = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => harness.Run([Plant(AdversarialOpKind.PlantHang)]));
+        Assert.Contains("hung", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheHarnessCatchesAnUndocumentedExceptionAndSilentlyAcceptedMisuse()
+    {
+        using Machine foreign = TestMachines.Create(cpus: 1, memoryMiB: 4);
+        using (var harness = new AdversarialHarness(foreign, strategy: 1))
+        {
+            var e = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => harness.Run([Plant(AdversarialOpKind.PlantUndocumentedException)]));
+            Assert.Contains("undocumented NullReferenceException", e.Message, StringComparison.Ordinal);
+        }
+
+        using (var harness = new AdversarialHarness(foreign, strategy: 2))
+        {
+            var e = Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => harness.Run([Plant(AdversarialOpKind.PlantAcceptedMisuse)]));
+            Assert.Contains("accepted silently", e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    private static AdversarialOp Plant(AdversarialOpKind kind) =>
+        new(kind, 0, new Where(false, 0, AddressSpace.MmapBase), 4096, 0, 0, 0, kind);
 }

@@ -12,8 +12,8 @@ namespace SpecVm.Tests.Reliability;
 /// </summary>
 internal sealed class AdversarialHarness : IDisposable
 {
-    /// <summary>A step that takes longer than this counts as a hang.</summary>
-    public static readonly TimeSpan StepBound = TimeSpan.FromSeconds(10);
+    /// <summary>A step that takes longer than this counts as a hang (by default).</summary>
+    public static readonly TimeSpan DefaultStepBound = TimeSpan.FromSeconds(10);
 
     private const int Cpus = 2;
     private const long FilePages = 16;
@@ -26,11 +26,12 @@ internal sealed class AdversarialHarness : IDisposable
     private bool _mmDisposed;
     private bool _fileDisposed;
     private bool _machineDisposed;
-    private bool _hung;
+    private Task? _hungStep;
 
-    public AdversarialHarness(Machine foreign, int strategy)
+    public AdversarialHarness(Machine foreign, int strategy, TimeSpan? stepBound = null)
     {
         _foreign = foreign;
+        StepBound = stepBound ?? DefaultStepBound;
         _machine = new Machine(new MachineOptions
         {
             CpuCount = Cpus,
@@ -42,6 +43,9 @@ internal sealed class AdversarialHarness : IDisposable
         _mm = new AddressSpace(_machine, TestStrategy(strategy));
         _file = new SimFile(_machine, FilePages * 4096);
     }
+
+    /// <summary>A step that takes longer than this counts as a hang.</summary>
+    public TimeSpan StepBound { get; }
 
     /// <summary>Steps that ended with a documented exception (the model unchanged).</summary>
     public int Refused { get; private set; }
@@ -72,9 +76,9 @@ internal sealed class AdversarialHarness : IDisposable
     /// <summary>Tears down what is left (address space, then file, then machine) and checks every frame came back.</summary>
     public void Dispose()
     {
-        if (_hung)
+        if (_hungStep != null && !_hungStep.Wait(StepBound * 5))
         {
-            return; // A CPU is stuck: the machine cannot be stopped; the test has failed already.
+            return; // A CPU is stuck for good: the machine cannot be stopped; the test has failed already.
         }
 
         if (!_machineDisposed)
@@ -107,10 +111,10 @@ internal sealed class AdversarialHarness : IDisposable
         }
 
         string before = Fingerprint();
-        Exception? error = Execute(op, out bool timedOut);
-        if (timedOut)
+        Exception? error = Execute(op, out Task? hung);
+        if (hung != null)
         {
-            _hung = true;
+            _hungStep = hung;
             Assert.Fail($"Step {index} {op} hung (no result within {StepBound.TotalSeconds} s).");
         }
 
@@ -145,7 +149,7 @@ internal sealed class AdversarialHarness : IDisposable
     private static bool IsMisuseOnly(AdversarialOpKind kind) => kind is AdversarialOpKind.SrcuDoubleUnlock or AdversarialOpKind.SrcuUnlockWrongIndex
         or AdversarialOpKind.SrcuSynchronizeInsideSection or AdversarialOpKind.SrcuThrowingCallback or AdversarialOpKind.SrcuBadCpu
         or AdversarialOpKind.RwsemExtraExit or AdversarialOpKind.RwsemWriteWithIrqsOffWhileReadHeld or AdversarialOpKind.ForeignCpu
-        or AdversarialOpKind.FromNonCpuThread;
+        or AdversarialOpKind.FromNonCpuThread or AdversarialOpKind.PlantAcceptedMisuse;
 
     /// <summary>The documented refusals: the ArgumentException family, InvalidOperationException (ObjectDisposedException
     /// included), SynchronizationLockException from the mmap lock, and Barrier's AggregateException of callback failures.</summary>
@@ -156,9 +160,9 @@ internal sealed class AdversarialHarness : IDisposable
         _ => false,
     };
 
-    private Exception? Execute(AdversarialOp op, out bool timedOut)
+    private Exception? Execute(AdversarialOp op, out Task? hung)
     {
-        timedOut = false;
+        hung = null;
         Task task;
         try
         {
@@ -181,7 +185,7 @@ internal sealed class AdversarialHarness : IDisposable
         {
             if (!task.Wait(StepBound))
             {
-                timedOut = true;
+                hung = task;
                 return null;
             }
 
@@ -316,6 +320,16 @@ internal sealed class AdversarialHarness : IDisposable
                 }
 
                 break;
+            case AdversarialOpKind.PlantMapThenThrow:
+                _mm.Map(cpu, 4096, Protection.Read);
+                throw new ArgumentException("planted: refused after the change", nameof(op));
+            case AdversarialOpKind.PlantHang:
+                Thread.Sleep(StepBound * 3);
+                break;
+            case AdversarialOpKind.PlantUndocumentedException:
+                throw new NullReferenceException("planted");
+            case AdversarialOpKind.PlantAcceptedMisuse:
+                break; // A misuse-only kind that returns normally, as a missing argument check would.
             default:
                 throw new InvalidOperationException($"Harness bug: {op.Kind} cannot be applied directly.");
         }

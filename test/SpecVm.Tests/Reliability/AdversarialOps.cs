@@ -29,6 +29,12 @@ internal enum AdversarialOpKind
     SrcuBadCpu,
     RwsemExtraExit,
     RwsemWriteWithIrqsOffWhileReadHeld,
+
+    // Planted bugs, never generated: the harness's own tests use them to see each property catch what it exists for.
+    PlantMapThenThrow,
+    PlantHang,
+    PlantUndocumentedException,
+    PlantAcceptedMisuse,
 }
 
 /// <summary>
@@ -112,7 +118,7 @@ internal static class AdversarialGen
     public static Gen<AdversarialOpKind> Kinds(IReadOnlySet<AdversarialOpKind> excluded)
     {
         (int, AdversarialOpKind)[] weighted = Enum.GetValues<AdversarialOpKind>()
-            .Where(k => !excluded.Contains(k))
+            .Where(k => !excluded.Contains(k) && k < AdversarialOpKind.PlantMapThenThrow)
             .Select(k => (Weight(k), k))
             .ToArray();
         return Gen.Frequency(weighted);
