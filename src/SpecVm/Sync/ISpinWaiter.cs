@@ -21,4 +21,11 @@ public interface ISpinWaiter
 
     /// <summary>Called right after the waiter wakes up from sleeping.</summary>
     void FinishBlock();
+
+    /// <summary>
+    /// The id of the CPU that waits, or -1 (the default) when the waiter is not one of a machine's CPUs. With it,
+    /// <see cref="Srcu.Synchronize"/> refuses to wait on a CPU that is inside a read section of that domain (it would
+    /// wait for itself forever). A machine's <c>Cpu</c> implements it with its own <c>Id</c>.
+    /// </summary>
+    int Id => -1;
 }

@@ -25,6 +25,14 @@ namespace SpecVm.Sync;
 /// <see cref="SpinIterations"/> rounds, then sleeps on a monitor; releasers wake sleepers only when the sleeper count
 /// says there are any (a Dekker pair of full fences makes that check race-free).
 /// </para>
+/// <para>
+/// Misuse and failures: a waiter that leaves by an exception (its <see cref="ISpinWaiter"/> threw, for instance a CPU
+/// that would sleep with interrupts disabled, or the watchdog fired) undoes its waiting-writer registration before the
+/// exception leaves, so readers proceed and the lock is exactly as if the waiter had never come. A wait longer than
+/// <see cref="WatchdogTimeout"/> throws <see cref="HungTaskException"/> (on by default in Debug builds only; in Release
+/// a wait is unbounded, as <c>down_write</c>'s is). Releasing what is not held throws
+/// <see cref="SynchronizationLockException"/> and leaves the count word as it was.
+/// </para>
 /// </remarks>
 public sealed class RwSemaphore
 {
@@ -44,6 +52,23 @@ public sealed class RwSemaphore
     private readonly object _sleepLock = new();
     private int _sleepers;
     private int _writerOwnerThread;
+    private long _watchdogTicks = Watchdog.ToTicks(Watchdog.DefaultTimeout);
+    private TimeSpan _watchdogTimeout = Watchdog.DefaultTimeout;
+
+    /// <summary>
+    /// How long a waiter may wait before it gives up with <see cref="HungTaskException"/> (checked once it sleeps, so
+    /// the spin phase stays free of clock reads); <see cref="Timeout.InfiniteTimeSpan"/> waits forever. Defaults to
+    /// <see cref="Watchdog.DefaultTimeout"/>: 30 s in Debug builds, infinite in Release.
+    /// </summary>
+    public TimeSpan WatchdogTimeout
+    {
+        get => _watchdogTimeout;
+        set
+        {
+            _watchdogTicks = Watchdog.ToTicks(value);
+            _watchdogTimeout = value;
+        }
+    }
 
     /// <summary>Read acquisitions so far.</summary>
     public long ReadAcquisitions => Volatile.Read(ref _hot.ReadAcquisitions);
@@ -130,7 +155,7 @@ public sealed class RwSemaphore
         while (!TryEnterReadNoCount())
         {
             // The wake-up condition reads the count with acquire; TryEnterReadNoCount's CAS is what claims the lock.
-            Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0);
+            Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
         }
 
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
@@ -213,23 +238,40 @@ public sealed class RwSemaphore
 
         // Announce ourselves (full fence): from now on new readers back off (writer preference).
         Interlocked.Add(ref _hot.Count, WaitingWriterUnit);
-        int spins = 0;
-        while (true)
+        bool acquired = false;
+        try
         {
-            // Acquire read of the count: only a hint; the CAS below is what claims the lock.
-            long count = Volatile.Read(ref _hot.Count);
-            if ((count & (WriterLocked | ReaderMask)) == 0)
+            int spins = 0;
+            while (true)
             {
-                // CAS (full fence): turn our waiting unit into the lock in one step, so no reader slips in between.
-                if (Interlocked.CompareExchange(ref _hot.Count, count - WaitingWriterUnit + WriterLocked, count) == count)
+                // Acquire read of the count: only a hint; the CAS below is what claims the lock.
+                long count = Volatile.Read(ref _hot.Count);
+                if ((count & (WriterLocked | ReaderMask)) == 0)
                 {
-                    break;
+                    // CAS (full fence): turn our waiting unit into the lock in one step, so no reader slips in between.
+                    if (Interlocked.CompareExchange(ref _hot.Count, count - WaitingWriterUnit + WriterLocked, count) == count)
+                    {
+                        acquired = true;
+                        break;
+                    }
+
+                    continue; // The count moved (a reader backed out, another writer announced): look again.
                 }
 
-                continue; // The count moved (a reader backed out, another writer announced): look again.
+                Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | ReaderMask)) == 0, start, "the mmap lock for write");
             }
-
-            Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | ReaderMask)) == 0);
+        }
+        finally
+        {
+            if (!acquired)
+            {
+                // Leaving by an exception (the waiter threw, the watchdog fired): withdraw our waiting unit (full
+                // fence), or readers would back off for good and every later fault would hang behind a phantom writer.
+                // Readers that backed off because of us may be asleep: wake them (WakeSleepers reads _sleepers after
+                // this fence, the Dekker pair described in Wait).
+                Interlocked.Add(ref _hot.Count, -WaitingWriterUnit);
+                WakeSleepers();
+            }
         }
 
         OnWriteAcquired();
@@ -292,7 +334,7 @@ public sealed class RwSemaphore
         WakeSleepers();
     }
 
-    private void Wait(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo)
+    private void Wait(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo, long start, string what)
     {
         if (spins < SpinIterations)
         {
@@ -300,6 +342,13 @@ public sealed class RwSemaphore
             CpuRelax.Pause();
             waiter?.Relax();
             return;
+        }
+
+        // The watchdog looks at the clock only here, once per sleep (at most every 50 ms), never while spinning.
+        long waited = Stopwatch.GetTimestamp() - start;
+        if (waited > _watchdogTicks)
+        {
+            ThrowHung(what, waited);
         }
 
         waiter?.PrepareToBlock();
@@ -333,6 +382,13 @@ public sealed class RwSemaphore
 
         spins = 0;
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowHung(string what, long waitedTicks) =>
+        throw new HungTaskException(
+            $"{what} (readers inside: {ReaderCount}, writer holds it: {IsWriteLocked}, writers waiting: {WaitingWriters}); " +
+            "a holder that never releases (a missing ExitRead/ExitWrite) or a deadlock with the waiter's own hold",
+            Stopwatch.GetElapsedTime(0, waitedTicks));
 
     private void WakeSleepers()
     {
