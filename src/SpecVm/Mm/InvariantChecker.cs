@@ -17,7 +17,8 @@ namespace SpecVm.Mm;
 /// </para>
 /// <para>
 /// The frame balance is machine-wide: the census of frame states is compared with what the given address spaces map
-/// and the given files cache, so pass every live address space and every live file of the machine. The overloads
+/// and the given files cache, so pass every live address space and every live file of the machine (a disposed file
+/// that is still mapped is live: its page cache stays until the last mapping goes). The overloads
 /// taking one <see cref="AddressSpace"/> assume it is the machine's only one.
 /// </para>
 /// <para>
