@@ -228,6 +228,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         CheckRange(start, length, nameof(start));
         ulong end = start + length;
         WriteLock(cpu);
+        bool downgraded = false;
         try
         {
             var old = new List<Vma>();
@@ -263,6 +264,23 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
             ulong zapStart = Math.Max(start, old[0].Start);
             ulong zapEnd = Math.Min(end, old[^1].End);
+
+            // The hole is free again: let the next top-down placement find it (Linux searches for the highest gap
+            // below mmap_base; without this, map/unmap loops march down the address space and every step needs new
+            // upper-level page tables). Under the write lock: Map reads the hint under it.
+            if (zapEnd <= MmapBase && zapEnd > _mmapHint)
+            {
+                _mmapHint = zapEnd;
+            }
+
+            if (_options.DowngradeOnUnmap)
+            {
+                // The VMAs are detached and the new index is published: the rest needs no write lock (Linux 4.20+
+                // zaps under the read lock). Faults in other VMAs proceed; no writer can enter until we are done,
+                // and no fault can reach the detached range, so the page tables freed below stay unreachable.
+                DowngradeToRead(cpu);
+                downgraded = true;
+            }
 
             // Zap VMA by VMA, not the whole span: only VMAs have pages, and a sparse range (say, all of user space)
             // would otherwise cost a walk per 2 MiB of it, under the mmap lock (Linux's unmap_vmas goes VMA by VMA).
@@ -333,18 +351,17 @@ public sealed unsafe partial class AddressSpace : IDisposable
             {
                 EndChangeAndRetire(v);
             }
-
-            // The hole is free again: let the next top-down placement find it (Linux searches for the highest gap
-            // below mmap_base; without this, map/unmap loops march down the address space and every step needs new
-            // upper-level page tables, which are never freed).
-            if (zapEnd <= MmapBase && zapEnd > _mmapHint)
-            {
-                _mmapHint = zapEnd;
-            }
         }
         finally
         {
-            WriteUnlock(cpu);
+            if (downgraded)
+            {
+                _mmapLock.ExitRead();
+            }
+            else
+            {
+                WriteUnlock(cpu);
+            }
         }
     }
 
@@ -688,6 +705,20 @@ public sealed unsafe partial class AddressSpace : IDisposable
         // at once, before the mmap lock itself is released.
         Volatile.Write(ref _lockSeq.Value, _lockSeq.Value + 1);
         _mmapLock.ExitWrite();
+    }
+
+    /// <summary>
+    /// Turns this CPU's write hold into a read hold (Linux <c>mmap_write_downgrade</c>, which also ends every VMA write
+    /// lock of the section: <c>vma_end_write_all</c>).
+    /// </summary>
+    private void DowngradeToRead(Cpu cpu)
+    {
+        cpu.Count(CpuCounter.MmapWriteHoldTicks, Stopwatch.GetTimestamp() - _writeStart);
+
+        // Release (as WriteUnlock): every VMA marked in this write section becomes read-lockable again before readers
+        // may enter; the detached ones are refused by their Detached flag, set before this.
+        Volatile.Write(ref _lockSeq.Value, _lockSeq.Value + 1);
+        _mmapLock.DowngradeWrite();
     }
 
     /// <summary>Takes the mmap lock for read on behalf of <paramref name="cpu"/>, counting waits.</summary>

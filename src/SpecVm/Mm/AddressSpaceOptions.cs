@@ -24,6 +24,14 @@ public sealed class AddressSpaceOptions
     /// </summary>
     public bool TargetedShootdowns { get; set; }
 
+    /// <summary>
+    /// munmap downgrades the mmap lock to read once the VMAs are detached, and zaps, shoots down and frees page tables
+    /// under the read lock (Linux since 4.20, commit dd2283f2605e "mm: mmap: zap pages with read mmap_sem in munmap";
+    /// 6.x <c>vms_complete_munmap_vmas</c>), so faults in other VMAs go on meanwhile. False holds the write lock
+    /// through all of it, as the 4.14 kernels of the 2017 speculative series did. Default true.
+    /// </summary>
+    public bool DowngradeOnUnmap { get; set; } = true;
+
     internal void Validate()
     {
         if (ZapBatchPages < 1 || ZapBatchPages > 1 << 20)
