@@ -97,6 +97,7 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
         var sem = new RwSemaphore();
         long[] acquisitions = new long[Readers];
         int stop = 0;
+        int inside = 0;
         var readers = new TestThread[Readers];
         for (int r = 0; r < Readers; r++)
         {
@@ -107,7 +108,9 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                 while (Volatile.Read(ref stop) == 0)
                 {
                     sem.EnterRead();
+                    Interlocked.Increment(ref inside);
                     TestThreads.Spin(rng.Next(50, 200)); // Long read sections, so readers overlap and the count rarely drops to zero.
+                    Interlocked.Decrement(ref inside);
                     sem.ExitRead();
                     Interlocked.Increment(ref acquisitions[id]);
                 }
@@ -123,9 +126,21 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                 long before = Snapshot(acquisitions).Sum();
                 var sw = Stopwatch.StartNew();
                 sem.EnterWrite();
-                waits.Add(sw.Elapsed.TotalMilliseconds);
-                Assert.Equal(0, sem.ReaderCount);
-                sem.ExitWrite();
+                int readersInside;
+                try
+                {
+                    waits.Add(sw.Elapsed.TotalMilliseconds);
+
+                    // Readers inside their sections, counted by themselves (ReaderCount is a racy view of the count
+                    // word, which includes a reader's optimistic fetch-add before it backs out).
+                    readersInside = Volatile.Read(ref inside);
+                }
+                finally
+                {
+                    sem.ExitWrite(); // Released before any assertion, so a failure cannot leave the readers blocked.
+                }
+
+                Assert.Equal(0, readersInside);
                 Assert.True(sw.Elapsed < TestThreads.Bound, $"The writer needed {sw.Elapsed.TotalMilliseconds:F0} ms to get in past arriving readers.");
 
                 // Readers really keep arriving between the writes (or the test would measure nothing).
