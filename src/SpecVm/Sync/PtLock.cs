@@ -71,6 +71,10 @@ internal struct PtLock
             throw new SynchronizationLockException($"PtLock: owner {owner} tried to take a lock it already holds (self-deadlock).");
         }
 
+        // The hung-task watchdog (Debug: Watchdog.DefaultTimeout; Release: none, as spin_lock): the clock is read
+        // every 65,536 spins only. A spin with interrupts off is caught sooner by the CPU's hard-lockup watchdog.
+        long start = 0;
+        uint spins = 0;
         while (true)
         {
             // Spin on a plain (acquire) read until the lock looks free, then try to claim it: test-and-test-and-set.
@@ -78,6 +82,10 @@ internal struct PtLock
             {
                 CpuRelax.Pause();
                 waiter?.Relax();
+                if ((++spins & 0xFFFF) == 0)
+                {
+                    CheckWatchdog(ref start);
+                }
             }
 
             // CAS (full fence): claims the lock and orders the critical section after it, as in TryLock.
@@ -85,6 +93,25 @@ internal struct PtLock
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>The spin watchdog's limit in Stopwatch ticks (tests shorten it; <see cref="Watchdog.DefaultTimeout"/> otherwise).</summary>
+    internal static long WatchdogTicks { get; set; } = Watchdog.ToTicks(Watchdog.DefaultTimeout);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private readonly void CheckWatchdog(ref long start)
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (start == 0)
+        {
+            start = now;
+        }
+        else if (now - start > WatchdogTicks)
+        {
+            throw new HungTaskException(
+                $"PtLock: spinning for the page-table lock held by owner {Volatile.Read(in _owner) - 1} (an unlock that never came)",
+                System.Diagnostics.Stopwatch.GetElapsedTime(start, now));
         }
     }
 

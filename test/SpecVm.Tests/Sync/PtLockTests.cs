@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using SpecVm.Sync;
 using Xunit.Abstractions;
 
@@ -183,6 +184,37 @@ public sealed class PtLockTests(ITestOutputHelper output)
 
     /// <summary>Holds the mutable lock struct in a field, as the page-frame metadata will.</summary>
     private sealed class LockBox
+    {
+        public PtLock Lock;
+    }
+
+    [Fact]
+    public void ASpinOnALockThatIsNeverReleasedEndsWithTheHungTaskWatchdog()
+    {
+        long saved = PtLock.WatchdogTicks;
+        var box = new PtLockBox();
+        box.Lock.Lock(0, null); // Owner 0 takes it and never unlocks.
+        try
+        {
+            PtLock.WatchdogTicks = Stopwatch.Frequency / 5; // 200 ms instead of the default.
+            var t = new TestThread("spinner", () =>
+            {
+                var e = Assert.Throws<HungTaskException>(() => box.Lock.Lock(1, null));
+                Assert.Contains("owner 0", e.Message);
+            });
+            t.Join();
+        }
+        finally
+        {
+            PtLock.WatchdogTicks = saved;
+            box.Lock.Unlock(0);
+        }
+
+        box.Lock.Lock(1, null); // The lock is intact after the watchdog fired.
+        box.Lock.Unlock(1);
+    }
+
+    private sealed class PtLockBox
     {
         public PtLock Lock;
     }
