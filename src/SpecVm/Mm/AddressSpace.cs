@@ -725,11 +725,11 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// <param name="cpu">The CPU.</param>
     internal void ReadLockMm(Cpu cpu)
     {
-        if (!_mmapLock.TryEnterRead())
+        // down_read: one fetch-add on the fast path (no CAS loop first); the clock is read only if we waited.
+        long waited = _mmapLock.EnterReadTimed(cpu);
+        if (waited != 0)
         {
-            long t0 = Stopwatch.GetTimestamp();
-            _mmapLock.EnterRead(cpu);
-            cpu.Count(CpuCounter.MmapWaitTicks, Stopwatch.GetTimestamp() - t0);
+            cpu.Count(CpuCounter.MmapWaitTicks, waited);
         }
 
         if (Volatile.Read(ref _disposed) != 0)

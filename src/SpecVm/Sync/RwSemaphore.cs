@@ -139,6 +139,34 @@ public sealed class RwSemaphore
         Interlocked.Increment(ref _hot.ReadAcquisitions);
     }
 
+    /// <summary>
+    /// As <see cref="EnterRead"/> (one fetch-add on the fast path, as <c>down_read</c>), returning the Stopwatch ticks it
+    /// waited: 0 on the fast path, so a caller that accounts waits per CPU reads no clock unless it waited.
+    /// </summary>
+    /// <param name="waiter">Served while spinning; told before and after sleeping; may be null.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal long EnterReadTimed(ISpinWaiter? waiter)
+    {
+        // Full fence (fetch-add), as in EnterRead: claims a reader slot optimistically and orders the section after it.
+        long count = Interlocked.Add(ref _hot.Count, ReaderUnit);
+        if ((count & (WriterLocked | WaitingWriterMask)) != 0)
+        {
+            return EnterReadSlowTimed(waiter);
+        }
+
+        // Statistics only (same line as the count word, already exclusive here): atomic so no increment is lost.
+        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        return 0;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long EnterReadSlowTimed(ISpinWaiter? waiter)
+    {
+        long start = Stopwatch.GetTimestamp();
+        EnterReadSlow(waiter);
+        return Math.Max(1, Stopwatch.GetTimestamp() - start);
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void EnterReadSlow(ISpinWaiter? waiter)
     {

@@ -373,6 +373,27 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
         AssertFree(sem);
     }
 
+    [Fact]
+    public void TimedReadEntryIsFreeUncontendedAndReportsTheWaitBehindAWriter()
+    {
+        var sem = new RwSemaphore();
+        Assert.Equal(0, sem.EnterReadTimed(null)); // Fast path: one fetch-add, no clock read.
+        sem.ExitRead();
+
+        sem.EnterWrite();
+        long waited = -1;
+        var reader = new TestThread("timed reader", () =>
+        {
+            waited = sem.EnterReadTimed(null);
+            sem.ExitRead();
+        });
+        Thread.Sleep(50);
+        sem.ExitWrite();
+        reader.Join();
+        Assert.True(waited >= Stopwatch.Frequency / 100, $"The reader waited about 50 ms behind the writer but reported {waited} ticks.");
+        Assert.Equal(0, sem.ReaderCount);
+    }
+
     private static long[] Snapshot(long[] counters)
     {
         long[] copy = new long[counters.Length];
