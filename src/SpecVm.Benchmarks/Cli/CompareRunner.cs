@@ -31,7 +31,7 @@ internal static class CompareRunner
         IReadOnlyList<ResultIdentity.Difference> differences = ResultIdentity.Compare(baseline, candidate);
         foreach (ResultIdentity.Difference d in differences)
         {
-            Console.Error.WriteLine($"warning: {d.What} differs: A {d.Baseline}, B {d.Candidate}{(d.Blocking ? string.Empty : " (a different machine: compared anyway)")}");
+            Console.Error.WriteLine($"warning: {d.What} differs: A {d.Baseline}, B {d.Candidate}{(d.Blocking ? string.Empty : d.What.StartsWith("settings.", StringComparison.Ordinal) ? " (a model variant: compared anyway)" : " (a different machine: compared anyway)")}");
         }
 
         foreach ((string name, ScalingResult r) in new[] { ("A", baseline), ("B", candidate) })

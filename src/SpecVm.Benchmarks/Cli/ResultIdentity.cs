@@ -36,6 +36,11 @@ internal static class ResultIdentity
         Check("settings.mappingMib", sa.MappingMib, sb.MappingMib, true);
         Check("settings.sliceMib", sa.SliceMib, sb.SliceMib, true);
         Check("settings.writerOpsPerSecond", sa.WriterOpsPerSecond, sb.WriterOpsPerSecond, true);
+
+        // Model variants: comparing them is the point (with and without targeted shootdowns, or the 4.14 munmap), so a
+        // difference is noted, never refused.
+        Check("settings.targetedShootdowns", sa.TargetedShootdowns, sb.TargetedShootdowns, false);
+        Check("settings.downgradeOnUnmap", sa.DowngradeOnUnmap, sb.DowngradeOnUnmap, false);
         Check("settings.timeMode", sa.TimeMode ?? "wall-clock", sb.TimeMode ?? "wall-clock", true);
         Check("settings.virtualTimePreset", sa.VirtualTimePreset ?? "none", sb.VirtualTimePreset ?? "none", true);
         Check("settings.seed", sa.Seed, sb.Seed, true);

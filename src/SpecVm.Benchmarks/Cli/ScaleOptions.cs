@@ -24,6 +24,8 @@ internal sealed class ScaleOptions
     private Option<string?> _out = null!;
     private Option<bool> _oversubscribe = null!;
     private Option<bool> _verify = null!;
+    private Option<bool> _targeted = null!;
+    private Option<bool> _noDowngrade = null!;
     private Option<long> _mappingMib = null!;
     private Option<long> _sliceMib = null!;
     private Option<double> _writerRate = null!;
@@ -73,6 +75,14 @@ internal sealed class ScaleOptions
         {
             Description = "After each model run, before teardown, check the invariants (VMAs, PTEs, frames); a violation fails the run.",
         },
+        _targeted = new Option<bool>("--targeted-shootdowns")
+        {
+            Description = "Targeted TLB shootdowns: interrupt only the CPUs whose TLBs a PTE table served (RadixVM's idea; Linux interrupts the mm's whole CPU mask).",
+        },
+        _noDowngrade = new Option<bool>("--no-unmap-downgrade")
+        {
+            Description = "munmap holds the mmap lock for write through the zap and shootdowns, as the 4.14 kernels did (default: downgrade, as Linux 4.20+).",
+        },
         _mappingMib = new Option<long>("--mapping-mib")
         {
             Description = "page-fault mapping size per round, MiB (will-it-scale: 128).",
@@ -109,6 +119,8 @@ internal sealed class ScaleOptions
         command.Options.Add(_out);
         command.Options.Add(_oversubscribe);
         command.Options.Add(_verify);
+        command.Options.Add(_targeted);
+        command.Options.Add(_noDowngrade);
         command.Options.Add(_mappingMib);
         command.Options.Add(_sliceMib);
         command.Options.Add(_writerRate);
@@ -189,6 +201,8 @@ internal sealed class ScaleOptions
         {
             MappingMib = mapping,
             SliceMib = slice,
+            TargetedShootdowns = p.GetValue(_targeted),
+            DowngradeOnUnmap = !p.GetValue(_noDowngrade),
             WriterOpsPerSecond = writerRate,
             AllowDebug = p.GetValue(_allowDebug),
             DryRun = p.GetValue(_dryRun),
@@ -294,6 +308,12 @@ internal sealed record ScaleSettings(
 {
     /// <summary>page-fault mapping size per round, MiB.</summary>
     public long MappingMib { get; init; } = 128;
+
+    /// <summary>Targeted TLB shootdowns in the model's address spaces.</summary>
+    public bool TargetedShootdowns { get; init; }
+
+    /// <summary>munmap downgrades the mmap lock before zapping (Linux 4.20+).</summary>
+    public bool DowngradeOnUnmap { get; init; } = true;
 
     /// <summary>database-load bytes per loader, MiB.</summary>
     public long SliceMib { get; init; } = DatabaseLoad.DefaultSliceBytes >> 20;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using SpecVm.Benchmarks.Reports;
+using SpecVm.Mm;
 using SpecVm.Scaling;
 using Spectre.Console;
 
@@ -80,6 +81,7 @@ internal static class ScaleRunner
         Repeats = s.Repeats,
         Oversubscribe = s.Oversubscribe,
         Verify = s.Verify,
+        AddressSpaceOptions = new AddressSpaceOptions { TargetedShootdowns = s.TargetedShootdowns, DowngradeOnUnmap = s.DowngradeOnUnmap },
         Progress = progress,
     };
 

@@ -56,6 +56,11 @@ internal static class MarkdownReport
 
         sb.AppendLine(Inv, $"- Commit: {m.GitCommit ?? "unknown"}{(m.GitDirty == true ? " (with uncommitted changes)" : string.Empty)}; finished {r.CreatedUtc:u}");
         sb.AppendLine(Inv, $"- Runs: {s.WarmupSeconds:0.###} s warm-up, {s.DurationSeconds:0.###} s measured, {s.Repeats} repeats per point (mean ± sample standard deviation, SD); threads {string.Join(", ", threads)}");
+        if (s.TargetedShootdowns != null || s.DowngradeOnUnmap != null)
+        {
+            sb.AppendLine(Inv, $"- Model: targeted shootdowns {(s.TargetedShootdowns == true ? "on" : "off")}; munmap {(s.DowngradeOnUnmap == false ? "holds the mmap lock for write through the zap (4.14)" : "downgrades to read before zapping (4.20+)")}");
+        }
+
         sb.AppendLine("- Each thread is one simulated CPU pinned to one core; `native (kernel)` runs the same loop on the real kernel (mmap/munmap/madvise): real page faults, on its own scale, never a ratio to the model.");
         sb.AppendLine();
 

@@ -99,6 +99,8 @@ public sealed class ScalingExperiment
                 ThreadCounts = _threads.ToList(),
                 Oversubscribe = _options.Oversubscribe,
                 Verify = _options.Verify,
+                TargetedShootdowns = (_options.AddressSpaceOptions ?? new Mm.AddressSpaceOptions()).TargetedShootdowns,
+                DowngradeOnUnmap = (_options.AddressSpaceOptions ?? new Mm.AddressSpaceOptions()).DowngradeOnUnmap,
                 TimeMode = "wall-clock",
             },
         };
@@ -191,6 +193,11 @@ public sealed class ScalingExperiment
         {
             // The OS commits the arena lazily; commit it now so warm-up and window do not pay the host's first touches.
             machine.Memory.Prefault();
+        }
+
+        if (_options.AddressSpaceOptions != null)
+        {
+            workload.AddressSpaceOptions = _options.AddressSpaceOptions;
         }
 
         workload.Setup(machine, strategy, threads);

@@ -34,6 +34,12 @@ public sealed class ScalingOptions
     /// </summary>
     public bool Verify { get; init; }
 
+    /// <summary>
+    /// Options for every model address space the workloads create (targeted shootdowns, the munmap downgrade, the zap
+    /// batch; recorded in the result's settings); null for the defaults. Set on each workload before its setup.
+    /// </summary>
+    public Mm.AddressSpaceOptions? AddressSpaceOptions { get; init; }
+
     /// <summary>Progress reports (one per run started and finished); null for none.</summary>
     public IProgress<ScalingProgress>? Progress { get; init; }
 }

@@ -143,6 +143,12 @@ public sealed class ScalingSettings
     /// <summary>database-load writer operations per second (null when not recorded).</summary>
     public double? WriterOpsPerSecond { get; set; }
 
+    /// <summary>Targeted TLB shootdowns in the model's address spaces (null when not recorded: schema version 1, or older v2).</summary>
+    public bool? TargetedShootdowns { get; set; }
+
+    /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
+    public bool? DowngradeOnUnmap { get; set; }
+
     /// <summary>How time was measured: "wall-clock" (null in schema version 1, which knew only wall-clock).</summary>
     public string? TimeMode { get; set; }
 

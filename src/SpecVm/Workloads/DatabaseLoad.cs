@@ -121,7 +121,7 @@ public sealed class DatabaseLoad : Workload
     {
         ArgumentNullException.ThrowIfNull(machine);
         ArgumentNullException.ThrowIfNull(strategy);
-        var mm = new AddressSpace(machine, strategy);
+        var mm = new AddressSpace(machine, strategy, AddressSpaceOptions);
         _mm = mm;
         // Each slice starts on a 2 MiB boundary, as Linux places large anonymous mappings (THP alignment): slices then
         // never share a PTE table, and so never a PTL, which a 4 KiB offset would make neighbours do.

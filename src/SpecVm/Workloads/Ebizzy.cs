@@ -62,7 +62,7 @@ public sealed class Ebizzy : Workload
     {
         ArgumentNullException.ThrowIfNull(machine);
         ArgumentNullException.ThrowIfNull(strategy);
-        _mm = new AddressSpace(machine, strategy);
+        _mm = new AddressSpace(machine, strategy, AddressSpaceOptions);
         _slots = new TaskSlot[threads];
         for (int i = 0; i < threads; i++)
         {

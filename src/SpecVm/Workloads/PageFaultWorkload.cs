@@ -77,10 +77,10 @@ public abstract class PageFaultWorkload : Workload
         _spaces = new AddressSpace[threads];
         _files = new SimFile?[threads];
         _slots = new TaskSlot[threads];
-        AddressSpace? shared = Mode == WorkloadMode.Threads ? new AddressSpace(machine, strategy) : null;
+        AddressSpace? shared = Mode == WorkloadMode.Threads ? new AddressSpace(machine, strategy, AddressSpaceOptions) : null;
         for (int i = 0; i < threads; i++)
         {
-            _spaces[i] = shared ?? new AddressSpace(machine, strategy);
+            _spaces[i] = shared ?? new AddressSpace(machine, strategy, AddressSpaceOptions);
             _files[i] = _kind == MappingKind.Anonymous ? null : new SimFile(machine, MappingBytes);
             _slots[i].Random = (ulong)(i + 1) * 0x9E3779B97F4A7C15UL;
         }

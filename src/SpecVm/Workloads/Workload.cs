@@ -68,6 +68,13 @@ public abstract class Workload
     {
     }
 
+    /// <summary>
+    /// Options for the address spaces <see cref="Setup"/> creates (targeted shootdowns, the munmap downgrade, the zap
+    /// batch); null for the defaults. The built-in workloads honour it; <see cref="Scaling.ScalingExperiment"/> sets it
+    /// from <see cref="Scaling.ScalingOptions.AddressSpaceOptions"/> before each setup.
+    /// </summary>
+    public AddressSpaceOptions? AddressSpaceOptions { get; set; }
+
     /// <summary>The model address spaces <see cref="Setup"/> created (for invariant checks between the run and <see cref="Teardown"/>); empty by default.</summary>
     public virtual IEnumerable<AddressSpace> AddressSpaces => [];
 
