@@ -2,6 +2,7 @@ using System.CommandLine;
 using SpecVm.Faults;
 using SpecVm.Smp;
 using SpecVm.Workloads;
+using SpecVm.Mm;
 
 namespace SpecVm.Benchmarks.Cli;
 

@@ -1,7 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using SpecVm.Diagnostics;
+using SpecVm.Smp;
 using SpecVm.Faults;
+using SpecVm.Testing;
 
 namespace SpecVm.Benchmarks.Cli;
 

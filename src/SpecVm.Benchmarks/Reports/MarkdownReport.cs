@@ -326,7 +326,7 @@ internal static class MarkdownReport
 
         var fitted = r.Usl.Where(f => f.HasFit).ToList();
         var unfitted = r.Usl.Where(f => !f.HasFit).ToList();
-        sb.AppendLine("C(N) = N / (1 + σ(N−1) + κN(N−1)), fitted by least squares on x = N−1, y = N/C(N) − 1 (REFERENCES.md).");
+        sb.AppendLine("C(N) = N / (1 + σ(N−1) + κN(N−1)), fitted by least squares on x = N−1, y = N/C(N) − 1 (docs/references.md).");
         sb.AppendLine();
         if (fitted.Count > 0)
         {

@@ -11,7 +11,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// <remarks>
 /// <para>
 /// Single-threaded on purpose: this is the price a fault pays when nobody else is around (the kernbench-style
-/// uncontended cost, REFERENCES.md). What one shared count word costs under many CPUs (cache-line bouncing) is a
+/// uncontended cost, docs/references.md). What one shared count word costs under many CPUs (cache-line bouncing) is a
 /// thread-scaling question for SpecVm's own harness, not for BenchmarkDotNet (its issue #147).
 /// </para>
 /// <para>Every method must report 0 B allocated: these are hot-path operations (DESIGN.md section 5).</para>

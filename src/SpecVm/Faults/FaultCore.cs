@@ -35,23 +35,7 @@ public static unsafe class FaultCore
     /// <summary>The PTE flags a page of <paramref name="vma"/> gets, for a frame in state <paramref name="frameState"/>.</summary>
     /// <param name="vma">The VMA.</param>
     /// <param name="frameState">The frame's state once mapped (<see cref="FrameState.Anonymous"/> or <see cref="FrameState.PageCache"/>).</param>
-    public static ulong PteFlagsFor(Vma vma, FrameState frameState)
-    {
-        ArgumentNullException.ThrowIfNull(vma);
-        Protection p = vma.Protection;
-        if (p == Protection.None)
-        {
-            return 0; // Present but not user-accessible: every access faults, and the VMA says no.
-        }
-
-        ulong flags = Pte.User | ((p & Protection.Execute) == 0 ? Pte.NoExecute : 0);
-        if ((p & Protection.Write) != 0 && (frameState == FrameState.Anonymous || vma.Kind == MappingKind.SharedFile))
-        {
-            flags |= Pte.Writable;
-        }
-
-        return flags;
-    }
+    public static ulong PteFlagsFor(Vma vma, FrameState frameState) => PteRights.For(vma, frameState);
 
     /// <summary>
     /// Handles a fault with a VMA that cannot change under the caller (mmap lock held for read, or the VMA read-locked):

@@ -1,4 +1,3 @@
-using SpecVm.Diagnostics;
 using SpecVm.Mm;
 using SpecVm.Smp;
 

@@ -1,4 +1,3 @@
-using SpecVm.Diagnostics;
 using SpecVm.Memory;
 using SpecVm.Mm;
 using SpecVm.Paging;

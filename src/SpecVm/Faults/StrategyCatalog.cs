@@ -1,3 +1,4 @@
+using SpecVm.Mm;
 namespace SpecVm.Faults;
 
 /// <summary>The built-in fault strategies by name.</summary>

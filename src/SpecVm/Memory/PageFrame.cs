@@ -61,7 +61,7 @@ public struct PageFrame
 
     /// <summary>
     /// For a PTE-table page: the CPUs that filled their TLB from it since it was allocated (targeted shootdowns send
-    /// IPIs only to these; see <see cref="Mm.AddressSpaceOptions.TargetedShootdowns"/>). Bits are only added while the
+    /// IPIs only to these; see <c>AddressSpaceOptions.TargetedShootdowns</c>). Bits are only added while the
     /// table lives; a new table starts empty.
     /// </summary>
     [FieldOffset(32)]

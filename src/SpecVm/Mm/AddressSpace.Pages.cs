@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using SpecVm.Faults;
 using SpecVm.Memory;
 using SpecVm.Paging;
 using SpecVm.Smp;
@@ -467,7 +466,7 @@ public sealed unsafe partial class AddressSpace
                     }
 
                     FrameState state = _memory.Frame(new Pte(old).Pfn).ReadState();
-                    ulong updated = FaultCore.PteFlagsFor(vma, state) | (old & Pte.PfnMask) | Pte.Present | (old & (Pte.Accessed | Pte.Dirty));
+                    ulong updated = PteRights.For(vma, state) | (old & Pte.PfnMask) | Pte.Present | (old & (Pte.Accessed | Pte.Dirty));
                     if (state == FrameState.PageCache && (old & Pte.Dirty) == 0)
                     {
                         updated &= ~Pte.Writable; // A clean shared page stays write-protected (write-notify), as Linux's mprotect.

@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using SpecVm.Diagnostics;
-using SpecVm.Faults;
 using SpecVm.Memory;
 using SpecVm.Paging;
 using SpecVm.Smp;

@@ -6,7 +6,7 @@ namespace SpecVm.Mm;
 /// </summary>
 /// <remarks>
 /// <para>
-/// A path-copying B-tree in the spirit of the maple tree (REFERENCES.md: 16 slots per leaf): nodes are immutable once
+/// A path-copying B-tree in the spirit of the maple tree (docs/references.md, "munmap, the gather and page tables": 16 slots per leaf): nodes are immutable once
 /// published. An update (always under the mmap lock held for write) copies only the nodes on the path from the root
 /// to the leaves it changes — O(log n) nodes of at most <see cref="Fanout"/> slots — and publishes the new root with
 /// one release store. A reader takes one acquire load of the root and searches a version that never changes under

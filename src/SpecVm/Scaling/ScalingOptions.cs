@@ -1,5 +1,6 @@
 using SpecVm.Faults;
 using SpecVm.Workloads;
+using SpecVm.Mm;
 
 namespace SpecVm.Scaling;
 

@@ -46,7 +46,7 @@ public sealed class UslFit
 /// <summary>
 /// Fits the Universal Scalability Law (Gunther) by least squares: with X(1) measured, x = N−1 and
 /// y = N / C(N) − 1 = κx² + (σ+κ)x, a regression without intercept; negative coefficients are rejected (clamped to
-/// 0 and the other refitted), as REFERENCES.md describes.
+/// 0 and the other refitted), as docs/references.md ("The Universal Scalability Law") describes.
 /// </summary>
 public static class Usl
 {

@@ -92,7 +92,7 @@ public sealed unsafe partial class Cpu
     /// <summary>
     /// A targeted shootdown: as <see cref="Shootdown(TlbContext, ulong, ulong)"/>, but only the CPUs in
     /// <paramref name="mayCache"/> (and in the context's CPU mask) are interrupted. The caller vouches that no other CPU
-    /// can hold a translation of the range (see <see cref="Mm.AddressSpaceOptions.TargetedShootdowns"/>).
+    /// can hold a translation of the range (see <c>AddressSpaceOptions.TargetedShootdowns</c>).
     /// </summary>
     /// <param name="context">The address space's TLB context.</param>
     /// <param name="start">Start address (page aligned).</param>

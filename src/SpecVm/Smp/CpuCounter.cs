@@ -137,7 +137,7 @@ public enum CpuCounter
 
     /// <summary>
     /// CPUs in the address space's CPU mask that a targeted shootdown did not interrupt, because no page-table page of
-    /// the range had served them a translation (<see cref="Mm.AddressSpaceOptions.TargetedShootdowns"/>).
+    /// the range had served them a translation (<c>AddressSpaceOptions.TargetedShootdowns</c>).
     /// </summary>
     TargetedIpisAvoided,
 

@@ -130,7 +130,7 @@ public sealed unsafe class Machine : IDisposable
     }
 
     /// <summary>Interleaving hooks for tests (called only in Debug builds of SpecVm).</summary>
-    public Diagnostics.InterleavingHooks Hooks { get; } = new();
+    public InterleavingHooks Hooks { get; } = new();
 
     /// <summary>The SRCU domain guarding VMA lifetimes (the speculative series' <c>vma_srcu</c>).</summary>
     public Srcu Srcu => _srcu;

@@ -18,13 +18,13 @@ namespace SpecVm.Sync;
 /// is the CPU's decision (its irq state), exactly as in the kernel.
 /// </para>
 /// <para>
-/// Not copyable, so not public. The lock is a mutable struct so that it can live inside <see cref="Memory.PageFrame"/>
+/// Not copyable, so not public. The lock is a mutable struct so that it can live inside <c>PageFrame</c>
 /// at a fixed offset (native memory, 64-byte frames, pinned by the layout tests) without an object header or a
 /// pointer chase on the fault path. The price is that a copy (<c>var l = frame.Ptl;</c>, a by-value parameter, a
 /// property getter) is a second, independent lock: taking it excludes nobody, silently. C# has no way to forbid
 /// copies of a struct that is embedded in other structs (a <c>ref struct</c> cannot be a field of one), so instead
 /// the type is internal: users reach the PTL only through the library's own operations
-/// (<see cref="Faults.FaultCore.Install"/> takes it around a PTE install), and inside the library the rule is
+/// (<c>FaultCore.Install</c> takes it around a PTE install), and inside the library the rule is
 /// "a field or a <c>ref</c>, never a value", checked by the copy-guard test over the library's source
 /// (test/SpecVm.Tests/Sync/SyncCopyGuardTests.cs), which fails the build on a local, parameter, return value or
 /// property of this type held by value.

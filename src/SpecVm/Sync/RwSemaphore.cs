@@ -11,7 +11,7 @@ namespace SpecVm.Sync;
 /// <remarks>
 /// <para>
 /// Every acquisition, read or write, is an atomic read-modify-write of one word, so even pure readers bounce its
-/// cache line between CPUs: that bouncing is part of what SpecVm measures (REFERENCES.md, "the article").
+/// cache line between CPUs: that bouncing is part of what SpecVm measures (docs/references.md, "The article").
 /// </para>
 /// <code>
 ///  63 62                32 31                 1    0

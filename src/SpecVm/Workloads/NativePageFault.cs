@@ -1,5 +1,6 @@
 using SpecVm.Faults;
 using SpecVm.Smp;
+using SpecVm.Mm;
 
 namespace SpecVm.Workloads;
 

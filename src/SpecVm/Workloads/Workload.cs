@@ -70,8 +70,8 @@ public abstract class Workload
 
     /// <summary>
     /// Options for the address spaces <see cref="Setup"/> creates (targeted shootdowns, the munmap downgrade, the zap
-    /// batch); null for the defaults. The built-in workloads honour it; <see cref="Scaling.ScalingExperiment"/> sets it
-    /// from <see cref="Scaling.ScalingOptions.AddressSpaceOptions"/> before each setup.
+    /// batch); null for the defaults. The built-in workloads honour it; <c>ScalingExperiment</c> sets it
+    /// from <c>ScalingOptions.AddressSpaceOptions</c> before each setup.
     /// </summary>
     public AddressSpaceOptions? AddressSpaceOptions { get; set; }
 

@@ -1,4 +1,4 @@
-using SpecVm.Diagnostics;
+using SpecVm.Smp;
 
 namespace SpecVm.Tests.Diagnostics;
 

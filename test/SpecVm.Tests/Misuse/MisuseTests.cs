@@ -511,7 +511,7 @@ public class MisuseTests
         Assert.True(((IAsyncResult)shoot).AsyncWaitHandle.WaitOne(Bound), "The shootdown never finished.");
         Assert.True(quiet.Wait(Bound));
         Assert.Contains(machine.Violations, v => v.Contains("acknowledgements from CPU 1"));
-        if (SpecVm.Diagnostics.InterleavingHooks.CompiledIn)
+        if (SpecVm.Smp.InterleavingHooks.CompiledIn)
         {
             // Debug build: the watchdog throws out of the wait.
             Assert.IsType<ShootdownTimeoutException>(shoot.Exception!.InnerException!.InnerException);

@@ -1,5 +1,4 @@
 using System.Threading;
-using SpecVm.Diagnostics;
 using SpecVm.Faults;
 using SpecVm.Memory;
 using SpecVm.Mm;
@@ -9,6 +8,7 @@ using SpecVm.Smp;
 using SpecVm.Sync;
 using SpecVm.Workloads;
 using Xunit.Abstractions;
+using SpecVm.Testing;
 
 namespace SpecVm.Tests.Reliability;
 

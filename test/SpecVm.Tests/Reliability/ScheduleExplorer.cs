@@ -1,4 +1,3 @@
-using SpecVm.Diagnostics;
 using SpecVm.Faults;
 using SpecVm.Memory;
 using SpecVm.Mm;

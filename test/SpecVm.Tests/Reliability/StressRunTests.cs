@@ -1,7 +1,8 @@
-using SpecVm.Diagnostics;
+using SpecVm.Smp;
 using SpecVm.Faults;
 using SpecVm.Mm;
 using Xunit.Abstractions;
+using SpecVm.Testing;
 
 namespace SpecVm.Tests.Reliability;
 

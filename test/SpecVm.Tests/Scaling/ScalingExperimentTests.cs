@@ -1,6 +1,7 @@
 using SpecVm.Faults;
 using SpecVm.Scaling;
 using SpecVm.Workloads;
+using SpecVm.Mm;
 
 namespace SpecVm.Tests.Scaling;
 

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
-using SpecVm.Smp;
 
-namespace SpecVm.Diagnostics;
+namespace SpecVm.Smp;
 
 /// <summary>The protocol decision points where tests may inject delays, forced aborts and forced trylock failures.</summary>
 public enum HookPoint

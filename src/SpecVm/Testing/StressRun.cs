@@ -4,7 +4,7 @@ using SpecVm.Mm;
 using SpecVm.Smp;
 using SpecVm.Workloads;
 
-namespace SpecVm.Diagnostics;
+namespace SpecVm.Testing;
 
 /// <summary>What a <see cref="StressRun"/> does. Every property has a default.</summary>
 public sealed class StressOptions

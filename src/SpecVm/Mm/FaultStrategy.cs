@@ -1,7 +1,6 @@
-using SpecVm.Mm;
 using SpecVm.Smp;
 
-namespace SpecVm.Faults;
+namespace SpecVm.Mm;
 
 /// <summary>What a fault handler achieved.</summary>
 public enum FaultResult
@@ -22,7 +21,9 @@ public enum FaultResult
 /// <summary>
 /// The seam every page-fault strategy plugs into: one method, called by the MMU when a walk finds no usable
 /// translation. A strategy decides which locks protect the VMA lookup and the page-table update; the shared work
-/// (preparing frames, installing PTEs, copy-on-write) lives in <see cref="FaultCore"/>, so a new strategy is one file.
+/// (preparing frames, installing PTEs, copy-on-write) lives in <c>SpecVm.Faults.FaultCore</c>, so a new strategy is one
+/// file. The seam lives here, beside <see cref="AddressSpace"/>, which calls it without knowing any strategy; the
+/// strategies live in <c>SpecVm.Faults</c>, which depends on this namespace and never the other way round.
 /// </summary>
 public abstract class FaultStrategy
 {
