@@ -260,18 +260,10 @@ public sealed unsafe partial class AddressSpace
     /// </summary>
     internal void FlushTlbRange(Cpu cpu, ulong start, ulong end, bool tablesFreed)
     {
-        if (_targeted && !tablesFreed && !PlantTargetNoCpus)
-        {
-            cpu.Shootdown(_tlb, start, end, TargetsFor(start, end));
-        }
-        else if (PlantTargetNoCpus)
-        {
-            cpu.Shootdown(_tlb, start, end, 0); // Planted bug for tests: interrupt nobody.
-        }
-        else
-        {
-            cpu.Shootdown(_tlb, start, end);
-        }
+        ulong mayCache = PlantTargetNoCpus ? 0 // Planted bug for tests: interrupt nobody.
+            : _targeted && !tablesFreed ? TargetsFor(start, end)
+            : ulong.MaxValue;
+        cpu.Shootdown(_tlb, start, end, mayCache);
     }
 
     /// <summary>The CPUs that PTE tables of [start, end) served translations to (all CPUs for a range too large to walk).</summary>

@@ -20,7 +20,6 @@ public sealed unsafe class SimFile : IDisposable
     private static long s_nextId;
     private readonly Machine _machine;
     private readonly long[] _pages; // PFN + 1, or 0 when the page is not cached yet.
-    private int _disposed;
 
     /// <summary>Set in <see cref="_mappings"/> once the file is closed (disposed): no new mapping may count itself.</summary>
     private const int ClosedBit = 1 << 30;
@@ -82,7 +81,7 @@ public sealed unsafe class SimFile : IDisposable
     internal Machine Machine => _machine;
 
     /// <summary>True once disposed (acquire read; a misuse check).</summary>
-    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+    internal bool IsDisposed => (Volatile.Read(ref _mappings) & ClosedBit) != 0;
 
     /// <summary>The number of VMAs that map this file (a racy snapshot).</summary>
     public int Mappings => Volatile.Read(ref _mappings) & ~ClosedBit;
@@ -208,16 +207,10 @@ public sealed unsafe class SimFile : IDisposable
     /// </summary>
     public void Dispose()
     {
-        // Exchange: the first Dispose closes; later calls return.
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        // Or (full fence): closes against a racing Map (which counts itself only while the bit is clear); if no
-        // mapping was counted, we are the last user and free the page cache now.
+        // Or (full fence): closes against a racing Map (which counts itself only while the bit is clear); the first
+        // Dispose sets the bit, later ones return. If no mapping was counted, we are the last user: free the cache now.
         int before = Interlocked.Or(ref _mappings, ClosedBit);
-        if ((before & ~ClosedBit) == 0)
+        if ((before & ClosedBit) == 0 && (before & ~ClosedBit) == 0)
         {
             FreePageCache();
         }

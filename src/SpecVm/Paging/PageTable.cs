@@ -15,7 +15,7 @@ namespace SpecVm.Paging;
 /// page-table lock: its <see cref="PageFrame.Ptl"/>.
 /// </para>
 /// <para>
-/// A detached table (<see cref="DetachPteTable"/>) is not freed here: the caller frees it only after a TLB shootdown
+/// A detached table (<see cref="DetachTables"/>, <see cref="DetachPteTable"/>) is not freed here: the caller frees it only after a TLB shootdown
 /// has been acknowledged by every CPU, which is what makes a lockless walk with interrupts disabled safe.
 /// </para>
 /// </remarks>
@@ -156,36 +156,9 @@ public sealed unsafe class PageTable
     /// <param name="regionBase">A 2 MiB-aligned user address.</param>
     public long DetachPteTable(ulong regionBase)
     {
-        if ((regionBase & (PteTableSpan - 1)) != 0)
-        {
-            throw new ArgumentException($"Region base 0x{regionBase:x} is not 2 MiB aligned.", nameof(regionBase));
-        }
-
-        long table = _root;
-        for (int level = 4; level > 2; level--)
-        {
-            // Acquire (READ_ONCE), as in WalkLockless; the caller holds the mmap lock for write, so no table here goes away.
-            ulong value = Volatile.Read(ref *(Entries(table) + IndexAt(regionBase, level)));
-            if ((value & Pte.Present) == 0)
-            {
-                return -1;
-            }
-
-            table = new Pte(value).Pfn;
-        }
-
-        ulong* pmdEntry = Entries(table) + IndexAt(regionBase, 2);
-
-        // Exchange (full fence): walkers that start after this see no table; walkers already past this level are
-        // why the frame waits for a shootdown before it is freed.
-        ulong old = Interlocked.Exchange(ref *pmdEntry, 0);
-        if ((old & Pte.Present) == 0)
-        {
-            return -1;
-        }
-
-        Interlocked.Decrement(ref _tables); // Statistics, as in WalkAllocate.
-        return new Pte(old).Pfn;
+        // One PTE table (level 1): the general detach, which validates the base and walks the same way.
+        var detached = new List<long>(1);
+        return DetachTables(regionBase, 1, detached) == 0 ? -1 : detached[0];
     }
 
     /// <summary>
