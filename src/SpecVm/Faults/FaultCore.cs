@@ -3,6 +3,7 @@ using SpecVm.Memory;
 using SpecVm.Mm;
 using SpecVm.Paging;
 using SpecVm.Smp;
+using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
@@ -218,6 +219,7 @@ public static unsafe class FaultCore
 
         // Release: the frame's zeroed or copied contents, and its metadata, are visible before the PTE that maps it;
         // a CPU that walks to this entry and accesses the page sees the prepared data, never stale bytes.
+        VirtualTime.Access(entry, LineAccess.Store);
         Volatile.Write(ref *entry, Pte.Make(page.Pfn, flags).Value);
         cpu.Count(page.Kind);
         page.Fresh = false;
@@ -278,6 +280,7 @@ public static unsafe class FaultCore
                 ulong flags = PteFlagsFor(vma, FrameState.Anonymous) | Pte.Present | Pte.Accessed | Pte.Dirty;
 
                 // Release: the copy is complete before the PTE points at it.
+                VirtualTime.Access(entry, LineAccess.Store);
                 Volatile.Write(ref *entry, Pte.Make(copy, flags).Value);
                 Interlocked.Decrement(ref frame.MapCount);
 
@@ -301,6 +304,7 @@ public static unsafe class FaultCore
 
             // Release store under the PTL: widening only (write-enable or user-enable), so no shootdown is needed;
             // a CPU with the narrower entry cached faults, walks, and finds this one.
+            VirtualTime.Access(entry, LineAccess.Store);
             Volatile.Write(ref *entry, updated);
             cpu.Count(write ? CpuCounter.FaultWriteProtect : CpuCounter.FaultRaced);
             return FaultResult.Handled;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using SpecVm.Memory;
+using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
@@ -16,6 +17,7 @@ public static unsafe class PageKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Clear(byte* page)
     {
+        VirtualTime.Work(SimWork.PageZero);
         if (Vector256.IsHardwareAccelerated)
         {
             Vector256<byte> zero = Vector256<byte>.Zero;
@@ -39,6 +41,7 @@ public static unsafe class PageKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Copy(byte* source, byte* destination)
     {
+        VirtualTime.Work(SimWork.PageCopy);
         if (Vector256.IsHardwareAccelerated)
         {
             for (int i = 0; i < PhysicalMemory.PageSize; i += 64)

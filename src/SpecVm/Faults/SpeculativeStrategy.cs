@@ -2,6 +2,7 @@ using SpecVm.Memory;
 using SpecVm.Mm;
 using SpecVm.Paging;
 using SpecVm.Smp;
+using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
@@ -125,6 +126,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         }
 #endif
 
+        VirtualTime.Access(vma, Vma.LineSeq, LineAccess.Load);
         if (!vma.Seq.TryReadBegin(out int seq))
         {
             abort = SpeculativeAbort.SeqOdd;
@@ -154,6 +156,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
 
         if (!vma.Allows(write))
         {
+            VirtualTime.Access(vma, Vma.LineSeq, LineAccess.Load);
             if (vma.Seq.ReadRetry(seq))
             {
                 abort = SpeculativeAbort.SeqChanged;
@@ -238,6 +241,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
                 // we decided from it (kind, protection, range) may be wrong; unmap bumps the count before it zaps.
                 // The PTL's successful CAS just above is a full fence after our reads of the VMA, which is the fence
                 // Boehm's recheck needs; ReadRetryAfterFence does not issue a second one.
+                VirtualTime.Access(vma, Vma.LineSeq, LineAccess.Load);
                 if (!PlantSkipSeqRecheck && (vma.Seq.ReadRetryAfterFence(seq) || Volatile.Read(ref vma.Detached) != 0))
                 {
                     abort = SpeculativeAbort.SeqChanged;

@@ -217,7 +217,14 @@ public sealed unsafe class FrameAllocator : IDisposable
         // published with its release below.
         while (Interlocked.Exchange(ref cache.Lock, 1) != 0)
         {
-            CpuRelax.Pause();
+            if (VirtualTime.Current is { } sim)
+            {
+                sim.Relax(); // A simulated CPU waits in virtual time: the holder runs only when this CPU yields.
+            }
+            else
+            {
+                CpuRelax.Pause();
+            }
         }
     }
 
@@ -254,6 +261,7 @@ public sealed unsafe class FrameAllocator : IDisposable
 
     private bool Refill(ref Cache cache)
     {
+        VirtualTime.Access(this, 0, LineAccess.Rmw); // The pool's lock line (priced before the host lock is taken).
         lock (_poolLock)
         {
             int n = Math.Min(Batch, _poolCount);
@@ -268,6 +276,7 @@ public sealed unsafe class FrameAllocator : IDisposable
 
     private void Drain(ref Cache cache)
     {
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         lock (_poolLock)
         {
             for (int i = 0; i < Batch; i++)

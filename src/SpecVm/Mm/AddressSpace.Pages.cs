@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using SpecVm.Memory;
 using SpecVm.Paging;
 using SpecVm.Smp;
+using SpecVm.Sync;
 
 namespace SpecVm.Mm;
 
@@ -370,6 +371,7 @@ public sealed unsafe partial class AddressSpace
 
                         // Release store under the PTL: walkers that read the entry after this see it gone; those that
                         // read it before may still use it until the shootdown, which is why the frame waits for it.
+                        VirtualTime.Work(SimWork.PageZap);
                         Volatile.Write(ref *entry, 0UL);
                         unflushed = true;
                         long pfn = new Pte(old).Pfn;

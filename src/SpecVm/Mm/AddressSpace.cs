@@ -679,9 +679,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
     {
         if (!_mmapLock.TryEnterWrite())
         {
-            long t0 = Stopwatch.GetTimestamp();
+            long t0 = VirtualTime.Timestamp();
             _mmapLock.EnterWrite(cpu);
-            cpu.Count(CpuCounter.MmapWaitTicks, Stopwatch.GetTimestamp() - t0);
+            cpu.Count(CpuCounter.MmapWaitTicks, VirtualTime.Timestamp() - t0);
         }
 
         if (Volatile.Read(ref _disposed) != 0)
@@ -692,12 +692,12 @@ public sealed unsafe partial class AddressSpace : IDisposable
         }
 
         cpu.Count(CpuCounter.MmapWriteAcquisitions);
-        _writeStart = Stopwatch.GetTimestamp();
+        _writeStart = VirtualTime.Timestamp();
     }
 
     private void WriteUnlock(Cpu cpu)
     {
-        cpu.Count(CpuCounter.MmapWriteHoldTicks, Stopwatch.GetTimestamp() - _writeStart);
+        cpu.Count(CpuCounter.MmapWriteHoldTicks, VirtualTime.Timestamp() - _writeStart);
 
         // Release (Linux vma_end_write_all): every VMA marked in this write section becomes read-lockable again,
         // at once, before the mmap lock itself is released.
@@ -711,7 +711,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// </summary>
     private void DowngradeToRead(Cpu cpu)
     {
-        cpu.Count(CpuCounter.MmapWriteHoldTicks, Stopwatch.GetTimestamp() - _writeStart);
+        cpu.Count(CpuCounter.MmapWriteHoldTicks, VirtualTime.Timestamp() - _writeStart);
 
         // Release (as WriteUnlock): every VMA marked in this write section becomes read-lockable again before readers
         // may enter; the detached ones are refused by their Detached flag, set before this.
@@ -744,6 +744,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     {
         // The sequence count goes odd before anything about the VMA or its pages changes: speculative readers
         // abort from here on. Then per-VMA-lock readers are fenced out and drained.
+        VirtualTime.Access(v, Vma.LineSeq, LineAccess.Store);
         v.Seq.WriteBegin();
         v.WriteLock(_lockSeq.Value, cpu);
     }
@@ -754,6 +755,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         // Release, before the sequence count closes: a reader that sees the final even count also sees the VMA
         // detached, so "count unchanged" can never be mistaken for "still in the tree".
         Volatile.Write(ref v.Detached, 1);
+        VirtualTime.Access(v, Vma.LineSeq, LineAccess.Store);
         v.Seq.WriteEnd();
         _slab.Retire(v);
     }

@@ -31,6 +31,11 @@ public sealed class Vma
     private readonly VmaSlab _slab;
 
     /// <summary>The sequence count (Linux <c>vm_sequence</c>): odd while a writer changes or retires this VMA.</summary>
+    /// <summary>Virtual-time line ids of this VMA: the sequence count's line, the lock mark's, the reader count's.</summary>
+    internal const int LineSeq = 0;
+    internal const int LineLockSeq = 1;
+    internal const int LineReaders = 2;
+
     private SeqCount _seq;
 
     /// <summary>Write-locked for per-VMA-lock readers while this equals the address space's lock sequence.</summary>
@@ -203,6 +208,7 @@ public sealed class Vma
     internal bool TryReadLock(ref int mmLockSeq)
     {
         // Acquire reads: a VMA marked by the current write section is locked; don't bother bouncing its line.
+        VirtualTime.Access(this, LineLockSeq, LineAccess.Load);
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
             return false;
@@ -210,6 +216,7 @@ public sealed class Vma
 
         // Full fence (Interlocked), one half of a Dekker pair with WriteLock: we publish our reader count, then
         // re-read the mark; the writer publishes the mark, then reads the reader count. One of us sees the other.
+        VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
         Interlocked.Increment(ref _readers.Value);
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
@@ -224,6 +231,7 @@ public sealed class Vma
     internal void ReadUnlock()
     {
         // Full fence: the fault's work is done before the writer may see zero readers.
+        VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
         if (Interlocked.Decrement(ref _readers.Value) < 0)
         {
             Interlocked.Increment(ref _readers.Value);
@@ -242,12 +250,13 @@ public sealed class Vma
         }
 
         // Exchange (full fence): the mark is visible before we read the reader count (Dekker with TryReadLock).
+        VirtualTime.Access(this, LineLockSeq, LineAccess.Store);
         Interlocked.Exchange(ref _lockSeq, mmLockSeq);
+        VirtualTime.Access(this, LineReaders, LineAccess.Load);
         while (Volatile.Read(ref _readers.Value) != 0)
         {
             // A fault holds this VMA read-locked; it finishes without any lock we hold, so waiting is safe.
-            CpuRelax.Pause();
-            waiter?.Relax();
+            CpuRelax.Step(waiter);
         }
     }
 

@@ -1,3 +1,4 @@
+using SpecVm.Sync;
 namespace SpecVm.Mm;
 
 /// <summary>
@@ -97,6 +98,7 @@ public sealed class VmaIndex
     /// <param name="address">A user address.</param>
     public Vma? Find(ulong address)
     {
+        VirtualTime.Access(this, 0, LineAccess.Load); // The root's line: read-shared until a writer publishes.
         Vma? v = Floor(address);
         return v != null && address < v.End ? v : null;
     }
@@ -166,6 +168,7 @@ public sealed class VmaIndex
 
         // Release: every node built above, and the VMAs' fields (written before this call), are visible before the
         // root that reaches them; a lockless reader sees the old version or the new one, never a half-built one.
+        VirtualTime.Access(this, 0, LineAccess.Store);
         Volatile.Write(ref _root, new Root(node, count));
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SpecVm.Faults;
 using SpecVm.Mm;
+using SpecVm.Simulation;
 using SpecVm.Smp;
 using SpecVm.Sync;
 using SpecVm.Workloads;
@@ -48,7 +49,15 @@ public sealed class ScalingExperiment
             throw new ArgumentException("Thread counts must be 1 or more.", nameof(options));
         }
 
-        if (!options.Oversubscribe && _threads[^1] > cores)
+        if (options.VirtualTime != null)
+        {
+            options.VirtualTime.Validate();
+            if (options.Workloads.Any(w => w.IsNative))
+            {
+                throw new ArgumentException("Native workloads run on the real kernel and cannot run in virtual time; choose model workloads.", nameof(options));
+            }
+        }
+        else if (!options.Oversubscribe && _threads[^1] > cores)
         {
             throw new ArgumentException($"{_threads[^1]} threads but this process may use only {cores} cores; allow oversubscription to run more threads than cores.", nameof(options));
         }
@@ -101,7 +110,8 @@ public sealed class ScalingExperiment
                 Verify = _options.Verify,
                 TargetedShootdowns = (_options.AddressSpaceOptions ?? new Mm.AddressSpaceOptions()).TargetedShootdowns,
                 DowngradeOnUnmap = (_options.AddressSpaceOptions ?? new Mm.AddressSpaceOptions()).DowngradeOnUnmap,
-                TimeMode = "wall-clock",
+                TimeMode = _options.VirtualTime == null ? "wall-clock" : "virtual",
+                VirtualTimePreset = _options.VirtualTime?.Model.Name,
             },
         };
         List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
@@ -122,7 +132,7 @@ public sealed class ScalingExperiment
                 var (w, s, n) = plan[i];
                 string label = $"{w.Name} / {s?.Name ?? NativeStrategy} / {n} thread{(n == 1 ? string.Empty : "s")}, run {r + 1}/{_options.Repeats}";
                 _options.Progress?.Report(new ScalingProgress(done, total, label));
-                RunMeasurement m = RunOnce(w, s, n);
+                RunMeasurement m = _options.VirtualTime == null ? RunOnce(w, s, n) : RunVirtual(w, s, n, _options.VirtualTime);
                 runs[i].Add(m);
                 done++;
                 _options.Progress?.Report(new ScalingProgress(done, total, $"{label}: {m.OpsPerSecond:N0} ops/s"));
@@ -265,6 +275,201 @@ public sealed class ScalingExperiment
         }
     }
 
+    /// <summary>
+    /// One predicted point: the run with the options' cost model, then (with <see cref="VirtualTimeOptions.Band"/>) the
+    /// same with the uncertain constants at 0.5× and 1.5×; the band is the range of the three.
+    /// </summary>
+    private RunMeasurement RunVirtual(Workload workload, FaultStrategy? strategy, int threads, VirtualTimeOptions vt)
+    {
+        RunMeasurement main = RunOnceVirtual(workload, strategy, threads, vt.Model, vt, _options.Verify);
+        if (!vt.Band)
+        {
+            return main;
+        }
+
+        double low = main.OpsPerSecond, high = main.OpsPerSecond;
+        foreach (double f in (double[])[0.5, 1.5])
+        {
+            CostModel m = vt.Model;
+            foreach (string c in CostModel.UncertainConstants)
+            {
+                m = m.Scaled(c, f);
+            }
+
+            double ops = RunOnceVirtual(workload, strategy, threads, m, vt, verify: false).OpsPerSecond;
+            low = Math.Min(low, ops);
+            high = Math.Max(high, ops);
+        }
+
+        return main with { Band = (low, high) };
+    }
+
+    private RunMeasurement RunOnceVirtual(Workload workload, FaultStrategy? strategy, int threads, CostModel model, VirtualTimeOptions vt, bool verify)
+    {
+        int background = workload.BackgroundTasks;
+        int cpus = threads + background;
+        using var machine = new Machine(new MachineOptions
+        {
+            CpuCount = cpus,
+            MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
+            AllowOversubscription = true,
+            Pin = false, // One CPU runs at a time: the host's scheduler places the threads.
+        });
+        if (_options.AddressSpaceOptions != null)
+        {
+            workload.AddressSpaceOptions = _options.AddressSpaceOptions;
+        }
+
+        workload.Setup(machine, strategy, threads);
+        double w0 = vt.Warmup.Ticks * 100.0, w1 = w0 + (vt.Duration.Ticks * 100.0); // ns
+        var edges = new VirtualEdge[cpus];
+        long hostStart = Stopwatch.GetTimestamp();
+        var sim = new Simulator(machine, model, cpus == 64 ? ulong.MaxValue : (1UL << cpus) - 1, vt.Quantum);
+        bool simDisposed = false;
+        RunMeasurement result;
+        try
+        {
+            var tasks = new Task[cpus];
+            for (int i = 0; i < cpus; i++)
+            {
+                int id = i;
+                tasks[i] = machine.RunAsync(id, cpu => sim.Run(cpu, () => VirtualLoop(workload, sim, cpu, id, threads, w0, w1, ref edges[id])));
+            }
+
+            WaitAll(Task.WhenAll(tasks));
+            double hostSeconds = Stopwatch.GetElapsedTime(hostStart).TotalSeconds;
+            long events = sim.Events, switches = sim.Switches;
+            sim.Dispose();
+            simDisposed = true;
+            if (verify)
+            {
+                Verify(machine, workload, strategy, threads);
+            }
+
+            double seconds = (w1 - w0) / 1e9;
+            var perThread = new double[threads];
+            for (int i = 0; i < threads; i++)
+            {
+                perThread[i] = (edges[i].Ops1 - edges[i].Ops0) / seconds;
+            }
+
+            double bg = 0;
+            for (int i = threads; i < cpus; i++)
+            {
+                bg += (edges[i].Ops1 - edges[i].Ops0) / seconds;
+            }
+
+            var counters = new long[(int)CpuCounter.Count];
+            foreach (VirtualEdge e in edges)
+            {
+                for (int c = 0; c < counters.Length; c++)
+                {
+                    counters[c] += e.Counters1![c] - e.Counters0![c];
+                }
+            }
+
+            var metrics = new Dictionary<string, double>();
+            workload.EndMeasurement(seconds, metrics);
+            long faults = counters[(int)CpuCounter.Faults];
+            result = new RunMeasurement(seconds, perThread, bg, new CounterSnapshot(counters), 0, metrics)
+            {
+                Simulation = new Dictionary<string, double>
+                {
+                    ["hostSeconds"] = Math.Round(hostSeconds, 3),
+                    ["eventsPerHostSecond"] = Math.Round(events / hostSeconds),
+                    ["handoffsPerHostSecond"] = Math.Round(switches / hostSeconds),
+                    ["simulatedFaultsPerHostSecond"] = Math.Round(faults / hostSeconds),
+                },
+            };
+        }
+        catch
+        {
+            if (!simDisposed)
+            {
+                sim.Dispose();
+                simDisposed = true;
+            }
+
+            try
+            {
+                // A failed run may leave locks held (a CPU died inside a write section): teardown is best effort
+                // and must not hide the failure.
+                workload.Teardown();
+            }
+            catch (Exception)
+            {
+            }
+
+            throw;
+        }
+        finally
+        {
+            if (!simDisposed)
+            {
+                sim.Dispose();
+            }
+        }
+
+        workload.Teardown();
+        machine.Srcu.Barrier();
+        return result;
+    }
+
+    /// <summary>
+    /// A simulated CPU's loop: batches until its virtual clock passes the window's end. Operations count toward the window
+    /// in proportion to the part of their batch inside it, so window edges cut batches exactly, whatever their length.
+    /// </summary>
+    private static void VirtualLoop(Workload workload, Simulator sim, Cpu cpu, int id, int threads, double w0, double w1, ref VirtualEdge edge)
+    {
+        double ops = 0;
+        double t0 = sim.Checkpoint(cpu);
+        while (true)
+        {
+            long n = id < threads ? workload.RunOperationBatch(cpu, id) : workload.RunBackgroundBatch(cpu, id - threads);
+            double t1 = sim.Checkpoint(cpu);
+            if (edge.Counters0 == null && t1 >= w0)
+            {
+                edge.Ops0 = ops + (n * Fraction(t0, t1, w0));
+                edge.Counters0 = ReadCounters(cpu);
+                if (id == 0)
+                {
+                    workload.BeginMeasurement();
+                }
+            }
+
+            if (t1 >= w1)
+            {
+                edge.Ops1 = ops + (n * Fraction(t0, t1, w1));
+                edge.Counters1 = ReadCounters(cpu);
+                return;
+            }
+
+            ops += n;
+            t0 = t1;
+        }
+    }
+
+    private static double Fraction(double t0, double t1, double at) => t1 <= t0 ? 1 : Math.Clamp((at - t0) / (t1 - t0), 0, 1);
+
+    private static long[] ReadCounters(Cpu cpu)
+    {
+        var a = new long[(int)CpuCounter.Count];
+        for (int c = 0; c < a.Length; c++)
+        {
+            a[c] = cpu.Read((CpuCounter)c);
+        }
+
+        return a;
+    }
+
+    private struct VirtualEdge
+    {
+        public double Ops0;
+        public double Ops1;
+        public long[]? Counters0;
+        public long[]? Counters1;
+    }
+
     /// <summary>Quiescent (every task stopped, nothing torn down): the invariant checker over the workload's state.</summary>
     private static void Verify(Machine machine, Workload workload, FaultStrategy? strategy, int threads)
     {
@@ -358,6 +563,10 @@ public sealed class ScalingExperiment
         var point = new ScalingPoint
         {
             Workload = w.Name,
+            Mode = runs[0].Band == null ? "measured" : "predicted",
+            PredictedLow = runs[0].Band == null ? null : runs.Min(r => r.Band!.Value.Low),
+            PredictedHigh = runs[0].Band == null ? null : runs.Max(r => r.Band!.Value.High),
+            Simulation = runs[0].Simulation,
             Strategy = s?.Name ?? NativeStrategy,
             Threads = threads,
             Native = w.IsNative,
@@ -431,6 +640,12 @@ public sealed class ScalingExperiment
 
     private sealed record RunMeasurement(double Seconds, double[] PerThread, double BackgroundOpsPerSecond, CounterSnapshot Counters, long FramesAllocated, Dictionary<string, double> Metrics)
     {
+        /// <summary>Predicted runs: the sensitivity band's lowest and highest total ops/s.</summary>
+        public (double Low, double High)? Band { get; init; }
+
+        /// <summary>Predicted runs: the simulation's speed figures.</summary>
+        public Dictionary<string, double>? Simulation { get; init; }
+
         public double OpsPerSecond => PerThread.Sum();
     }
 }

@@ -41,6 +41,12 @@ public sealed class ScalingOptions
     /// </summary>
     public Mm.AddressSpaceOptions? AddressSpaceOptions { get; init; }
 
+    /// <summary>
+    /// Run in virtual time instead of on real threads (model workloads only): every point is predicted by a
+    /// deterministic simulation with this cost model, on any number of host cores; null (the default) measures.
+    /// </summary>
+    public Simulation.VirtualTimeOptions? VirtualTime { get; init; }
+
     /// <summary>Progress reports (one per run started and finished); null for none.</summary>
     public IProgress<ScalingProgress>? Progress { get; init; }
 }

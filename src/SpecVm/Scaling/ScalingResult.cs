@@ -196,6 +196,18 @@ public sealed class ScalingPoint
     /// <summary>Workload name.</summary>
     public string Workload { get; set; } = string.Empty;
 
+    /// <summary>"measured" (real threads, wall clock) or "predicted" (virtual time); null in results before schema 3 (measured).</summary>
+    public string? Mode { get; set; }
+
+    /// <summary>Predicted points: the lowest throughput of the sensitivity band (uncertain constants perturbed); null otherwise.</summary>
+    public double? PredictedLow { get; set; }
+
+    /// <summary>Predicted points: the highest throughput of the sensitivity band; null otherwise.</summary>
+    public double? PredictedHigh { get; set; }
+
+    /// <summary>Predicted points: host seconds the simulation took, and simulated events per host second (speed); null otherwise.</summary>
+    public Dictionary<string, double>? Simulation { get; set; }
+
     /// <summary>Strategy name, or "native" for a native workload.</summary>
     public string Strategy { get; set; } = string.Empty;
 

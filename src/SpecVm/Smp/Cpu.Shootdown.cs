@@ -111,6 +111,7 @@ public sealed unsafe partial class Cpu
 
         // Full fence (Interlocked): the caller's PTE changes are visible before the new generation, and the
         // generation is visible before we read the mask and the lazy flags below (Dekker with SwitchTo/FinishBlock).
+        VirtualTime.Access(context, 0, LineAccess.Rmw);
         long generation = context.NextGeneration();
 
         if (ReferenceEquals(_loaded, context))
@@ -146,6 +147,7 @@ public sealed unsafe partial class Cpu
 
         ulong targets = 0;
         ulong myBit = 1UL << Id;
+        SimContext? sim = VirtualTime.Current;
         Cpu[] cpus = _machine.CpuArray;
         while (mask != 0)
         {
@@ -162,6 +164,7 @@ public sealed unsafe partial class Cpu
             // Or (full fence): posts the IPI after the request above is written; the target reads the request after
             // it sees our bit. Our bit cleared again is the target's acknowledgement.
             Interlocked.Or(ref target._shared.Pending, myBit);
+            sim?.SendIpi(t);
             targets |= 1UL << t;
         }
 
@@ -192,7 +195,11 @@ public sealed unsafe partial class Cpu
                 }
             }
 
-            if (targets != 0)
+            if (targets != 0 && sim != null)
+            {
+                sim.Relax(); // Virtual time: park until a target acks (or a poll interval passes), serving IPIs.
+            }
+            else if (targets != 0)
             {
                 CpuRelax.Pause();
                 Poll();
@@ -266,6 +273,12 @@ public sealed unsafe partial class Cpu
 
             // The target is awake and serves at its next interrupt point; serve ours meanwhile (no deadlock when two
             // CPUs shoot each other down).
+            if (VirtualTime.Current is { } sim)
+            {
+                sim.Relax();
+                continue;
+            }
+
             CpuRelax.Pause();
             Poll();
             if (++spins % SpinsBeforeYield == 0)
@@ -292,6 +305,11 @@ public sealed unsafe partial class Cpu
         {
             return;
         }
+
+        // Virtual time: the interrupt arrives (the clock moves to its delivery) and its handler is charged; the senders
+        // are told of the ack below.
+        SimContext? sim = VirtualTime.Current;
+        sim?.ServeIpis(pending);
 
         TlbContext? context = _loaded;
         if (context != null)

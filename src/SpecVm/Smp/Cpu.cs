@@ -152,6 +152,13 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     /// <inheritdoc/>
     public void Relax()
     {
+        SimContext? sim = VirtualTime.Current;
+        if (sim != null)
+        {
+            sim.Relax(); // A simulated CPU spins in virtual time: a bounded park that serves IPIs if it may.
+            return;
+        }
+
         if (_irqDepth == 0)
         {
             Poll();
@@ -211,7 +218,15 @@ public sealed unsafe partial class Cpu : ISpinWaiter
         PrepareToBlock();
         try
         {
-            Thread.Sleep(duration);
+            SimContext? sim = VirtualTime.Current;
+            if (sim != null)
+            {
+                sim.Sleep(duration);
+            }
+            else
+            {
+                Thread.Sleep(duration);
+            }
         }
         finally
         {

@@ -19,4 +19,24 @@ public static class CpuRelax
             Thread.SpinWait(1);
         }
     }
+
+    /// <summary>
+    /// One step of a spin-wait loop: the pause hint, then <paramref name="waiter"/>'s <see cref="ISpinWaiter.Relax"/>
+    /// (serving interrupts); on a simulated CPU, one bounded wait in virtual time instead (a host spin would never let
+    /// the CPU it waits for run).
+    /// </summary>
+    /// <param name="waiter">The waiting context, or null.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Step(ISpinWaiter? waiter)
+    {
+        SimContext? sim = VirtualTime.Current;
+        if (sim != null)
+        {
+            sim.Relax();
+            return;
+        }
+
+        Pause();
+        waiter?.Relax();
+    }
 }

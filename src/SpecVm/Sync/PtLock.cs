@@ -30,7 +30,7 @@ namespace SpecVm.Sync;
 /// property of this type held by value.
 /// </para>
 /// </remarks>
-internal struct PtLock
+internal unsafe struct PtLock
 {
     private int _owner;
 
@@ -47,6 +47,7 @@ internal struct PtLock
     {
         // Test first: a failed CAS still takes the line exclusive; reading first keeps a busy lock's line shared.
         // CAS (full fence): acquiring must order the critical section's reads after the claim.
+        VirtualTime.Access(Unsafe.AsPointer(ref _owner), LineAccess.Rmw);
         return Volatile.Read(ref _owner) == 0 && Interlocked.CompareExchange(ref _owner, owner + 1, 0) == 0;
     }
 
@@ -80,6 +81,11 @@ internal struct PtLock
             // Spin on a plain (acquire) read until the lock looks free, then try to claim it: test-and-test-and-set.
             while (Volatile.Read(ref _owner) != 0)
             {
+                if (VirtualTime.WaitOn(Unsafe.AsPointer(ref _owner)))
+                {
+                    continue; // A simulated CPU waited (in virtual time, serving IPIs if it may) until the line changed.
+                }
+
                 CpuRelax.Pause();
                 waiter?.Relax();
                 if ((++spins & 0xFFFF) == 0)
@@ -89,6 +95,7 @@ internal struct PtLock
             }
 
             // CAS (full fence): claims the lock and orders the critical section after it, as in TryLock.
+            VirtualTime.Access(Unsafe.AsPointer(ref _owner), LineAccess.Rmw);
             if (Interlocked.CompareExchange(ref _owner, owner + 1, 0) == 0)
             {
                 return;
@@ -127,6 +134,7 @@ internal struct PtLock
         }
 
         // Release: the critical section's stores (PTE installs) are visible before the lock reads as free.
+        VirtualTime.Access(Unsafe.AsPointer(ref _owner), LineAccess.Store);
         Volatile.Write(ref _owner, 0);
     }
 

@@ -47,6 +47,9 @@ public sealed class RwSemaphore
     /// is descheduled (Linux spins only while the owner runs; we cannot see that, so we bound it).</summary>
     public const int SpinIterations = 2000;
 
+    /// <summary>On a simulated CPU: the spin steps (each a bounded wait for the count's line) before a waiter sleeps.</summary>
+    private const int VirtualSpinSteps = 2;
+
     private HotLine _hot;
     private StatsLine _stats;
     private readonly object _sleepLock = new();
@@ -104,6 +107,7 @@ public sealed class RwSemaphore
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnterRead()
     {
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long count = Volatile.Read(ref _hot.Count);
         while ((count & (WriterLocked | WaitingWriterMask)) == 0)
         {
@@ -128,6 +132,7 @@ public sealed class RwSemaphore
     public void EnterRead(ISpinWaiter? waiter = null)
     {
         // Fast path as Linux's: an optimistic fetch-add, cheaper than a CAS loop when many readers arrive at once.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long count = Interlocked.Add(ref _hot.Count, ReaderUnit);
         if ((count & (WriterLocked | WaitingWriterMask)) != 0)
         {
@@ -148,6 +153,7 @@ public sealed class RwSemaphore
     internal long EnterReadTimed(ISpinWaiter? waiter)
     {
         // Full fence (fetch-add), as in EnterRead: claims a reader slot optimistically and orders the section after it.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long count = Interlocked.Add(ref _hot.Count, ReaderUnit);
         if ((count & (WriterLocked | WaitingWriterMask)) != 0)
         {
@@ -162,9 +168,9 @@ public sealed class RwSemaphore
     [MethodImpl(MethodImplOptions.NoInlining)]
     private long EnterReadSlowTimed(ISpinWaiter? waiter)
     {
-        long start = Stopwatch.GetTimestamp();
+        long start = VirtualTime.Timestamp();
         EnterReadSlow(waiter);
-        return Math.Max(1, Stopwatch.GetTimestamp() - start);
+        return Math.Max(1, VirtualTime.Timestamp() - start);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -172,13 +178,14 @@ public sealed class RwSemaphore
     {
         // A writer holds the lock or waits for it: back our optimistic increment out (the writer may be waiting
         // for the reader count to reach zero) and wait for the writers to go.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long after = Interlocked.Add(ref _hot.Count, -ReaderUnit);
         if ((after & ReaderMask) == 0)
         {
             WakeSleepers();
         }
 
-        long start = Stopwatch.GetTimestamp();
+        long start = VirtualTime.Timestamp();
         int spins = 0;
         while (!TryEnterReadNoCount())
         {
@@ -189,12 +196,13 @@ public sealed class RwSemaphore
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
         Interlocked.Increment(ref _hot.ReadAcquisitions);
         Interlocked.Increment(ref _stats.ContendedReads);
-        Interlocked.Add(ref _stats.ReadWaitTicks, Stopwatch.GetTimestamp() - start);
+        Interlocked.Add(ref _stats.ReadWaitTicks, VirtualTime.Timestamp() - start);
     }
 
     private bool TryEnterReadNoCount()
     {
         // Acquire read of the count: only a hint; the CAS below is what claims (and orders) the read section.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long count = Volatile.Read(ref _hot.Count);
         while ((count & (WriterLocked | WaitingWriterMask)) == 0)
         {
@@ -217,6 +225,7 @@ public sealed class RwSemaphore
     {
         // Full fence (fetch-add): the read section's loads complete before the reader count drops, so a writer that
         // sees zero readers cannot change data a reader is still reading.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long after = Interlocked.Add(ref _hot.Count, -ReaderUnit);
         if (after < 0)
         {
@@ -236,6 +245,7 @@ public sealed class RwSemaphore
     public bool TryEnterWrite()
     {
         // CAS (full fence): claims the lock only from the fully free state and orders the write section after it.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         if (Interlocked.CompareExchange(ref _hot.Count, WriterLocked, 0) != 0)
         {
             return false;
@@ -250,6 +260,7 @@ public sealed class RwSemaphore
     public void EnterWrite(ISpinWaiter? waiter = null)
     {
         // CAS (full fence) from the free state; see TryEnterWrite.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         if (Interlocked.CompareExchange(ref _hot.Count, WriterLocked, 0) == 0)
         {
             OnWriteAcquired();
@@ -262,9 +273,10 @@ public sealed class RwSemaphore
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void EnterWriteSlow(ISpinWaiter? waiter)
     {
-        long start = Stopwatch.GetTimestamp();
+        long start = VirtualTime.Timestamp();
 
         // Announce ourselves (full fence): from now on new readers back off (writer preference).
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         Interlocked.Add(ref _hot.Count, WaitingWriterUnit);
         bool acquired = false;
         try
@@ -273,10 +285,12 @@ public sealed class RwSemaphore
             while (true)
             {
                 // Acquire read of the count: only a hint; the CAS below is what claims the lock.
+                VirtualTime.Access(this, 0, LineAccess.Load);
                 long count = Volatile.Read(ref _hot.Count);
                 if ((count & (WriterLocked | ReaderMask)) == 0)
                 {
                     // CAS (full fence): turn our waiting unit into the lock in one step, so no reader slips in between.
+                    VirtualTime.Access(this, 0, LineAccess.Rmw);
                     if (Interlocked.CompareExchange(ref _hot.Count, count - WaitingWriterUnit + WriterLocked, count) == count)
                     {
                         acquired = true;
@@ -297,6 +311,7 @@ public sealed class RwSemaphore
                 // fence), or readers would back off for good and every later fault would hang behind a phantom writer.
                 // Readers that backed off because of us may be asleep: wake them (WakeSleepers reads _sleepers after
                 // this fence, the Dekker pair described in Wait).
+                VirtualTime.Access(this, 0, LineAccess.Rmw);
                 Interlocked.Add(ref _hot.Count, -WaitingWriterUnit);
                 WakeSleepers();
             }
@@ -306,14 +321,14 @@ public sealed class RwSemaphore
 
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
         Interlocked.Increment(ref _stats.ContendedWrites);
-        Interlocked.Add(ref _stats.WriteWaitTicks, Stopwatch.GetTimestamp() - start);
+        Interlocked.Add(ref _stats.WriteWaitTicks, VirtualTime.Timestamp() - start);
     }
 
     private void OnWriteAcquired()
     {
         _writerOwnerThread = Environment.CurrentManagedThreadId;
         _stats.WriteAcquisitions++;
-        _stats.WriteStart = Stopwatch.GetTimestamp();
+        _stats.WriteStart = VirtualTime.Timestamp();
     }
 
     /// <summary>Releases the write hold (<c>up_write</c>). Throws if the calling thread does not hold it.</summary>
@@ -330,10 +345,11 @@ public sealed class RwSemaphore
             throw new SynchronizationLockException($"RwSemaphore.ExitWrite called by thread {Environment.CurrentManagedThreadId}, but thread {_writerOwnerThread} holds the lock.");
         }
 
-        _stats.WriteHoldTicks += Stopwatch.GetTimestamp() - _stats.WriteStart;
+        _stats.WriteHoldTicks += VirtualTime.Timestamp() - _stats.WriteStart;
         _writerOwnerThread = 0;
 
         // Full fence (fetch-add): the write section's stores are visible before the lock reads as free.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         long after = Interlocked.Add(ref _hot.Count, -WriterLocked);
         if (after != 0)
         {
@@ -353,10 +369,11 @@ public sealed class RwSemaphore
             throw new SynchronizationLockException("RwSemaphore.DowngradeWrite called by a thread that does not hold the lock for write.");
         }
 
-        _stats.WriteHoldTicks += Stopwatch.GetTimestamp() - _stats.WriteStart;
+        _stats.WriteHoldTicks += VirtualTime.Timestamp() - _stats.WriteStart;
         _writerOwnerThread = 0;
 
         // Full fence (fetch-add): become a reader and drop the writer bit in one step.
+        VirtualTime.Access(this, 0, LineAccess.Rmw);
         Interlocked.Add(ref _hot.Count, ReaderUnit - WriterLocked);
         Interlocked.Increment(ref _hot.ReadAcquisitions);
         WakeSleepers();
@@ -364,6 +381,12 @@ public sealed class RwSemaphore
 
     private void Wait(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo, long start, string what)
     {
+        if (VirtualTime.Current != null)
+        {
+            WaitVirtual(ref spins, waiter, canGo);
+            return;
+        }
+
         if (spins < SpinIterations)
         {
             spins++;
@@ -373,7 +396,7 @@ public sealed class RwSemaphore
         }
 
         // The watchdog looks at the clock only here, once per sleep (at most every 50 ms), never while spinning.
-        long waited = Stopwatch.GetTimestamp() - start;
+        long waited = VirtualTime.Timestamp() - start;
         if (waited > _watchdogTicks)
         {
             ThrowHung(what, waited);
@@ -401,6 +424,35 @@ public sealed class RwSemaphore
                     // We are awake (or going back to spin): releasers need not wake us any more.
                     Interlocked.Decrement(ref _sleepers);
                 }
+            }
+        }
+        finally
+        {
+            waiter?.FinishBlock();
+        }
+
+        spins = 0;
+    }
+
+    /// <summary>
+    /// <see cref="Wait"/> on a simulated CPU: a few spin steps that park until the count's line is written (serving IPIs
+    /// meanwhile), then a lazy sleep until it is written again; no host lock, no host sleep, no host clock.
+    /// </summary>
+    private void WaitVirtual(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo)
+    {
+        if (spins < VirtualSpinSteps)
+        {
+            spins++;
+            VirtualTime.WaitOn(this, 0, sleep: false);
+            return;
+        }
+
+        waiter?.PrepareToBlock();
+        try
+        {
+            if (!canGo(this))
+            {
+                VirtualTime.WaitOn(this, 0, sleep: true);
             }
         }
         finally

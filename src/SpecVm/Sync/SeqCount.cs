@@ -53,8 +53,7 @@ internal struct SeqCount
             }
 
             // Odd: a writer is between WriteBegin and WriteEnd; whatever we read now could be half-written. Wait.
-            CpuRelax.Pause();
-            waiter?.Relax();
+            CpuRelax.Step(waiter);
         }
     }
 

@@ -37,7 +37,7 @@ namespace SpecVm.Sync;
 /// dropped, never run early (its objects leak; none is freed under a reader), and the next Barrier reports it.
 /// </para>
 /// </remarks>
-public sealed class Srcu : IDisposable
+public sealed unsafe class Srcu : IDisposable
 {
     private readonly PerCpu<Slot> _slots;
     private int _completed;
@@ -46,6 +46,7 @@ public sealed class Srcu : IDisposable
 
     private readonly object _queueLock = new();
     private List<(Action<object?> Callback, object? State)> _pending = [];
+    private List<(Action<object?> Callback, object? State)>? _held;
     private List<(Action<object?> Callback, object? State)> _spare = [];
     private long _queuedBatches;
     private long _doneBatches;
@@ -109,6 +110,7 @@ public sealed class Srcu : IDisposable
         ref long counter = ref idx == 0 ? ref slot.Lock0 : ref slot.Lock1;
 
         // Plain increment of our own slot (only this CPU writes it), published by the full fence below.
+        VirtualTime.Access(Unsafe.AsPointer(ref counter), LineAccess.Store);
         Volatile.Write(ref counter, counter + 1);
 
         // Full fence (Linux: smp_mb() B): the lock count must be visible before any read inside the section,
@@ -260,8 +262,13 @@ public sealed class Srcu : IDisposable
             }
 
             // Spin briefly (a reader section is usually short), then sleep: a grace period is not latency-critical,
-            // and a waiter that yields in a loop steals time from the CPUs whose readers it waits for.
-            if (++spins < 100)
+            // and a waiter that yields in a loop steals time from the CPUs whose readers it waits for. A simulated
+            // CPU waits in virtual time only (a host sleep would stop the whole simulation).
+            if (VirtualTime.Current is { } sim)
+            {
+                sim.Relax();
+            }
+            else if (++spins < 100)
             {
                 CpuRelax.Pause();
                 waiter?.Relax();
@@ -313,6 +320,15 @@ public sealed class Srcu : IDisposable
         lock (_queueLock)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
+            if (VirtualTime.Current != null)
+            {
+                // A simulated CPU: the grace-period worker is a host thread outside virtual time, whose timing would
+                // decide when VMAs return to the slab (and so the run's result). Hold the callbacks until the
+                // simulation ends (ReleaseHeld); the VMAs they free are not reused meanwhile.
+                (_held ??= []).Add((callback, state));
+                return;
+            }
+
             _pending.Add((callback, state));
             if (_pending.Count == 1)
             {
@@ -326,6 +342,22 @@ public sealed class Srcu : IDisposable
             }
 
             Monitor.PulseAll(_queueLock);
+        }
+    }
+
+    /// <summary>Queues the callbacks that simulated CPUs deferred (held while a virtual-time run went on).</summary>
+    internal void ReleaseHeld()
+    {
+        List<(Action<object?>, object?)>? held;
+        lock (_queueLock)
+        {
+            held = _held;
+            _held = null;
+        }
+
+        foreach ((Action<object?> callback, object? state) in held ?? [])
+        {
+            Defer(callback, state);
         }
     }
 

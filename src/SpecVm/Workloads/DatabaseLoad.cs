@@ -196,9 +196,7 @@ public sealed class DatabaseLoad : Workload
         if (!Pacing.Due(ref _writer[0], WriterOpsPerSecond))
         {
             // Ahead of schedule: sleep as a blocked kernel thread does, lazy, so shootdowns skip this CPU.
-            cpu.PrepareToBlock();
-            Thread.Sleep(1);
-            cpu.FinishBlock();
+            cpu.Sleep(TimeSpan.FromMilliseconds(1));
             return 0;
         }
 

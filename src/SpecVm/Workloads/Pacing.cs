@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SpecVm.Sync;
 
 namespace SpecVm.Workloads;
 
@@ -11,7 +12,7 @@ internal static class Pacing
     /// <summary>True when <paramref name="slot"/> (Start = first call, Count = operations done) owes an operation at <paramref name="perSecond"/>.</summary>
     public static bool Due(ref TaskSlot slot, double perSecond)
     {
-        long now = Stopwatch.GetTimestamp();
+        long now = VirtualTime.Timestamp(); // The wall clock, or a simulated CPU's virtual clock.
         if (slot.Start == 0)
         {
             slot.Start = now;

@@ -1,0 +1,578 @@
+using System.Diagnostics;
+using System.Text;
+using SpecVm.Smp;
+using SpecVm.Sync;
+
+namespace SpecVm.Simulation;
+
+/// <summary>
+/// A deterministic virtual-time run of one <see cref="Machine"/>'s CPUs (docs/design.md §6): every CPU's thread runs
+/// the real protocol code, but only one runs at a time — the one with the smallest virtual clock (ties by CPU id) —
+/// and it yields at the seam's events (<see cref="VirtualTime"/>) once it is more than a quantum ahead of the next.
+/// Its clock advances by the <see cref="CostModel"/>'s price of each event, never by host time, so the same machine,
+/// workload and model give the same result on any host.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Use: build the machine and set the workload up as usual (outside the simulation), create the simulator, then run on
+/// each participating CPU <see cref="Run"/> with that CPU's loop. The simulation starts when every participant has
+/// entered. A CPU's loop reads <see cref="Now"/> to know when to stop.
+/// </para>
+/// <para>
+/// Waits never block a host thread: a CPU that spins or sleeps on a line parks until another CPU writes the line (or an
+/// IPI arrives, if its interrupts are on, or a bounded poll step passes), and its clock moves to the write plus the
+/// transfer (spinning) or the wake-up latency (sleeping). When no CPU can run the simulation has deadlocked, and every
+/// CPU's <see cref="Run"/> throws <see cref="SimulatedDeadlockException"/> naming each CPU's state.
+/// </para>
+/// </remarks>
+internal sealed unsafe class Simulator : IDisposable
+{
+    /// <summary>Picoseconds per nanosecond: clocks are whole picoseconds, so every sum is exact and host-independent.</summary>
+    internal const long PsPerNs = 1000;
+
+    private readonly Machine _machine;
+    private readonly SimCpu[] _cpus;
+    private readonly ulong _participants;
+    private readonly long _quantumPs;
+    private readonly Dictionary<(object?, nint), Line> _lines = [];
+    private readonly Calendar[] _sockets;
+    private readonly Lock _enterLock = new();
+    private readonly ManualResetEventSlim _finished = new(false);
+    private int _entered;
+    private int _live;
+    private SimulatedDeadlockException? _failure;
+    private long _events;
+    private long _switches;
+    private bool _disposed;
+
+    /// <summary>Prepares a simulation of the CPUs in <paramref name="participants"/>.</summary>
+    /// <param name="machine">The machine whose CPUs run.</param>
+    /// <param name="model">The cost model (validated).</param>
+    /// <param name="participants">Bit mask of the CPUs that will call <see cref="Run"/>.</param>
+    /// <param name="quantum">How far a CPU may run ahead of the next before it yields (zero: exact order at every event).</param>
+    public Simulator(Machine machine, CostModel model, ulong participants, TimeSpan quantum)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(model);
+        model.Validate();
+        if (participants == 0 || (machine.CpuCount < 64 && participants >> machine.CpuCount != 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(participants), participants, "The participants must be a non-empty set of the machine's CPUs.");
+        }
+
+        if (quantum < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(quantum), quantum, "The quantum must not be negative.");
+        }
+
+        _machine = machine;
+        Model = model;
+        _participants = participants;
+        _quantumPs = (long)(quantum.Ticks * 100_000L);
+        _cpus = new SimCpu[machine.CpuCount];
+        for (int i = 0; i < _cpus.Length; i++)
+        {
+            _cpus[i] = new SimCpu(this, machine.CpuArray[i]);
+        }
+
+        _sockets = new Calendar[model.Sockets];
+        for (int i = 0; i < _sockets.Length; i++)
+        {
+            _sockets[i] = new Calendar();
+        }
+
+        _live = System.Numerics.BitOperations.PopCount(participants);
+        VirtualTime.Started();
+    }
+
+    /// <summary>The cost model.</summary>
+    public CostModel Model { get; }
+
+    /// <summary>Seam events priced so far (a speed statistic).</summary>
+    public long Events => Volatile.Read(ref _events);
+
+    /// <summary>Hand-offs between host threads so far (a speed statistic).</summary>
+    public long Switches => Volatile.Read(ref _switches);
+
+    /// <summary>CPU <paramref name="cpu"/>'s virtual clock, in nanoseconds (read it on that CPU, or after the run).</summary>
+    /// <param name="cpu">The CPU id.</param>
+    public double Now(int cpu) => _cpus[cpu].Now / (double)PsPerNs;
+
+    /// <summary>The largest clock of any CPU, in nanoseconds (after the run: the simulated time it took).</summary>
+    public double Elapsed => _cpus.Max(c => c.Now) / (double)PsPerNs;
+
+    /// <summary>
+    /// Runs <paramref name="loop"/> as simulated CPU <paramref name="cpu"/>; call on that CPU's thread. Waits for every
+    /// participant to enter, runs in virtual time, and leaves the simulation (lazy, like an idle CPU) when the loop returns.
+    /// </summary>
+    /// <param name="cpu">The CPU (the calling thread's own).</param>
+    /// <param name="loop">The CPU's work; it should stop when <see cref="Now"/> passes its end.</param>
+    /// <exception cref="SimulatedDeadlockException">The simulation deadlocked.</exception>
+    public void Run(Cpu cpu, Action loop)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(loop);
+        if (!ReferenceEquals(cpu.Machine, _machine) || (_participants & (1UL << cpu.Id)) == 0 || !cpu.IsCurrentThread)
+        {
+            throw new InvalidOperationException($"CPU {cpu.Id} is not a participant of this simulation running on its own thread.");
+        }
+
+        SimCpu me = _cpus[cpu.Id];
+        me.Enter();
+        try
+        {
+            lock (_enterLock)
+            {
+                if (me.State != SimState.Idle)
+                {
+                    throw new InvalidOperationException($"CPU {cpu.Id} entered the simulation twice.");
+                }
+
+                me.State = SimState.Runnable;
+                if (++_entered == _live)
+                {
+                    // Everyone is here: the first to run is the smallest id (all clocks are 0).
+                    SimCpu first = _cpus.First(c => c.State == SimState.Runnable);
+                    first.Gate.Set();
+                }
+            }
+
+            me.Gate.Wait();
+            me.Gate.Reset();
+            ThrowIfFailed();
+            loop();
+        }
+        catch (Exception e) when (e is not SimulatedDeadlockException)
+        {
+            // One CPU's failure ends the simulation: the others may wait for what it held, forever.
+            Fail(me, $"CPU {me.Id} failed: {e.GetType().Name}: {e.Message}");
+            throw;
+        }
+        finally
+        {
+            Leave(me);
+        }
+    }
+
+    /// <summary>Called by a running CPU's loop between batches: charges its local work and yields if it is ahead.</summary>
+    /// <param name="cpu">The CPU.</param>
+    /// <returns>Its clock, in nanoseconds.</returns>
+    public double Checkpoint(Cpu cpu)
+    {
+        SimCpu me = _cpus[cpu.Id];
+        me.ChargeLocal();
+        Schedule(me);
+        return me.Now / (double)PsPerNs;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        VirtualTime.Stopped();
+        _machine.Srcu.ReleaseHeld();
+        _finished.Dispose();
+        foreach (SimCpu c in _cpus)
+        {
+            c.Gate.Dispose();
+        }
+    }
+
+    internal long NowPs(int cpu) => _cpus[cpu].Now;
+
+    /// <summary>The line of (owner, slot): created on first use.</summary>
+    internal Line LineOf(object? owner, nint slot)
+    {
+        if (!_lines.TryGetValue((owner, slot), out Line? line))
+        {
+            line = new Line();
+            _lines.Add((owner, slot), line);
+        }
+
+        return line;
+    }
+
+    /// <summary>Prices <paramref name="kind"/> on <paramref name="line"/> for <paramref name="me"/> and updates the directory.</summary>
+    internal long Price(SimCpu me, Line line, LineAccess kind)
+    {
+        CostModel m = Model;
+        int id = me.Id;
+        ulong bit = 1UL << id;
+        double ns;
+        if (kind == LineAccess.Load)
+        {
+            if (line.Owner == id || (line.Sharers & bit) != 0)
+            {
+                ns = m.LocalHitNs;
+            }
+            else
+            {
+                ns = line.Owner >= 0 ? m.TransferNs(line.Owner, id) : line.Sharers != 0 ? m.TransferNs(Nearest(line.Sharers, id), id) : m.MemoryNs;
+                if (line.Owner >= 0)
+                {
+                    line.Sharers |= 1UL << line.Owner;
+                    line.Owner = -1;
+                }
+
+                line.Sharers |= bit;
+            }
+
+            return (long)(ns * PsPerNs);
+        }
+
+        bool transfer = line.Owner != id;
+        if (!transfer)
+        {
+            ns = kind == LineAccess.Rmw ? m.LocalAtomicNs : m.LocalHitNs;
+        }
+        else
+        {
+            // Invalidate the other copies: the farthest holder bounds the round trip (invalidations go out in parallel).
+            ulong others = (line.Sharers | (line.Owner >= 0 ? 1UL << line.Owner : 0)) & ~bit;
+            ns = others == 0 ? m.MemoryNs : m.TransferNs(Farthest(others, id), id);
+            if (kind == LineAccess.Rmw)
+            {
+                ns += m.LocalAtomicNs;
+            }
+
+            line.Owner = id;
+            line.Sharers = 0;
+        }
+
+        long ps = (long)(ns * PsPerNs);
+        if (transfer && kind == LineAccess.Rmw)
+        {
+            // Read-modify-writes on one line serialise: the line is busy for one transfer per owner change.
+            line.Busy ??= new Calendar();
+            long done = line.Busy.Reserve(me.Now, ps);
+            ps = Math.Max(ps, done - me.Now);
+        }
+
+        return ps;
+    }
+
+    /// <summary>Wakes the CPUs parked on <paramref name="line"/> after <paramref name="waker"/> wrote it at <paramref name="at"/>.</summary>
+    internal void WakeAll(Line line, SimCpu waker, long at)
+    {
+        List<SimCpu>? waiters = line.Waiters;
+        if (waiters == null || waiters.Count == 0)
+        {
+            return;
+        }
+
+        // Detach the list first: Wake would otherwise remove each waiter from the list being walked.
+        line.Waiters = null;
+        foreach (SimCpu w in waiters)
+        {
+            double ns = w.ParkSleeping ? Model.WakeLatencyNs : Model.TransferNs(waker.Id, w.Id);
+            w.Wake(at + (long)(ns * PsPerNs));
+        }
+
+        waiters.Clear();
+        line.Waiters ??= waiters; // Reuse the list (no allocation per wake).
+    }
+
+    /// <summary>Prices a page kernel at the socket's memory bandwidth.</summary>
+    internal long PricePageKernel(SimCpu me, double coreNs)
+    {
+        long core = (long)(coreNs * PsPerNs);
+        long busy = (long)(4096.0 / Model.SocketBandwidthGBps * PsPerNs); // bytes / (bytes per ns)
+        long done = _sockets[Model.SocketOf(me.Id)].Reserve(me.Now, busy);
+        return Math.Max(core, done - me.Now);
+    }
+
+    internal void CountEvent() => _events++;
+
+    /// <summary>An IPI for <paramref name="target"/> arrives at <paramref name="at"/>.</summary>
+    internal void Deliver(int target, long at) => _cpus[target].Deliver(at);
+
+    /// <summary><paramref name="from"/> acked <paramref name="sender"/>'s IPI: a sender polling for acks sees it one transfer later.</summary>
+    internal void RingDoorbell(int sender, SimCpu from) => WakeAll(_cpus[sender].Doorbell, from, from.Now);
+
+    /// <summary>
+    /// The scheduling point after an event of <paramref name="me"/> (running, or just parked): keeps running while it is
+    /// within a quantum of the earliest other CPU, else hands over to that CPU and waits for its own turn.
+    /// </summary>
+    internal void Schedule(SimCpu me)
+    {
+        SimCpu? next = null;
+        long nextKey = long.MaxValue;
+        foreach (SimCpu c in _cpus)
+        {
+            if (c == me)
+            {
+                continue;
+            }
+
+            long key = c.State switch
+            {
+                SimState.Runnable => c.Now,
+                SimState.Parked => c.Deadline,
+                _ => long.MaxValue,
+            };
+            if (key < nextKey)
+            {
+                nextKey = key;
+                next = c;
+            }
+        }
+
+        if (me.State == SimState.Runnable)
+        {
+            if (next == null || me.Now < nextKey + _quantumPs || (me.Now == nextKey + _quantumPs && me.Id < next.Id))
+            {
+                return; // Still the earliest (within the quantum): run on.
+            }
+        }
+        else if (next == null)
+        {
+            Fail(me, "every CPU is waiting and none can run");
+            ThrowIfFailed();
+            return;
+        }
+
+        if (next!.State == SimState.Parked)
+        {
+            next.Wake(next.Deadline); // Its poll step ran out: it looks again.
+        }
+
+        _switches++;
+        next.Gate.Set();
+        me.Gate.Wait();
+        me.Gate.Reset();
+        ThrowIfFailed();
+    }
+
+    private void Leave(SimCpu me)
+    {
+        if (me.Cpu.IrqsDisabled)
+        {
+            me.Cpu.ResetIrqStateAfterFailure(); // The loop left by an exception inside an irqs-off section.
+        }
+
+        me.Cpu.PrepareToBlock(); // Idle from now on, deterministically: shootdowns skip it.
+        me.Leave();
+        bool last;
+        lock (_enterLock)
+        {
+            me.State = SimState.Done;
+            last = --_live == 0;
+        }
+
+        if (last)
+        {
+            _finished.Set();
+            return;
+        }
+
+        if (_failure != null)
+        {
+            return;
+        }
+
+        // Hand over to the earliest CPU left (a parked one with a deadline counts at its deadline).
+        SimCpu? next = null;
+        long nextKey = long.MaxValue;
+        foreach (SimCpu c in _cpus)
+        {
+            long key = c.State == SimState.Runnable ? c.Now : c.State == SimState.Parked ? c.Deadline : long.MaxValue;
+            if (key < nextKey)
+            {
+                nextKey = key;
+                next = c;
+            }
+        }
+
+        if (next == null)
+        {
+            if (_cpus.Any(c => c.State is SimState.Parked or SimState.Idle))
+            {
+                Fail(me, $"CPU {me.Id} finished and the CPUs left are all waiting");
+            }
+
+            return;
+        }
+
+        if (next.State == SimState.Parked)
+        {
+            next.Wake(next.Deadline);
+        }
+
+        _switches++;
+        next.Gate.Set();
+    }
+
+    /// <summary>Records a deadlock with every CPU's state and releases every waiting thread to throw it.</summary>
+    internal void Fail(SimCpu at, string why)
+    {
+        if (_failure != null)
+        {
+            return;
+        }
+
+        var sb = new StringBuilder();
+        sb.Append(CultureInfoInvariant($"Simulated deadlock at {at.Now / (double)PsPerNs:F0} ns on CPU {at.Id}: {why}. CPU states:"));
+        foreach (SimCpu c in _cpus)
+        {
+            if ((_participants & (1UL << c.Id)) != 0)
+            {
+                sb.Append(CultureInfoInvariant($" CPU {c.Id} {c.Describe()};"));
+            }
+        }
+
+        _failure = new SimulatedDeadlockException(sb.ToString());
+        foreach (SimCpu c in _cpus)
+        {
+            c.Gate.Set();
+        }
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (_failure != null)
+        {
+            // Every thread leaves by the same exception; the seams on the way out (finally blocks) find no context.
+            VirtualTime.Bind(null);
+            throw new SimulatedDeadlockException(_failure.Message);
+        }
+    }
+
+    private static string CultureInfoInvariant(FormattableString s) => FormattableString.Invariant(s);
+
+    private int Nearest(ulong mask, int to)
+    {
+        int best = -1;
+        double bestNs = double.MaxValue;
+        while (mask != 0)
+        {
+            int c = System.Numerics.BitOperations.TrailingZeroCount(mask);
+            mask &= mask - 1;
+            double ns = Model.TransferNs(c, to);
+            if (ns < bestNs)
+            {
+                bestNs = ns;
+                best = c;
+            }
+        }
+
+        return best;
+    }
+
+    private int Farthest(ulong mask, int to)
+    {
+        int best = -1;
+        double bestNs = -1;
+        while (mask != 0)
+        {
+            int c = System.Numerics.BitOperations.TrailingZeroCount(mask);
+            mask &= mask - 1;
+            double ns = Model.TransferNs(c, to);
+            if (ns > bestNs)
+            {
+                bestNs = ns;
+                best = c;
+            }
+        }
+
+        return best;
+    }
+}
+
+/// <summary>A simulated CPU's scheduling state.</summary>
+internal enum SimState
+{
+    /// <summary>Not entered yet.</summary>
+    Idle,
+
+    /// <summary>Running or ready to run.</summary>
+    Runnable,
+
+    /// <summary>Waiting for a line, an IPI or a deadline.</summary>
+    Parked,
+
+    /// <summary>Left the simulation.</summary>
+    Done,
+}
+
+/// <summary>One cache line in the directory: its exclusive owner or sharers, its parked waiters, its busy calendar.</summary>
+internal sealed class Line
+{
+    public int Owner = -1;
+    public ulong Sharers;
+    public List<SimCpu>? Waiters;
+    public Calendar? Busy;
+}
+
+/// <summary>
+/// Occupancy of one serialising resource (a line's read-modify-writes, a socket's memory bandwidth) in windows of
+/// virtual time. A reservation fills the window it starts in and spills into the next ones when that is full, so
+/// CPUs that run a quantum out of order still queue by their virtual times: throughput saturates at one window's
+/// capacity per window whatever the order the reservations arrive in.
+/// </summary>
+internal sealed class Calendar
+{
+    private const int Windows = 256;
+    private const long WindowPs = 1_000_000; // 1 µs
+
+    private readonly long[] _epoch = new long[Windows];
+    private readonly long[] _used = new long[Windows];
+
+    /// <summary>Reserves <paramref name="duration"/> ps from <paramref name="at"/>; returns when the work completes.</summary>
+    public long Reserve(long at, long duration)
+    {
+        long w = at / WindowPs;
+        long remaining = duration;
+        for (int guard = 0; guard < Windows; guard++, w++)
+        {
+            int i = (int)(w % Windows);
+            if (_epoch[i] != w)
+            {
+                _epoch[i] = w;
+                _used[i] = 0;
+            }
+
+            long take = Math.Min(WindowPs - _used[i], remaining);
+            if (take > 0)
+            {
+                _used[i] += take;
+                remaining -= take;
+            }
+
+            if (remaining == 0)
+            {
+                return Math.Max(at + duration, (w * WindowPs) + _used[i]);
+            }
+        }
+
+        return at + duration + (Windows * WindowPs); // Beyond the horizon: saturated for its whole length.
+    }
+}
+
+/// <summary>A virtual-time simulation deadlocked or livelocked; the message names every CPU's state.</summary>
+public sealed class SimulatedDeadlockException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public SimulatedDeadlockException()
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What deadlocked, with each CPU's state.</param>
+    public SimulatedDeadlockException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What deadlocked.</param>
+    /// <param name="inner">The cause.</param>
+    public SimulatedDeadlockException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}
