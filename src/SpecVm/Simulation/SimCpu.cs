@@ -102,13 +102,17 @@ internal sealed unsafe class SimCpu : SimContext
         _sim.CountEvent();
         _spinSince = -1;
         Line line = _sim.LineOf(owner, slot);
+        if (line.Shared)
+        {
+            // An ordering point: the access happens at our clock only once no other CPU is more than a quantum behind.
+            _sim.Schedule(this);
+        }
+
         Now += _sim.Price(this, line, kind);
         if (kind != LineAccess.Load)
         {
             _sim.WakeAll(line, this, Now);
         }
-
-        _sim.Schedule(this);
     }
 
     /// <inheritdoc/>
@@ -170,7 +174,6 @@ internal sealed unsafe class SimCpu : SimContext
             SimWork.PageCopy => _sim.PricePageKernel(this, m.PageCopyNs),
             _ => (long)(m.ZapPageNs * Simulator.PsPerNs),
         };
-        _sim.Schedule(this);
     }
 
     /// <inheritdoc/>
@@ -277,6 +280,6 @@ internal sealed unsafe class SimCpu : SimContext
         CpuCounter.PagesFlushed, CpuCounter.FullFlushes,
     ];
 
-    /// <summary>Continuous spinning longer than this is reported as a livelock (100 ms of virtual time).</summary>
-    private const long HangPs = 100_000_000_000;
+    /// <summary>Continuous spinning longer than this is reported as a livelock (20 ms of virtual time).</summary>
+    private const long HangPs = 20_000_000_000;
 }

@@ -154,6 +154,17 @@ internal sealed unsafe class Simulator : IDisposable
         }
     }
 
+    /// <summary>Spends <paramref name="ns"/> of local work on <paramref name="cpu"/> (a workload's own computation).</summary>
+    /// <param name="cpu">The CPU (the calling thread's own).</param>
+    /// <param name="ns">Nanoseconds, 0 or more.</param>
+    public void Spend(Cpu cpu, double ns)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ns);
+        SimCpu me = _cpus[cpu.Id];
+        me.ChargeLocal();
+        me.Now += (long)(ns * PsPerNs);
+    }
+
     /// <summary>Called by a running CPU's loop between batches: charges its local work and yields if it is ahead.</summary>
     /// <param name="cpu">The CPU.</param>
     /// <returns>Its clock, in nanoseconds.</returns>
@@ -197,60 +208,75 @@ internal sealed unsafe class Simulator : IDisposable
         return line;
     }
 
-    /// <summary>Prices <paramref name="kind"/> on <paramref name="line"/> for <paramref name="me"/> and updates the directory.</summary>
+    /// <summary>
+    /// Prices <paramref name="kind"/> on <paramref name="line"/> for <paramref name="me"/> at its clock and records it.
+    /// </summary>
+    /// <remarks>
+    /// While one CPU alone uses a line it hits. Once a second CPU touches it, the line keeps a history of which CPUs
+    /// read and wrote it in each 250 ns of virtual time, and an access is a hit only if no other CPU wrote it (for a
+    /// load) or touched it (for a store or read-modify-write) between this CPU's previous access and now, in virtual
+    /// time. So the price follows the virtual interleaving, not the host order in which CPUs happened to run their
+    /// quanta (in which a CPU would keep a hot line for a whole turn).
+    /// </remarks>
     internal long Price(SimCpu me, Line line, LineAccess kind)
     {
         CostModel m = Model;
         int id = me.Id;
         ulong bit = 1UL << id;
-        double ns;
-        if (kind == LineAccess.Load)
+        bool write = kind != LineAccess.Load;
+        long now = me.Now;
+        LineHistory? h = line.History;
+        if (h == null)
         {
-            if (line.Owner == id || (line.Sharers & bit) != 0)
+            ulong holders = line.Sharers | (line.Owner >= 0 ? 1UL << line.Owner : 0);
+            if (holders == 0 || holders == bit)
             {
-                ns = m.LocalHitNs;
-            }
-            else
-            {
-                ns = line.Owner >= 0 ? m.TransferNs(line.Owner, id) : line.Sharers != 0 ? m.TransferNs(Nearest(line.Sharers, id), id) : m.MemoryNs;
-                if (line.Owner >= 0)
-                {
-                    line.Sharers |= 1UL << line.Owner;
-                    line.Owner = -1;
-                }
-
-                line.Sharers |= bit;
+                // Private so far: the first touch comes from memory, later ones hit.
+                bool first = holders == 0;
+                line.Owner = write || first ? id : line.Owner;
+                line.Sharers = write ? 0 : line.Sharers | bit;
+                double privateNs = first ? m.MemoryNs : kind == LineAccess.Rmw ? m.LocalAtomicNs : m.LocalHitNs;
+                line.FirstToucher = first ? id : line.FirstToucher;
+                line.FirstTouch = first ? now : line.FirstTouch;
+                return (long)(privateNs * PsPerNs);
             }
 
-            return (long)(ns * PsPerNs);
+            // A second CPU: start the history with the first CPU's last known touch.
+            h = line.History = new LineHistory();
+            h.Record(line.FirstTouch, line.FirstToucher, write: true);
         }
 
-        bool transfer = line.Owner != id;
+        long previous = h.Last[id];
+        ulong others = h.TouchedBetween(previous, now, write) & ~bit;
+        double ns;
+        bool transfer = previous < 0 || others != 0;
         if (!transfer)
         {
             ns = kind == LineAccess.Rmw ? m.LocalAtomicNs : m.LocalHitNs;
         }
         else
         {
-            // Invalidate the other copies: the farthest holder bounds the round trip (invalidations go out in parallel).
-            ulong others = (line.Sharers | (line.Owner >= 0 ? 1UL << line.Owner : 0)) & ~bit;
-            ns = others == 0 ? m.MemoryNs : m.TransferNs(Farthest(others, id), id);
+            if (others == 0)
+            {
+                others = h.Recent & ~bit; // First touch by this CPU: from whoever had it last.
+            }
+
+            // A load fetches from the nearest holder; a store invalidates every other copy (the farthest bounds it).
+            ns = others == 0 ? m.MemoryNs : m.TransferNs(write ? Farthest(others, id) : Nearest(others, id), id);
             if (kind == LineAccess.Rmw)
             {
                 ns += m.LocalAtomicNs;
             }
-
-            line.Owner = id;
-            line.Sharers = 0;
         }
 
+        h.Record(now, id, write);
         long ps = (long)(ns * PsPerNs);
         if (transfer && kind == LineAccess.Rmw)
         {
             // Read-modify-writes on one line serialise: the line is busy for one transfer per owner change.
             line.Busy ??= new Calendar();
-            long done = line.Busy.Reserve(me.Now, ps);
-            ps = Math.Max(ps, done - me.Now);
+            long done = line.Busy.Reserve(now, ps);
+            ps = Math.Max(ps, done - now);
         }
 
         return ps;
@@ -499,13 +525,93 @@ internal enum SimState
     Done,
 }
 
-/// <summary>One cache line in the directory: its exclusive owner or sharers, its parked waiters, its busy calendar.</summary>
+/// <summary>One cache line in the directory: its holders (while private), its history (once shared), its waiters and its busy calendar.</summary>
 internal sealed class Line
 {
     public int Owner = -1;
     public ulong Sharers;
+    public int FirstToucher = -1;
+    public long FirstTouch;
+    public LineHistory? History;
     public List<SimCpu>? Waiters;
     public Calendar? Busy;
+
+    /// <summary>True once more than one CPU has touched the line (its accesses are ordering points).</summary>
+    public bool Shared => History != null;
+}
+
+/// <summary>
+/// Which CPUs read and wrote a shared line in each 250 ns window of virtual time (a ring covering 256 µs), and each
+/// CPU's last access: enough to tell whether another CPU touched the line between two accesses of one CPU.
+/// </summary>
+internal sealed class LineHistory
+{
+    private const int Windows = 1024;
+    private const long WindowPs = 250_000;
+
+    private readonly long[] _epoch = new long[Windows];
+    private readonly ulong[] _writers = new ulong[Windows];
+    private readonly ulong[] _readers = new ulong[Windows];
+
+    public LineHistory() => Array.Fill(Last, -1L);
+
+    /// <summary>Each CPU's last access, in ps (-1: never).</summary>
+    public long[] Last { get; } = new long[64];
+
+    /// <summary>The CPUs that touched the line most recently (the latest window written).</summary>
+    public ulong Recent { get; private set; }
+
+    public void Record(long at, int cpu, bool write)
+    {
+        long w = Math.Max(0, at) / WindowPs;
+        int i = (int)(w % Windows);
+        if (_epoch[i] != w)
+        {
+            _epoch[i] = w;
+            _writers[i] = 0;
+            _readers[i] = 0;
+        }
+
+        ulong bit = 1UL << cpu;
+        if (write)
+        {
+            _writers[i] |= bit;
+        }
+        else
+        {
+            _readers[i] |= bit;
+        }
+
+        Recent = _writers[i] | _readers[i];
+        Last[cpu] = Math.Max(Last[cpu], at);
+    }
+
+    /// <summary>The CPUs that wrote (or, with <paramref name="anyAccess"/>, touched) the line in (<paramref name="from"/>, <paramref name="to"/>].</summary>
+    public ulong TouchedBetween(long from, long to, bool anyAccess)
+    {
+        if (from < 0 || to < from)
+        {
+            return 0;
+        }
+
+        long w0 = from / WindowPs, w1 = to / WindowPs;
+        if (w1 - w0 >= Windows)
+        {
+            w0 = w1 - Windows + 1; // Older windows are gone: look at what the ring still holds.
+        }
+
+        ulong seen = 0;
+        for (long w = w0; w <= w1; w++)
+        {
+            int i = (int)(w % Windows);
+            if (_epoch[i] == w)
+            {
+                seen |= _writers[i] | (anyAccess ? _readers[i] : 0);
+            }
+        }
+
+        return seen;
+    }
 }
 
 /// <summary>
