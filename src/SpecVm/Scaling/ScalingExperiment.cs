@@ -563,7 +563,7 @@ public sealed class ScalingExperiment
         var point = new ScalingPoint
         {
             Workload = w.Name,
-            Mode = runs[0].Band == null ? "measured" : "predicted",
+            Mode = runs[0].Simulation == null ? "measured" : "predicted",
             PredictedLow = runs[0].Band == null ? null : runs.Min(r => r.Band!.Value.Low),
             PredictedHigh = runs[0].Band == null ? null : runs.Max(r => r.Band!.Value.High),
             Simulation = runs[0].Simulation,

@@ -102,11 +102,10 @@ internal sealed unsafe class SimCpu : SimContext
         _sim.CountEvent();
         _spinSince = -1;
         Line line = _sim.LineOf(owner, slot);
-        if (line.Shared)
-        {
-            // An ordering point: the access happens at our clock only once no other CPU is more than a quantum behind.
-            _sim.Schedule(this);
-        }
+
+        // An ordering point: the access happens at our clock only once no other CPU is more than a quantum behind
+        // (private lines too: whether a line is private is known only in host order).
+        _sim.Schedule(this);
 
         Now += _sim.Price(this, line, kind);
         if (kind != LineAccess.Load)
@@ -232,6 +231,7 @@ internal sealed unsafe class SimCpu : SimContext
         Now = Math.Max(Now, at);
         Deadline = long.MaxValue;
         State = SimState.Runnable;
+        _sim.NoteRunnable(this);
     }
 
     /// <summary>This CPU's doorbell line (rung by acks).</summary>

@@ -248,32 +248,41 @@ internal sealed unsafe class Simulator : IDisposable
 
         long previous = h.Last[id];
         ulong others = h.TouchedBetween(previous, now, write) & ~bit;
+        double hitNs = kind == LineAccess.Rmw ? m.LocalAtomicNs : m.LocalHitNs;
         double ns;
-        bool transfer = previous < 0 || others != 0;
-        if (!transfer)
+
+        // The chance that another CPU took the line since our previous access. Seen directly when the others' accesses
+        // in between have run already (host order); otherwise estimated from the line's recent foreign traffic, because
+        // CPUs behind us in virtual time have not run yet: with rate λ and a gap d, p = λd / (1 + λd) (a rational
+        // stand-in for 1 - e^-λd that is exact in IEEE arithmetic on every host).
+        double p;
+        if (previous < 0 || others != 0)
         {
-            ns = kind == LineAccess.Rmw ? m.LocalAtomicNs : m.LocalHitNs;
+            p = 1;
         }
         else
         {
-            if (others == 0)
-            {
-                others = h.Recent & ~bit; // First touch by this CPU: from whoever had it last.
-            }
-
-            // A load fetches from the nearest holder; a store invalidates every other copy (the farthest bounds it).
-            ns = others == 0 ? m.MemoryNs : m.TransferNs(write ? Farthest(others, id) : Nearest(others, id), id);
-            if (kind == LineAccess.Rmw)
-            {
-                ns += m.LocalAtomicNs;
-            }
+            double x = h.ForeignRate(now, id, write) * ((now - previous) / (double)PsPerNs);
+            p = x / (1 + x);
         }
 
+        if (others == 0)
+        {
+            others = h.Recent & ~bit; // The CPUs that touched it lately: where the line comes from.
+        }
+
+        double transferNs = others == 0 ? m.MemoryNs : m.TransferNs(write ? Farthest(others, id) : Nearest(others, id), id);
+        if (kind == LineAccess.Rmw)
+        {
+            transferNs += m.LocalAtomicNs;
+        }
+
+        ns = hitNs + (p * (transferNs - hitNs));
         h.Record(now, id, write);
         long ps = (long)(ns * PsPerNs);
-        if (transfer && kind == LineAccess.Rmw)
+        if (kind == LineAccess.Rmw && p > 0)
         {
-            // Read-modify-writes on one line serialise: the line is busy for one transfer per owner change.
+            // Read-modify-writes on one line serialise: the line is busy for the (expected) transfer.
             line.Busy ??= new Calendar();
             long done = line.Busy.Reserve(now, ps);
             ps = Math.Max(ps, done - now);
@@ -326,28 +335,15 @@ internal sealed unsafe class Simulator : IDisposable
     /// </summary>
     internal void Schedule(SimCpu me)
     {
-        SimCpu? next = null;
-        long nextKey = long.MaxValue;
-        foreach (SimCpu c in _cpus)
+        // The earliest other CPU, cached between hand-offs: only the runner's own clock moves while it runs, except
+        // for CPUs it wakes (NoteRunnable keeps the cache right), so the scan runs once per turn, not per event.
+        if (_minFor != me)
         {
-            if (c == me)
-            {
-                continue;
-            }
-
-            long key = c.State switch
-            {
-                SimState.Runnable => c.Now,
-                SimState.Parked => c.Deadline,
-                _ => long.MaxValue,
-            };
-            if (key < nextKey)
-            {
-                nextKey = key;
-                next = c;
-            }
+            RecomputeMin(me);
         }
 
+        SimCpu? next = _minCpu;
+        long nextKey = _minKey;
         if (me.State == SimState.Runnable)
         {
             if (next == null || me.Now < nextKey + _quantumPs || (me.Now == nextKey + _quantumPs && me.Id < next.Id))
@@ -367,11 +363,61 @@ internal sealed unsafe class Simulator : IDisposable
             next.Wake(next.Deadline); // Its poll step ran out: it looks again.
         }
 
+        _minFor = null;
         _switches++;
         next.Gate.Set();
         me.Gate.Wait();
         me.Gate.Reset();
         ThrowIfFailed();
+    }
+
+    private SimCpu? _minFor;
+    private SimCpu? _minCpu;
+    private long _minKey;
+
+    private void RecomputeMin(SimCpu me)
+    {
+        SimCpu? next = null;
+        long nextKey = long.MaxValue;
+        foreach (SimCpu c in _cpus)
+        {
+            if (c == me)
+            {
+                continue;
+            }
+
+            long key = c.State switch
+            {
+                SimState.Runnable => c.Now,
+                SimState.Parked => c.Deadline,
+                _ => long.MaxValue,
+            };
+            if (key < nextKey || (key == nextKey && next != null && c.Id < next.Id))
+            {
+                nextKey = key;
+                next = c;
+            }
+        }
+
+        _minFor = me;
+        _minCpu = next;
+        _minKey = nextKey;
+    }
+
+    /// <summary>A CPU became runnable (woken) at its clock: the runner's cached earliest-other may change.</summary>
+    internal void NoteRunnable(SimCpu c)
+    {
+        if (_minFor != null && c != _minFor && (c.Now < _minKey || (c.Now == _minKey && (_minCpu == null || c.Id < _minCpu.Id) ) || c == _minCpu))
+        {
+            if (c == _minCpu && c.Now > _minKey)
+            {
+                _minFor = null; // Its key grew: rescan next time.
+                return;
+            }
+
+            _minKey = c.Now;
+            _minCpu = c;
+        }
     }
 
     private void Leave(SimCpu me)
@@ -552,8 +598,44 @@ internal sealed class LineHistory
     private readonly long[] _epoch = new long[Windows];
     private readonly ulong[] _writers = new ulong[Windows];
     private readonly ulong[] _readers = new ulong[Windows];
+    private readonly int[] _writes = new int[Windows];
+    private readonly int[] _accesses = new int[Windows];
 
     public LineHistory() => Array.Fill(Last, -1L);
+
+    /// <summary>How far back <see cref="ForeignRate"/> looks: 32 windows, 8 µs.</summary>
+    private const int RateWindows = 32;
+
+    /// <summary>
+    /// Other CPUs' writes (or, for a store, accesses) per nanosecond in the 8 µs before <paramref name="now"/>, each
+    /// window's traffic split evenly among the CPUs that made it.
+    /// </summary>
+    public double ForeignRate(long now, int cpu, bool anyAccess)
+    {
+        long w1 = Math.Max(0, now) / WindowPs;
+        ulong bit = 1UL << cpu;
+        double foreign = 0;
+        for (long w = Math.Max(0, w1 - RateWindows + 1); w <= w1; w++)
+        {
+            int i = (int)(w % Windows);
+            if (_epoch[i] != w)
+            {
+                continue;
+            }
+
+            ulong who = anyAccess ? _writers[i] | _readers[i] : _writers[i];
+            int n = anyAccess ? _accesses[i] : _writes[i];
+            int cpus = System.Numerics.BitOperations.PopCount(who);
+            if (n == 0 || cpus == 0)
+            {
+                continue;
+            }
+
+            foreign += (who & bit) != 0 ? n * (cpus - 1) / (double)cpus : n;
+        }
+
+        return foreign / (RateWindows * (WindowPs / 1000.0));
+    }
 
     /// <summary>Each CPU's last access, in ps (-1: never).</summary>
     public long[] Last { get; } = new long[64];
@@ -570,12 +652,16 @@ internal sealed class LineHistory
             _epoch[i] = w;
             _writers[i] = 0;
             _readers[i] = 0;
+            _writes[i] = 0;
+            _accesses[i] = 0;
         }
 
         ulong bit = 1UL << cpu;
+        _accesses[i]++;
         if (write)
         {
             _writers[i] |= bit;
+            _writes[i]++;
         }
         else
         {
