@@ -28,6 +28,7 @@ internal static class ScaleRunner
         {
             var plan = new ScalingExperiment(Options(s, null));
             Console.WriteLine($"dry run: {Header(s, plan)}; {runtime.BuildConfiguration} build; would write {s.OutDir}");
+            WarnAboutPlacement(s, plan);
             return ExitCodes.Ok;
         }
 
@@ -98,6 +99,7 @@ internal static class ScaleRunner
         var forward = new ForwardingProgress();
         var experiment = new ScalingExperiment(Options(s, forward));
         string header = Header(s, experiment);
+        IReadOnlyList<string> placement = WarnAboutPlacement(s, experiment);
         ScalingResult result;
         if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
         {
@@ -130,6 +132,7 @@ internal static class ScaleRunner
         result.Settings.MappingMib = s.MappingMib;
         result.Settings.SliceMib = s.SliceMib;
         result.Settings.WriterOpsPerSecond = s.WriterOpsPerSecond;
+        result.Warnings.AddRange(placement.Except(result.Warnings)); // The experiment records them too (library users).
         string dir = ReportWriter.WriteAll(result, s.OutDir);
         Summary(result);
         Console.WriteLine($"Results written to {Path.GetFullPath(dir)}");
@@ -141,6 +144,21 @@ internal static class ScaleRunner
         }
 
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Says on stderr, before measuring, where CPU threads would share a core or an SMT core (<see cref="PlacementCheck"/>);
+    /// returns the lines for results.json.
+    /// </summary>
+    private static IReadOnlyList<string> WarnAboutPlacement(ScaleSettings s, ScalingExperiment experiment)
+    {
+        IReadOnlyList<string> warnings = PlacementCheck.Warnings(s.Workloads, experiment.ThreadCounts);
+        foreach (string w in warnings)
+        {
+            Console.Error.WriteLine($"warning: {w}");
+        }
+
+        return warnings;
     }
 
     private static void Summary(ScalingResult r)

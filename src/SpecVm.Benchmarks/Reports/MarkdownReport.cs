@@ -48,6 +48,13 @@ internal static class MarkdownReport
             sb.AppendLine("> **Debug build:** measured with an unoptimised build of SpecVm (about 3× slower); do not compare with Release results.");
             sb.AppendLine();
         }
+
+        foreach (string warning in r.Warnings)
+        {
+            sb.AppendLine(Inv, $"> **Warning:** {warning}");
+            sb.AppendLine();
+        }
+
         sb.AppendLine(Inv, $"- Machine: {m.CpuModel}; {m.AllowedCores} usable of {m.LogicalCores} logical cores; {m.MemoryBytes / (1L << 30)} GiB; {m.Os}; {m.DotNet}");
         if (m.KernelRelease is { Length: > 0 } || r.Runtime != null)
         {

@@ -2,7 +2,10 @@ using SpecVm.Scaling;
 
 namespace SpecVm.Benchmarks.Reports;
 
-/// <summary>Writes a result's JSON, CSV, Markdown report and plots into one directory.</summary>
+/// <summary>
+/// Writes a result's JSON, CSV, Markdown report and plots into one directory, and will-it-scale's runtest.py CSV per
+/// test × strategy (<see cref="WillItScaleCsv"/>).
+/// </summary>
 internal static class ReportWriter
 {
     public const string JsonFile = "results.json";
@@ -15,6 +18,7 @@ internal static class ReportWriter
         Directory.CreateDirectory(dir);
         result.Save(Path.Combine(dir, JsonFile));
         File.WriteAllText(Path.Combine(dir, CsvFile), CsvReport.Build(result));
+        WillItScaleCsv.WriteAll(result, dir);
         IReadOnlyList<PlotFile> plots;
         try
         {

@@ -114,6 +114,11 @@ public sealed class ScalingExperiment
                 VirtualTimePreset = _options.VirtualTime?.Model.Name,
             },
         };
+        if (_options.VirtualTime == null)
+        {
+            result.Warnings.AddRange(PlacementCheck.Warnings(_options.Workloads, _threads)); // Real threads only: virtual CPUs share no cores.
+        }
+
         List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
         int total = plan.Count * _options.Repeats;
         int done = 0;

@@ -12,7 +12,10 @@ namespace SpecVm.Scaling;
 /// Schema history (docs/results-schema.json describes the current version): 1, the first (a document without
 /// <c>schemaVersion</c> is read as 1); 2 adds what identifies a run — <see cref="Runtime"/> (build configuration, JIT
 /// and GC settings), <see cref="Partial"/>, the kernel release and CPU topology in <see cref="Machine"/>, and every
-/// workload-changing option in <see cref="Settings"/>. Older documents load with the newer fields null.
+/// workload-changing option in <see cref="Settings"/>. Older documents load with the newer fields null. Optional
+/// fields added since, within version 2 (a reader that ignores unknown fields, as this one does, loads them all; an
+/// older version 2 document simply lacks them): <c>settings.targetedShootdowns</c>, <c>settings.downgradeOnUnmap</c>
+/// and <see cref="Warnings"/>.
 /// </remarks>
 public sealed class ScalingResult
 {
@@ -50,6 +53,12 @@ public sealed class ScalingResult
 
     /// <summary>USL fits, one per workload × strategy.</summary>
     public List<UslFit> Usl { get; set; } = [];
+
+    /// <summary>
+    /// What the harness warned about while measuring, one line each (for example, more CPU threads than cores, or CPU
+    /// threads on SMT siblings: see <see cref="PlacementCheck"/>); empty when nothing, and in documents written before it existed.
+    /// </summary>
+    public List<string> Warnings { get; set; } = [];
 
     /// <summary>The point for (<paramref name="workload"/>, <paramref name="strategy"/>, <paramref name="threads"/>), or null.</summary>
     /// <param name="workload">Workload name.</param>

@@ -6,7 +6,8 @@ namespace SpecVm.Workloads;
 
 /// <summary>
 /// will-it-scale's page_fault tests on the model: each task loops map <see cref="MappingBytes"/> (128 MiB by
-/// default), write one byte per 4 KiB page, unmap. One operation is one page touched.
+/// default), write one byte per 4 KiB page (or read it, for the read-fault tests: <see cref="ReadFaults"/>), unmap.
+/// One operation is one page touched.
 /// </summary>
 /// <remarks>
 /// A batch touches up to <see cref="BatchPages"/> pages; the map happens at the start of the first batch of a round
@@ -51,11 +52,17 @@ public abstract class PageFaultWorkload : Workload
     /// <summary>Threads or processes.</summary>
     public WorkloadMode Mode { get; }
 
-    /// <summary>The test's number, 1 to 3 (page_fault1/2/3).</summary>
+    /// <summary>The test's number, 1 to 4 (page_fault1..4).</summary>
     protected abstract int Number { get; }
 
+    /// <summary>
+    /// True when the tasks read each page instead of writing it (read faults: page_fault4, page_fault_zero); false,
+    /// the default, for will-it-scale's write-fault tests.
+    /// </summary>
+    protected virtual bool ReadFaults => false;
+
     /// <inheritdoc/>
-    public override string Name => $"page-fault{Number}" + (Mode == WorkloadMode.Processes ? "-processes" : string.Empty);
+    public override string Name => WorkloadCatalog.ModeName($"page-fault{Number}", Mode);
 
     /// <inheritdoc/>
     public override string OperationUnit => "pages touched";
@@ -100,10 +107,21 @@ public abstract class PageFaultWorkload : Workload
 
         ulong end = Math.Min(length, s.Offset + (BatchPages * Page));
         long touched = 0;
-        for (ulong off = s.Offset; off < end; off += Page)
+        if (ReadFaults)
         {
-            mm.Write(cpu, s.Base + off, (byte)1);
-            touched++;
+            for (ulong off = s.Offset; off < end; off += Page)
+            {
+                _ = mm.Read<byte>(cpu, s.Base + off); // The access is the point: it faults the page in for reading.
+                touched++;
+            }
+        }
+        else
+        {
+            for (ulong off = s.Offset; off < end; off += Page)
+            {
+                mm.Write(cpu, s.Base + off, (byte)1);
+                touched++;
+            }
         }
 
         s.Offset = end;

@@ -41,6 +41,24 @@ public class CliSmokeTests
         {
             Assert.Contains("warning: measuring a Debug build", o.Stderr);
         }
+
+        // One CPU thread: nothing to warn about placement. Beside results.json, will-it-scale's runtest.py shape.
+        Assert.Empty(r.Warnings);
+        string[] wis = File.ReadAllLines(Path.Combine(outDir, "wis-page-fault1-mmap-lock.csv"));
+        Assert.Equal("tasks,processes,processes_idle,threads,threads_idle,linear", wis[0]);
+        Assert.Equal("0,0,100,0,100,0", wis[1]);
+        Assert.Matches(@"^1,0,0\.00,[1-9][0-9]*,0\.00,[1-9][0-9]*$", Assert.Single(wis[2..]));
+    }
+
+    [Fact]
+    public void ScaleWarnsBeforeMeasuringWhenCpuThreadsOutnumberTheCores()
+    {
+        // database-load at cores threads runs one CPU more (its writer): always one more than the process may use.
+        int cores = SpecVm.Smp.Affinity.AllowedCores.Count;
+        using var dir = new TempDir();
+        CliOutput o = CliProcess.Run(dir.Path, "scale", "-w", "database-load", "-s", "mmap-lock", "-t", cores.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dry-run", "--allow-debug");
+        Assert.True(o.ExitCode == 0, o.ToString());
+        Assert.Contains($"warning: database-load: {cores + 1} CPU threads ({cores} measured + 1 background) but this process may use {cores} core", o.Stderr);
     }
 
     [Fact]

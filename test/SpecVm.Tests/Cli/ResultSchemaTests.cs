@@ -87,6 +87,7 @@ public class ResultSchemaTests
                 Verify = true, MappingMib = 128, SliceMib = 128, WriterOpsPerSecond = 1000, TimeMode = "wall-clock", VirtualTimePreset = "p", Seed = 1,
             },
             Runtime = MachineInfoProbe.CollectRuntime(),
+            Warnings = ["w"],
         };
         r.Runtime.Environment["DOTNET_TieredPGO"] = "1";
         for (int n = 1; n <= 2; n++)

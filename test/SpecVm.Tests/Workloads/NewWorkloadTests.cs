@@ -1,0 +1,167 @@
+using SpecVm.Faults;
+using SpecVm.Mm;
+using SpecVm.Scaling;
+using SpecVm.Smp;
+using SpecVm.Workloads;
+using Xunit.Abstractions;
+
+namespace SpecVm.Tests.Workloads;
+
+/// <summary>
+/// The will-it-scale analogues (mmap1, mmap2, madvise-dontneed1, tlb-flush1, page-fault4, page-fault-zero) through the
+/// real harness: every strategy of the catalog at 1 and 2 threads, with the invariant checker after each run, and
+/// their touch batches free of managed allocation.
+/// </summary>
+[Collection(Mm.MachineCollection.Name)]
+public sealed class NewWorkloadTests(ITestOutputHelper output)
+{
+    /// <summary>4 MiB per mapping (or region): two PTE tables, 1024 pages; small enough that a run's arena prefaults fast.</summary>
+    private const long Small = 4L << 20;
+
+    public static TheoryData<string> NewWorkloads => new()
+    {
+        "mmap1", "mmap2", "madvise-dontneed1", "tlb-flush1", "page-fault4", "page-fault-zero",
+    };
+
+    [Theory]
+    [MemberData(nameof(NewWorkloads))]
+    public void TheCatalogCreatesTheWorkloadUnderItsOwnName(string name)
+    {
+        Assert.Contains(name, WorkloadCatalog.Names);
+        Workload w = WorkloadCatalog.TryCreate(name, mappingBytes: Small)!;
+        Assert.NotNull(w);
+        Assert.Equal(name, w.Name);
+        Assert.False(w.IsNative);
+        Assert.Equal(0, w.BackgroundTasks);
+        Assert.Equal(name, WorkloadCatalog.TryCreate(name.ToUpperInvariant(), mappingBytes: Small)!.Name);
+    }
+
+    [Theory]
+    [MemberData(nameof(NewWorkloads))]
+    public void EveryStrategyMeasuresOneAndTwoThreadsWithTheInvariantsIntact(string name)
+    {
+        FaultStrategy[] strategies = [.. StrategyCatalog.Names.Select(n => StrategyCatalog.TryCreate(n)!)];
+        ScalingResult r = new ScalingExperiment(new ScalingOptions
+        {
+            Workloads = [WorkloadCatalog.TryCreate(name, mappingBytes: Small)!],
+            Strategies = strategies,
+            ThreadCounts = [1, 2],
+            Warmup = TimeSpan.FromMilliseconds(10),
+            Duration = TimeSpan.FromMilliseconds(100), // Several batches even in a Debug build on a loaded 2-core machine.
+            Repeats = 1,
+            Oversubscribe = true, // Two threads even where the process may use one core.
+            Verify = true, // A violation throws out of Run, naming the point.
+        }).Run();
+
+        Assert.False(r.Partial);
+        Assert.Equal(strategies.Length * 2, r.Points.Count);
+        foreach (ScalingPoint p in r.Points)
+        {
+            output.WriteLine($"{p.Workload} {p.Strategy} x{p.Threads}: {p.OpsPerSecond:N0} {p.OperationUnit}/s, {p.IpisPerSecond:N0} IPIs/s");
+            Assert.Equal(name, p.Workload);
+            Assert.True(p.OpsPerSecond > 0, $"{p.Strategy} x{p.Threads}: no operation measured.");
+            Assert.Equal(p.Threads, p.PerThreadOpsPerSecond.Count);
+        }
+    }
+
+    [Fact]
+    public void TlbFlush1ShootsDownTheOtherCpuOnEveryPageWithTwoThreads()
+    {
+        ScalingResult r = new ScalingExperiment(new ScalingOptions
+        {
+            Workloads = [new TlbFlush1(Small)],
+            Strategies = [new PerVmaLockStrategy()],
+            ThreadCounts = [2],
+            Warmup = TimeSpan.FromMilliseconds(10),
+            Duration = TimeSpan.FromMilliseconds(100),
+            Repeats = 1,
+            Oversubscribe = true,
+        }).Run();
+
+        // One madvise per page, each a flush of an address space the other CPU runs in: about one IPI per operation
+        // (fewer when the other CPU happens to be lazy, between batches).
+        ScalingPoint p = Assert.Single(r.Points);
+        output.WriteLine($"{p.OpsPerSecond:N0} pages/s, {p.IpisPerSecond:N0} IPIs/s");
+        Assert.True(p.IpisPerSecond > p.OpsPerSecond / 4, $"{p.IpisPerSecond:N0} IPIs/s for {p.OpsPerSecond:N0} pages/s");
+    }
+
+    [Fact]
+    public void Mmap1NeverFaultsNorShootsDown()
+    {
+        ScalingResult r = new ScalingExperiment(new ScalingOptions
+        {
+            Workloads = [new Mmap1(Small)],
+            Strategies = [new MmapLockStrategy()],
+            ThreadCounts = [2],
+            Warmup = TimeSpan.FromMilliseconds(10),
+            Duration = TimeSpan.FromMilliseconds(60),
+            Repeats = 1,
+            Oversubscribe = true,
+        }).Run();
+
+        ScalingPoint p = Assert.Single(r.Points);
+        Assert.Equal(0, p.FramesAllocatedPerSecond);
+        Assert.Equal(0, p.IpisPerSecond);
+    }
+
+    [Fact]
+    public void TheTouchBatchesAllocateNothing()
+    {
+        // Batches that neither map nor unmap (DontNeed is allocation-free: its VMA list is per CPU).
+        Assert.Equal(0, MiddleBatchesAllocatedBytes(new MadviseDontNeed1(Small), batchesPerRound: 4));
+        Assert.Equal(0, MiddleBatchesAllocatedBytes(new TlbFlush1(Small), batchesPerRound: (int)(Small / 4096 / TlbFlush1.BatchPages)));
+        Assert.Equal(0, MiddleBatchesAllocatedBytes(new PageFault4(Small), batchesPerRound: 4));
+        Assert.Equal(0, MiddleBatchesAllocatedBytes(new PageFaultZero(Small), batchesPerRound: 4));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4096)]
+    [InlineData((1L << 20) + 4096)]
+    public void MadviseDontNeed1RefusesARegionThatIsNotWholeChunks(long regionBytes) =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MadviseDontNeed1(regionBytes));
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(100)]
+    public void TheMappingSizeMustBeWholePages(long bytes)
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Mmap1(bytes));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Mmap2(bytes));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TlbFlush1(bytes));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PageFault4(bytes));
+    }
+
+    /// <summary>
+    /// Runs a warm-up round of task 0's batches on CPU 0, then the first batch of the next round (which may map), and
+    /// returns the bytes allocated by the batches after it, the last one (which may unmap) excluded.
+    /// </summary>
+    private static long MiddleBatchesAllocatedBytes(Workload w, int batchesPerRound)
+    {
+        using var machine = new Machine(new MachineOptions { CpuCount = 1, MemoryBytes = 64L << 20 });
+        w.Setup(machine, new SpeculativeStrategy(), 1);
+        try
+        {
+            return machine.Run(0, cpu =>
+            {
+                for (int i = 0; i < batchesPerRound; i++)
+                {
+                    w.RunOperationBatch(cpu, 0); // Warm-up round: JIT, tables, frame caches, per-CPU scratch lists.
+                }
+
+                w.RunOperationBatch(cpu, 0);
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 1; i < batchesPerRound - 1; i++)
+                {
+                    w.RunOperationBatch(cpu, 0);
+                }
+
+                return GC.GetAllocatedBytesForCurrentThread() - before;
+            });
+        }
+        finally
+        {
+            w.Teardown();
+        }
+    }
+}
