@@ -329,6 +329,7 @@ public sealed class ScalingExperiment
         double w0 = vt.Warmup.Ticks * 100.0, w1 = w0 + (vt.Duration.Ticks * 100.0); // ns
         var edges = new VirtualEdge[cpus];
         long hostStart = Stopwatch.GetTimestamp();
+        long faultsBefore = machine.Snapshot()[CpuCounter.Faults];
         var sim = new Simulator(machine, model, cpus == 64 ? ulong.MaxValue : (1UL << cpus) - 1, vt.Quantum);
         bool simDisposed = false;
         RunMeasurement result;
@@ -375,7 +376,7 @@ public sealed class ScalingExperiment
 
             var metrics = new Dictionary<string, double>();
             workload.EndMeasurement(seconds, metrics);
-            long faults = counters[(int)CpuCounter.Faults];
+            long faults = machine.Snapshot()[CpuCounter.Faults] - faultsBefore; // Every simulated fault of the run, warm-up included.
             result = new RunMeasurement(seconds, perThread, bg, new CounterSnapshot(counters), 0, metrics)
             {
                 Simulation = new Dictionary<string, double>
@@ -428,14 +429,18 @@ public sealed class ScalingExperiment
     {
         double ops = 0;
         double t0 = sim.Checkpoint(cpu);
+        long[] before = ReadCounters(cpu, new long[(int)CpuCounter.Count]);
+        long[] after = new long[before.Length];
         while (true)
         {
             long n = id < threads ? workload.RunOperationBatch(cpu, id) : workload.RunBackgroundBatch(cpu, id - threads);
             double t1 = sim.Checkpoint(cpu);
+            ReadCounters(cpu, after);
             if (edge.Counters0 == null && t1 >= w0)
             {
-                edge.Ops0 = ops + (n * Fraction(t0, t1, w0));
-                edge.Counters0 = ReadCounters(cpu);
+                double f = Fraction(t0, t1, w0);
+                edge.Ops0 = ops + (n * f);
+                edge.Counters0 = Interpolate(before, after, f);
                 if (id == 0)
                 {
                     workload.BeginMeasurement();
@@ -444,21 +449,34 @@ public sealed class ScalingExperiment
 
             if (t1 >= w1)
             {
-                edge.Ops1 = ops + (n * Fraction(t0, t1, w1));
-                edge.Counters1 = ReadCounters(cpu);
+                double f = Fraction(t0, t1, w1);
+                edge.Ops1 = ops + (n * f);
+                edge.Counters1 = Interpolate(before, after, f);
                 return;
             }
 
             ops += n;
             t0 = t1;
+            (before, after) = (after, before);
         }
+    }
+
+    /// <summary>Counters at a window edge inside a batch: the batch's counts in proportion, as for its operations.</summary>
+    private static long[] Interpolate(long[] before, long[] after, double fraction)
+    {
+        var a = new long[before.Length];
+        for (int c = 0; c < a.Length; c++)
+        {
+            a[c] = before[c] + (long)Math.Round((after[c] - before[c]) * fraction);
+        }
+
+        return a;
     }
 
     private static double Fraction(double t0, double t1, double at) => t1 <= t0 ? 1 : Math.Clamp((at - t0) / (t1 - t0), 0, 1);
 
-    private static long[] ReadCounters(Cpu cpu)
+    private static long[] ReadCounters(Cpu cpu, long[] a)
     {
-        var a = new long[(int)CpuCounter.Count];
         for (int c = 0; c < a.Length; c++)
         {
             a[c] = cpu.Read((CpuCounter)c);
