@@ -5,7 +5,7 @@ namespace SpecVm.Faults;
 public static class StrategyCatalog
 {
     /// <summary>Every built-in strategy name (speculative-spin reproduces the article's deadlock hazard: not for scaling runs).</summary>
-    public static IReadOnlyList<string> Names { get; } = ["mmap-lock", "speculative", "per-vma-lock", "speculative-spin"];
+    public static IReadOnlyList<string> Names { get; } = ["mmap-lock", "speculative", "per-vma-lock", "speculative-spin", "speculative-refcount"];
 
     /// <summary>The strategies a default comparison runs.</summary>
     public static IReadOnlyList<string> DefaultNames { get; } = ["mmap-lock", "speculative", "per-vma-lock"];
@@ -21,6 +21,7 @@ public static class StrategyCatalog
             "speculative" => new SpeculativeStrategy(),
             "per-vma-lock" => new PerVmaLockStrategy(),
             "speculative-spin" => new SpeculativeStrategy { SpinOnPtl = true },
+            "speculative-refcount" => new SpeculativeRefcountStrategy(),
             _ => null,
         };
     }

@@ -35,6 +35,7 @@ public sealed class Vma
     internal const int LineSeq = 0;
     internal const int LineLockSeq = 1;
     internal const int LineReaders = 2;
+    internal const int LineRefs = 3;
 
     private SeqCount _seq;
 
@@ -47,6 +48,7 @@ public sealed class Vma
     /// reads would make those reads miss (6.15 puts <c>vm_refcnt</c> on its own line for this reason).
     /// </summary>
     private IsolatedInt _readers;
+    private IsolatedInt _refs;
 
     /// <summary>Nonzero once removed from the index (Linux's <c>vma_has_changed</c> checks the tree node for this).</summary>
     private int _detached;
@@ -135,6 +137,12 @@ public sealed class Vma
             return ref _detached;
         }
     }
+
+    /// <summary>
+    /// A reference count alone on its cache line, for strategies that pin the VMA with an atomic per fault (the
+    /// speculative-refcount variant); the address space itself never reads it.
+    /// </summary>
+    internal ref int Refs => ref _refs.Value;
 
     /// <summary>The per-VMA-lock reader count, by reference (layout tests).</summary>
     internal ref int ReaderCount => ref _readers.Value;
