@@ -233,6 +233,28 @@ public sealed unsafe class SimulatorTests
         }
     }
 
+    /// <summary>Every model workload of the catalog.</summary>
+    public static TheoryData<string> ModelWorkloads() => [.. WorkloadCatalog.Names.Where(n => !n.StartsWith("native-", StringComparison.Ordinal))];
+
+    [Theory]
+    [MemberData(nameof(ModelWorkloads))]
+    public void EveryModelWorkload_RunsInVirtualTimeUnderEveryDefaultStrategy_WithItsInvariantsIntact(string name)
+    {
+        // Small sizes: the point is that each workload's code runs on simulated CPUs, waits and all, and stays correct.
+        Workload w = WorkloadCatalog.TryCreate(name, mappingBytes: 1L << 20, sliceBytes: 2L << 20, writerOpsPerSecond: 5000)!;
+        ScalingResult r = new ScalingExperiment(new ScalingOptions
+        {
+            Workloads = [w],
+            Strategies = StrategyCatalog.DefaultNames.Select(s => StrategyCatalog.TryCreate(s)!).ToList(),
+            ThreadCounts = [3],
+            Repeats = 1,
+            Verify = true,
+            VirtualTime = new VirtualTimeOptions { Band = false, Warmup = TimeSpan.FromMilliseconds(0.1), Duration = TimeSpan.FromMilliseconds(0.3) },
+        }).Run();
+        Assert.Equal(StrategyCatalog.DefaultNames.Count, r.Points.Count);
+        Assert.All(r.Points, p => Assert.True(p.OpsPerSecond > 0, $"{p.Workload} / {p.Strategy}: no operations in the window"));
+    }
+
     [Fact]
     public void BadInput_IsRefusedWithTheRuleNamed()
     {
