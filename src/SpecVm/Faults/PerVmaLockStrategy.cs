@@ -27,43 +27,7 @@ public sealed class PerVmaLockStrategy : FaultStrategy
     {
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(mm);
-        Vma? vma;
-        int idx = cpu.Machine.Srcu.ReadLock(cpu.Id);
-        try
-        {
-            vma = mm.Vmas.Find(address);
-            if (vma == null)
-            {
-                cpu.Count(CpuCounter.VmaLockMiss);
-                vma = null;
-            }
-#if DEBUG
-            else if (cpu.Machine.Hooks.Fire(HookPoint.VmaLockAfterLookup, cpu) == HookAction.ForceAbort)
-            {
-                cpu.Count(CpuCounter.VmaLockAbort);
-                vma = null;
-            }
-#endif
-            else if (vma.Kind != MappingKind.Anonymous || !vma.TryReadLock(ref mm.LockSeq))
-            {
-                cpu.Count(CpuCounter.VmaLockAbort);
-                vma = null;
-            }
-            // Acquire read after the read lock's full fence: a writer sets Detached before it drops the mmap lock, and a
-            // VMA it detached in an earlier section is no longer the one covering the address.
-            else if (Volatile.Read(ref vma.Detached) != 0 || !vma.Contains(address))
-            {
-                // Locked, but it is no longer the VMA we looked up (detached or recycled in between).
-                vma.ReadUnlock();
-                cpu.Count(CpuCounter.VmaLockAbort);
-                vma = null;
-            }
-        }
-        finally
-        {
-            cpu.Machine.Srcu.ReadUnlockLocal(cpu.Id, idx); // Locked and unlocked on this CPU's own thread.
-        }
-
+        Vma? vma = LockVmaUnderRcu(cpu, mm, address);
         if (vma == null)
         {
             return _fallback.HandleFault(cpu, mm, address, write);
@@ -88,4 +52,62 @@ public sealed class PerVmaLockStrategy : FaultStrategy
         cpu.Count(CpuCounter.VmaLockSuccess);
         return result;
     }
+
+    /// <summary>
+    /// Linux's <c>lock_vma_under_rcu</c>: look the VMA up inside an SRCU section and read-lock it; null (counted as
+    /// <see cref="CpuCounter.VmaLockAbort"/>) to fall back to the mmap lock. A VMA found detached after locking was
+    /// replaced meanwhile: counted as <see cref="CpuCounter.VmaLockMiss"/> and looked up again, as Linux retries.
+    /// </summary>
+    private static Vma? LockVmaUnderRcu(Cpu cpu, AddressSpace mm, ulong address)
+    {
+        // A few retries at most: each one means a writer replaced the VMA between our lookup and our lock.
+        for (int attempt = 0; attempt < MaxMissRetries; attempt++)
+        {
+            int idx = cpu.Machine.Srcu.ReadLock(cpu.Id);
+            try
+            {
+                Vma? vma = mm.Vmas.Find(address);
+                if (vma == null)
+                {
+                    break;
+                }
+#if DEBUG
+                if (cpu.Machine.Hooks.Fire(HookPoint.VmaLockAfterLookup, cpu) == HookAction.ForceAbort)
+                {
+                    break;
+                }
+#endif
+                if (vma.Kind != MappingKind.Anonymous || !vma.TryReadLock(ref mm.LockSeq))
+                {
+                    break;
+                }
+
+                // Acquire read after the read lock's full fence: a writer sets Detached before it drops the mmap lock.
+                if (Volatile.Read(ref vma.Detached) != 0)
+                {
+                    vma.ReadUnlock();
+                    cpu.Count(CpuCounter.VmaLockMiss);
+                    continue; // Replaced by another VMA: look again.
+                }
+
+                if (!vma.Contains(address))
+                {
+                    vma.ReadUnlock(); // Locked, but it is no longer the VMA covering the address (recycled in between).
+                    break;
+                }
+
+                return vma;
+            }
+            finally
+            {
+                cpu.Machine.Srcu.ReadUnlockLocal(cpu.Id, idx); // Locked and unlocked on this CPU's own thread.
+            }
+        }
+
+        cpu.Count(CpuCounter.VmaLockAbort);
+        return null;
+    }
+
+    /// <summary>How many times a lookup whose VMA was replaced is retried before falling back.</summary>
+    private const int MaxMissRetries = 4;
 }

@@ -105,13 +105,20 @@ public enum CpuCounter
     /// <summary>Per-VMA lock faults that read-locked the VMA and completed.</summary>
     VmaLockSuccess,
 
-    /// <summary>Per-VMA lock attempts that failed to read-lock the VMA (fell back to the mmap lock).</summary>
+    /// <summary>
+    /// Per-VMA lock attempts that gave up and fell back to the mmap lock (Linux <c>VMA_LOCK_ABORT</c>, counted by
+    /// <c>lock_vma_under_rcu</c>): no VMA at the address, a VMA the per-VMA lock does not cover (file-backed), a VMA a
+    /// writer has marked, or one whose range no longer holds the address.
+    /// </summary>
     VmaLockAbort,
 
     /// <summary>Per-VMA lock faults that had to be retried under the mmap lock after locking the VMA.</summary>
     VmaLockRetry,
 
-    /// <summary>Per-VMA lock lookups that found no VMA.</summary>
+    /// <summary>
+    /// Per-VMA lock attempts that read-locked a VMA and then found it detached (replaced meanwhile): the lookup is retried
+    /// (Linux <c>VMA_LOCK_MISS</c>, "the area was replaced with another one").
+    /// </summary>
     VmaLockMiss,
 
     /// <summary>mmap lock read acquisitions made by this CPU.</summary>
