@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using SpecVm.Benchmarks.Reports;
 using SpecVm.Mm;
 using SpecVm.Scaling;
+using SpecVm.Simulation;
 using Spectre.Console;
 
 namespace SpecVm.Benchmarks.Cli;
@@ -31,24 +32,52 @@ internal static class ScaleRunner
             return ExitCodes.Ok;
         }
 
-        if (!runtime.JitOptimized)
-        {
-            if (!s.AllowDebug)
-            {
-                throw new UsageException($"this is a {runtime.BuildConfiguration} build (unoptimised JIT, about 3x slower); rebuild with -c Release, or pass --allow-debug to measure it anyway.");
-            }
-
-            Console.Error.WriteLine($"warning: measuring a {runtime.BuildConfiguration} build (unoptimised JIT, about 3x slower than Release); results.json records it.");
-        }
+        CheckBuild(s, runtime);
 
         // Fail early on an unwritable output directory, not after minutes of measuring.
         ScaleOptions.EnsureWritable(s.OutDir);
+        return WithInterrupt(token =>
+        {
+            ScalingResult? result = Execute(s, token);
+            if (result == null)
+            {
+                Console.Error.WriteLine("interrupted before any run finished: nothing measured, nothing written.");
+                return ExitCodes.Interrupted;
+            }
+
+            Record(result.Settings, s);
+            return Write(result, s.OutDir, s.Repeats);
+        });
+    }
+
+    /// <summary>
+    /// Refuses to measure with an unoptimised build unless <c>--allow-debug</c>. Predictions are exempt: virtual time
+    /// never reads the host's clock, so a Debug build predicts exactly what a Release build does, only slower.
+    /// </summary>
+    internal static void CheckBuild(ScaleSettings s, RuntimeSettings runtime)
+    {
+        if (s.VirtualTime != null || runtime.JitOptimized)
+        {
+            return;
+        }
+
+        if (!s.AllowDebug)
+        {
+            throw new UsageException($"this is a {runtime.BuildConfiguration} build (unoptimised JIT, about 3x slower); rebuild with -c Release, or pass --allow-debug to measure it anyway.");
+        }
+
+        Console.Error.WriteLine($"warning: measuring a {runtime.BuildConfiguration} build (unoptimised JIT, about 3x slower than Release); results.json records it.");
+    }
+
+    /// <summary>Runs <paramref name="body"/> with Ctrl-C and SIGTERM turned into a cancellation (see the remarks above).</summary>
+    internal static int WithInterrupt(Func<CancellationToken, int> body)
+    {
         using var interrupt = new CancellationTokenSource();
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => OnSignal(c, interrupt));
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => OnSignal(c, interrupt));
         try
         {
-            return Measure(s, interrupt.Token);
+            return body(interrupt.Token);
         }
         finally
         {
@@ -71,7 +100,7 @@ internal static class ScaleRunner
         interrupt.Cancel();
     }
 
-    private static ScalingOptions Options(ScaleSettings s, IProgress<ScalingProgress>? progress) => new()
+    internal static ScalingOptions Options(ScaleSettings s, IProgress<ScalingProgress>? progress) => new()
     {
         Workloads = [.. s.Workloads],
         Strategies = [.. s.Strategies],
@@ -82,18 +111,38 @@ internal static class ScaleRunner
         Oversubscribe = s.Oversubscribe,
         Verify = s.Verify,
         AddressSpaceOptions = new AddressSpaceOptions { TargetedShootdowns = s.TargetedShootdowns, DowngradeOnUnmap = s.DowngradeOnUnmap },
+        VirtualTime = s.VirtualTime,
         Progress = progress,
     };
 
-    private static string Header(ScaleSettings s, ScalingExperiment experiment)
+    /// <summary>
+    /// Host seconds per simulated CPU per millisecond of virtual time, for the plan's estimate: host time grows with the
+    /// CPUs simulated (about 0.02 s per CPU for a 5 ms run in Release on a 2-core machine under load; less when quiet).
+    /// </summary>
+    private const double HostSecondsPerCpuMs = 0.004;
+
+    internal static string Header(ScaleSettings s, ScalingExperiment experiment)
     {
+        string what = string.Join(", ", s.Workloads.Select(w => w.Name));
+        string strategies = string.Join(", ", s.Strategies.Select(x => x.Name));
+        if (s.VirtualTime is VirtualTimeOptions vt)
+        {
+            // Host time per predicted point grows with its CPUs and its virtual time; the band runs each point three times.
+            double perCpu = HostSecondsPerCpuMs * (vt.Warmup + vt.Duration).TotalMilliseconds * (vt.Band ? 3 : 1);
+            double estimate = (double)experiment.TotalRuns / s.Threads.Count * s.Threads.Sum() * perCpu;
+            return string.Create(CultureInfo.InvariantCulture, $"SpecVm prediction (virtual time, cost model {vt.Model.Name}): {experiment.TotalRuns} runs, about {TimeSpan.FromSeconds(estimate):m\\:ss}; ")
+                + string.Create(CultureInfo.InvariantCulture, $"window {vt.Warmup.TotalMilliseconds:0.###} ms warm-up + {vt.Duration.TotalMilliseconds:0.###} ms virtual; quantum {vt.Quantum.Ticks * 100} ns; band {(vt.Band ? "on" : "off")}; ")
+                + $"workloads {what}; strategies {strategies}; CPUs {string.Join(",", s.Threads)}";
+        }
+
         // 0.3 s per run: an allowance for building, prefaulting and tearing down each run's machine.
         double perRun = s.Warmup.TotalSeconds + s.Duration.TotalSeconds + 0.3;
         return $"SpecVm scaling: {experiment.TotalRuns} runs, about {TimeSpan.FromSeconds(experiment.TotalRuns * perRun):m\\:ss}; "
-            + $"workloads {string.Join(", ", s.Workloads.Select(w => w.Name))}; strategies {string.Join(", ", s.Strategies.Select(x => x.Name))}; threads {string.Join(",", s.Threads)}";
+            + $"workloads {what}; strategies {strategies}; threads {string.Join(",", s.Threads)}";
     }
 
-    private static int Measure(ScaleSettings s, CancellationToken cancellationToken)
+    /// <summary>Runs the experiment with live progress; null when interrupted before any run finished.</summary>
+    internal static ScalingResult? Execute(ScaleSettings s, CancellationToken cancellationToken)
     {
         var forward = new ForwardingProgress();
         var experiment = new ScalingExperiment(Options(s, forward));
@@ -121,22 +170,43 @@ internal static class ScaleRunner
                 });
         }
 
-        if (result.Points.Count == 0)
+        if (s.VirtualTime != null)
         {
-            Console.Error.WriteLine("interrupted before any run finished: nothing measured, nothing written.");
-            return ExitCodes.Interrupted;
+            // Every point of a virtual run is a prediction, with or without a band (the experiment marks only banded ones).
+            foreach (ScalingPoint p in result.Points)
+            {
+                p.Mode = Series.PredictedMode;
+            }
         }
 
-        result.Settings.MappingMib = s.MappingMib;
-        result.Settings.SliceMib = s.SliceMib;
-        result.Settings.WriterOpsPerSecond = s.WriterOpsPerSecond;
-        string dir = ReportWriter.WriteAll(result, s.OutDir);
+        return result.Points.Count == 0 ? null : result;
+    }
+
+    /// <summary>Records in <paramref name="settings"/> what the experiment itself does not: workload sizes and virtual-time options.</summary>
+    internal static void Record(ScalingSettings settings, ScaleSettings s)
+    {
+        settings.MappingMib = s.MappingMib;
+        settings.SliceMib = s.SliceMib;
+        settings.WriterOpsPerSecond = s.WriterOpsPerSecond;
+        if (s.VirtualTime is VirtualTimeOptions vt)
+        {
+            settings.CostModel = vt.Model;
+            settings.VirtualTimePreset = vt.Model.Name;
+            settings.QuantumNs = vt.Quantum.Ticks * 100.0;
+            settings.Band = vt.Band;
+        }
+    }
+
+    /// <summary>Writes the result and the report, prints the summary; the exit code (130 for a partial result).</summary>
+    internal static int Write(ScalingResult result, string outDir, int repeats, ValidationReport? validation = null)
+    {
+        string dir = ReportWriter.WriteAll(result, outDir, validation);
         Summary(result);
         Console.WriteLine($"Results written to {Path.GetFullPath(dir)}");
         Console.WriteLine($"  report: {Path.Combine(dir, ReportWriter.MarkdownFile)}");
         if (result.Partial)
         {
-            Console.Error.WriteLine($"interrupted: partial result ({result.Points.Count} points, some with fewer than {s.Repeats} repeats) written to {Path.GetFullPath(dir)}");
+            Console.Error.WriteLine($"interrupted: partial result ({result.Points.Count} points, some with fewer than {repeats} repeats) written to {Path.GetFullPath(dir)}");
             return ExitCodes.Interrupted;
         }
 
@@ -145,25 +215,30 @@ internal static class ScaleRunner
 
     private static void Summary(ScalingResult r)
     {
+        // "± sd" for a measured point; for a predicted one its sensitivity band, when it has one.
+        static string Spread(ScalingPoint p) => Series.IsPredicted(p)
+            ? p.PredictedLow is double lo && p.PredictedHigh is double hi ? string.Create(CultureInfo.InvariantCulture, $"band {lo:N0} - {hi:N0}") : "no band"
+            : string.Create(CultureInfo.InvariantCulture, $"± {p.OpsPerSecondStdDev:N0}");
         if (Console.IsOutputRedirected)
         {
             foreach (ScalingPoint p in r.Points)
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{p.Workload,-30} {p.Strategy,-14} {p.Threads,3}  {p.OpsPerSecond,14:N0} ops/s ± {p.OpsPerSecondStdDev:N0}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{p.Workload,-30} {p.Strategy,-14} {p.Threads,3}  {Series.ModeName(p),-9} {p.OpsPerSecond,14:N0} ops/s {Spread(p)}"));
             }
 
             return;
         }
 
-        var table = new Table().AddColumns("workload", "strategy", "threads", "ops/s", "± sd", "spec success");
+        var table = new Table().AddColumns("workload", "strategy", "threads", "mode", "ops/s", "± sd / band", "spec success");
         foreach (ScalingPoint p in r.Points)
         {
             table.AddRow(
                 p.Workload,
                 p.Strategy,
                 p.Threads.ToString(CultureInfo.InvariantCulture),
+                Series.ModeName(p),
                 p.OpsPerSecond.ToString("N0", CultureInfo.InvariantCulture),
-                p.OpsPerSecondStdDev.ToString("N0", CultureInfo.InvariantCulture),
+                Spread(p),
                 p.SpeculativeSuccessRate is double sr ? sr.ToString("P1", CultureInfo.InvariantCulture) : "-");
         }
 

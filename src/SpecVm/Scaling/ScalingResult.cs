@@ -12,12 +12,15 @@ namespace SpecVm.Scaling;
 /// Schema history (docs/results-schema.json describes the current version): 1, the first (a document without
 /// <c>schemaVersion</c> is read as 1); 2 adds what identifies a run — <see cref="Runtime"/> (build configuration, JIT
 /// and GC settings), <see cref="Partial"/>, the kernel release and CPU topology in <see cref="Machine"/>, and every
-/// workload-changing option in <see cref="Settings"/>. Older documents load with the newer fields null.
+/// workload-changing option in <see cref="Settings"/>; 3 adds predicted points (virtual time): each point's
+/// <see cref="ScalingPoint.Mode"/>, band and simulation speed, the cost model, quantum and band in the settings of a
+/// virtual run, and <see cref="PredictedSettings"/> for a result that holds measured and predicted points together.
+/// Older documents load with the newer fields null (a point without a mode is measured).
 /// </remarks>
 public sealed class ScalingResult
 {
     /// <summary>The JSON schema version this code writes.</summary>
-    public const int CurrentSchemaVersion = 2;
+    public const int CurrentSchemaVersion = 3;
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -39,8 +42,14 @@ public sealed class ScalingResult
     /// <summary>The machine it ran on.</summary>
     public MachineInfo Machine { get; set; } = new();
 
-    /// <summary>How it was run.</summary>
+    /// <summary>How it was run (for a result holding both modes: how its measured points were run).</summary>
     public ScalingSettings Settings { get; set; } = new();
+
+    /// <summary>
+    /// How the predicted points were run, when this result holds measured points too (the default comparison adds a
+    /// predicted sweep to its measured one); null otherwise, where <see cref="Settings"/> says how every point was run.
+    /// </summary>
+    public ScalingSettings? PredictedSettings { get; set; }
 
     /// <summary>The build and runtime that measured it (null in schema version 1).</summary>
     public RuntimeSettings? Runtime { get; set; }
@@ -149,11 +158,20 @@ public sealed class ScalingSettings
     /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
     public bool? DowngradeOnUnmap { get; set; }
 
-    /// <summary>How time was measured: "wall-clock" (null in schema version 1, which knew only wall-clock).</summary>
+    /// <summary>How time was measured: "wall-clock" or "virtual" (null in schema version 1, which knew only wall-clock). In virtual time the window and warm-up above are virtual seconds.</summary>
     public string? TimeMode { get; set; }
 
-    /// <summary>The virtual-time preset, for a future virtual-time mode; null for wall-clock runs.</summary>
+    /// <summary>The virtual-time cost model's name (a preset, or a file's); null for wall-clock runs.</summary>
     public string? VirtualTimePreset { get; set; }
+
+    /// <summary>Virtual-time runs: the cost model, every constant (null for wall-clock runs).</summary>
+    public Simulation.CostModel? CostModel { get; set; }
+
+    /// <summary>Virtual-time runs: the scheduling quantum, nanoseconds (null for wall-clock runs).</summary>
+    public double? QuantumNs { get; set; }
+
+    /// <summary>Virtual-time runs: true when each point carries a sensitivity band (null for wall-clock runs).</summary>
+    public bool? Band { get; set; }
 
     /// <summary>The seed of a seeded (virtual-time) run; null for wall-clock runs.</summary>
     public long? Seed { get; set; }
