@@ -16,8 +16,9 @@ namespace SpecVm.Benchmarks.Cli;
 /// more cores like these (see <see cref="Calibration"/>). It overlays the measurements where they overlap (1..cores),
 /// which a server preset (epyc-2s-128) would not: its transfer costs are another machine's. Its windows are
 /// <see cref="Warmup"/> and <see cref="Window"/> of virtual time, with the page-fault mapping and database-load slice of
-/// <c>scale --virtual</c>; the sensitivity band is run up to <see cref="BandMaxThreads"/> CPUs only: both keep the
-/// whole job within about five minutes on two cores.
+/// <c>scale --virtual</c>, and its quantum (<see cref="ScaleOptions.DefaultQuantum"/>); the sensitivity band is run up
+/// to <see cref="BandMaxThreads"/> CPUs only: the short windows and the partial band keep the whole job within about
+/// five minutes on two cores.
 /// </remarks>
 internal static class MainJob
 {
@@ -25,7 +26,7 @@ internal static class MainJob
     public static readonly int[] PredictedThreads = [1, 2, 4, 8, 16, 32, 60];
 
     /// <summary>The largest CPU count whose points carry a sensitivity band (each band costs two more runs of the point).</summary>
-    public const int BandMaxThreads = 8;
+    public const int BandMaxThreads = 4;
 
     /// <summary>
     /// The predicted sweep's virtual warm-up and window: half the library's defaults (1 ms and 4 ms), because host
@@ -43,7 +44,7 @@ internal static class MainJob
         if (s.DryRun)
         {
             int code = ScaleRunner.Run(s);
-            foreach (ScaleSettings p in Prediction(s, CostModel.Preset("host")))
+            foreach (ScaleSettings p in Prediction(s, VirtualModel.Host(null)))
             {
                 Console.WriteLine($"dry run, then: {ScaleRunner.Header(p, new ScalingExperiment(ScaleRunner.Options(p, null)))}");
             }
@@ -70,8 +71,7 @@ internal static class MainJob
                 Console.WriteLine();
                 CostModel calibration = fromFile ?? CalibrateRunner.MeasureAndPrint(CalibrationSettings.Full);
                 File.WriteAllText(Path.Combine(s.OutDir, VirtualModel.DefaultCalibrationFile), calibration.ToJson());
-                CostModel host = CostModel.Preset("host", calibration);
-                host.Name = "host";
+                CostModel host = VirtualModel.Host(calibration);
                 foreach (ScaleSettings p in Prediction(s, host))
                 {
                     if (token.IsCancellationRequested)
@@ -80,7 +80,19 @@ internal static class MainJob
                         break;
                     }
 
-                    if (ScaleRunner.Execute(p, token) is ScalingResult predicted)
+                    ScalingResult? predicted;
+                    try
+                    {
+                        predicted = ScaleRunner.Execute(p, token);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        // A failed prediction (a simulated deadlock, say) must not cost the minutes of measurements.
+                        Console.Error.WriteLine($"warning: the prediction failed ({e.Message}); writing the measured points and the predictions finished before it.");
+                        break;
+                    }
+
+                    if (predicted != null)
                     {
                         ScaleRunner.Record(predicted.Settings, p);
                         Merge(result, predicted);
@@ -132,7 +144,7 @@ internal static class MainJob
         foreach (bool band in (bool[])[true, false])
         {
             var threads = PredictedThreads.Where(n => band == n <= BandMaxThreads).ToList();
-            var vt = new VirtualTimeOptions { Model = model, Band = band, Warmup = Warmup, Duration = Window };
+            var vt = new VirtualTimeOptions { Model = model, Band = band, Warmup = Warmup, Duration = Window, Quantum = ScaleOptions.DefaultQuantum };
             yield return s with
             {
                 Workloads = workloads,

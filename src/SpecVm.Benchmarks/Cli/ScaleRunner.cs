@@ -119,7 +119,7 @@ internal static class ScaleRunner
     /// Host seconds per simulated CPU per millisecond of virtual time, for the plan's estimate: host time grows with the
     /// CPUs simulated (about 0.02 s per CPU for a 5 ms run in Release on a 2-core machine under load; less when quiet).
     /// </summary>
-    private const double HostSecondsPerCpuMs = 0.004;
+    private const double HostSecondsPerCpuMs = 0.015;
 
     internal static string Header(ScaleSettings s, ScalingExperiment experiment)
     {

@@ -76,9 +76,8 @@ internal static class ValidateRunner
             string? loadAfter = ValidationReport.ReadLoadAverage();
             if (!token.IsCancellationRequested)
             {
-                CostModel host = CostModel.Preset("host", calibration);
-                host.Name = "host";
-                var vt = new VirtualTimeOptions { Model = host };
+                CostModel host = VirtualModel.Host(calibration);
+                var vt = new VirtualTimeOptions { Model = host, Quantum = ScaleOptions.DefaultQuantum };
                 ScaleSettings predictedSettings = measuredSettings with
                 {
                     Workloads = Loads(),

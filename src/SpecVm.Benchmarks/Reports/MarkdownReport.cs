@@ -161,6 +161,11 @@ internal static class MarkdownReport
             sb.AppendLine(Inv, $"- Predicted workloads: page-fault mapping {v.MappingMib?.ToString(Inv) ?? "?"} MiB per round, database-load slice {v.SliceMib?.ToString(Inv) ?? "?"} MiB per loader (a virtual window lasts milliseconds: a round must reach its unmap inside it)");
         }
 
+        if (r.PredictedSettings != null && (r.Settings.MappingMib != v.MappingMib || r.Settings.SliceMib != v.SliceMib))
+        {
+            sb.AppendLine(Inv, $"- **The measured points ran other sizes** (mapping {r.Settings.MappingMib?.ToString(Inv) ?? "?"} MiB, slice {r.Settings.SliceMib?.ToString(Inv) ?? "?"} MiB): where measured and predicted overlap, compare the shapes, not the values; the `validate` command runs both modes with the same sizes");
+        }
+
         if (v.CostModel is { Source.Length: > 0 } model)
         {
             sb.AppendLine(Inv, $"- Cost model source: {model.Source}");

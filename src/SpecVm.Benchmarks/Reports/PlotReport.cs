@@ -118,6 +118,11 @@ internal static class PlotReport
             plt.Legend.ManualItems.Add(new LegendItem { LabelText = "shaded: predicted band (uncertain constants x0.5 .. x1.5)", FillColor = Colors.Gray.WithAlpha(0.25) });
         }
 
+        if (r.PredictedSettings is ScalingSettings v && (r.Settings.MappingMib != v.MappingMib || r.Settings.SliceMib != v.SliceMib))
+        {
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = string.Create(Inv, $"sizes differ: measured {r.Settings.MappingMib}/{r.Settings.SliceMib} MiB, predicted {v.MappingMib}/{v.SliceMib} MiB (rounds/slices): compare shapes"), LineWidth = 0 });
+        }
+
         string what = series.Any(s => s.Predicted) ? (measured.Count > 0 ? "measured and predicted" : "predicted (model)") : "measured";
         plt.Title($"{family}: throughput vs {(axis.Log ? "CPUs" : "threads")} ({what})");
         plt.XLabel(axis.Log ? "CPUs (log2 scale; predicted: simulated CPUs)" : "threads (CPUs)");

@@ -14,7 +14,7 @@ namespace SpecVm.Tests.Cli;
 public class VirtualTimeCliTests
 {
     private static readonly string[] TinyVirtual =
-        ["scale", "--virtual", "host", "-t", "1,4", "-w", "page-fault1", "-s", "mmap-lock", "--virtual-warmup-ms", "0.2", "--virtual-duration-ms", "0.5"];
+        ["scale", "--virtual", "host", "-t", "1,4", "-w", "page-fault1", "-s", "mmap-lock", "--virtual-warmup-ms", "0.2", "--virtual-duration-ms", "0.6"];
 
     [Fact]
     public void ScaleVirtualPredictsEveryPointAndTheReportSaysSo()
