@@ -129,6 +129,11 @@ internal static class MainJob
             into.Usl.Add(f);
         }
 
+        if (predicted.Failures is { Count: > 0 } failures)
+        {
+            into.Failures = [.. into.Failures ?? [], .. failures];
+        }
+
         into.Partial |= predicted.Partial;
         into.CreatedUtc = predicted.CreatedUtc;
     }

@@ -4,6 +4,7 @@ using SpecVm.Benchmarks.Reports;
 using SpecVm.Mm;
 using SpecVm.Scaling;
 using SpecVm.Simulation;
+using SpecVm.Workloads;
 using Spectre.Console;
 
 namespace SpecVm.Benchmarks.Cli;
@@ -141,23 +142,27 @@ internal static class ScaleRunner
             + $"workloads {what}; strategies {strategies}; threads {string.Join(",", s.Threads)}";
     }
 
-    /// <summary>Runs the experiment with live progress; null when interrupted before any run finished.</summary>
+    /// <summary>
+    /// Runs the experiment with live progress; null when interrupted before any run finished. A prediction runs point by
+    /// point, so that a point that fails (a simulated deadlock) is recorded in <see cref="ScalingResult.Failures"/> and
+    /// the sweep goes on; a measurement runs as one experiment.
+    /// </summary>
     internal static ScalingResult? Execute(ScaleSettings s, CancellationToken cancellationToken)
     {
         var forward = new ForwardingProgress();
         var experiment = new ScalingExperiment(Options(s, forward));
         string header = Header(s, experiment);
-        ScalingResult result;
+        ScalingResult? result = null;
+        Func<ScalingResult?> run = s.VirtualTime == null ? () => experiment.Run(cancellationToken) : () => RunPointByPoint(s, forward, experiment.TotalRuns, cancellationToken);
         if (Console.IsOutputRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
         {
             Console.WriteLine(header);
             forward.Target = new PlainProgress();
-            result = experiment.Run(cancellationToken);
+            result = run();
         }
         else
         {
             AnsiConsole.MarkupLine(Markup.Escape(header));
-            result = null!;
             AnsiConsole.Progress()
                 .AutoClear(false)
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
@@ -165,21 +170,94 @@ internal static class ScaleRunner
                 {
                     ProgressTask task = ctx.AddTask("starting", maxValue: experiment.TotalRuns);
                     forward.Target = new SpectreProgress(task);
-                    result = experiment.Run(cancellationToken);
-                    task.Description = result.Partial ? "interrupted" : "done";
+                    result = run();
+                    task.Description = result?.Partial == true ? "interrupted" : "done";
                 });
         }
 
-        if (s.VirtualTime != null)
+        if (result?.Failures is { Count: > 0 } failures)
         {
-            // Every point of a virtual run is a prediction, with or without a band (the experiment marks only banded ones).
-            foreach (ScalingPoint p in result.Points)
+            foreach (FailedPoint f in failures)
             {
-                p.Mode = Series.PredictedMode;
+                Console.Error.WriteLine($"warning: {f.Workload} / {f.Strategy} / {f.Threads} CPUs could not be predicted: {f.Error}");
             }
         }
 
-        return result.Points.Count == 0 ? null : result;
+        return result == null || result.Points.Count == 0 ? null : result;
+    }
+
+    /// <summary>A prediction, one experiment per point (deterministic, so nothing is lost by not interleaving repeats).</summary>
+    private static ScalingResult? RunPointByPoint(ScaleSettings s, ForwardingProgress forward, int total, CancellationToken cancellationToken)
+    {
+        ScalingResult? merged = null;
+        var failures = new List<FailedPoint>();
+        int done = 0;
+        bool partial = false;
+        foreach (Workload w in s.Workloads)
+        {
+            foreach (FaultStrategy strategy in s.Strategies)
+            {
+                foreach (int n in s.Threads)
+                {
+                    if (cancellationToken.IsCancellationRequested)
+                    {
+                        partial = true;
+                        continue;
+                    }
+
+                    ScaleSettings one = s with { Workloads = [w], Strategies = [strategy], Threads = [n] };
+                    int offset = done;
+                    var shifted = new ShiftedProgress(forward, offset, total);
+                    ScalingResult r;
+                    try
+                    {
+                        r = new ScalingExperiment(Options(one, shifted)).Run(cancellationToken);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        failures.Add(new FailedPoint { Workload = w.Name, Strategy = strategy.Name, Threads = n, Mode = Series.PredictedMode, Error = e.Message });
+                        done += s.Repeats;
+                        forward.Report(new ScalingProgress(done, total, $"{w.Name} / {strategy.Name} / {n} CPUs: FAILED"));
+                        continue;
+                    }
+
+                    done += s.Repeats;
+                    partial |= r.Partial;
+                    foreach (ScalingPoint p in r.Points)
+                    {
+                        p.Mode = Series.PredictedMode; // with or without a band (the experiment marks only banded points)
+                    }
+
+                    if (merged == null)
+                    {
+                        merged = r;
+                        merged.Settings.Workloads = s.Workloads.Select(x => x.Name).ToList();
+                        merged.Settings.Strategies = s.Strategies.Select(x => x.Name).ToList();
+                        merged.Settings.ThreadCounts = [.. s.Threads];
+                    }
+                    else
+                    {
+                        merged.Points.AddRange(r.Points);
+                    }
+                }
+            }
+        }
+
+        if (merged == null)
+        {
+            if (failures.Count > 0)
+            {
+                throw new InvalidOperationException($"every point failed; the first, {failures[0].Workload} / {failures[0].Strategy} / {failures[0].Threads} CPUs: {failures[0].Error}");
+            }
+
+            return null;
+        }
+
+        merged.Partial = partial;
+        merged.Usl = ScalingExperiment.FitAll(merged.Points);
+        merged.Failures = failures.Count > 0 ? failures : null;
+        merged.CreatedUtc = DateTimeOffset.UtcNow;
+        return merged;
     }
 
     /// <summary>Records in <paramref name="settings"/> what the experiment itself does not: workload sizes and virtual-time options.</summary>
@@ -198,6 +276,7 @@ internal static class ScaleRunner
     }
 
     /// <summary>Writes the result and the report, prints the summary; the exit code (130 for a partial result).</summary>
+    /// <remarks>Points that failed (a simulated deadlock) are written and reported, and make the exit code 1.</remarks>
     internal static int Write(ScalingResult result, string outDir, int repeats, ValidationReport? validation = null)
     {
         string dir = ReportWriter.WriteAll(result, outDir, validation);
@@ -208,6 +287,12 @@ internal static class ScaleRunner
         {
             Console.Error.WriteLine($"interrupted: partial result ({result.Points.Count} points, some with fewer than {repeats} repeats) written to {Path.GetFullPath(dir)}");
             return ExitCodes.Interrupted;
+        }
+
+        if (result.Failures is { Count: > 0 } failures)
+        {
+            Console.Error.WriteLine($"error: {failures.Count} point(s) failed and are missing from the result (listed in the report, under \"Points that failed\").");
+            return ExitCodes.Failed;
         }
 
         return ExitCodes.Ok;
@@ -255,6 +340,12 @@ internal static class ScaleRunner
                 Console.WriteLine($"[{value.Completed}/{value.Total}] {value.Message}");
             }
         }
+    }
+
+    /// <summary>One point's progress as part of the whole plan: its runs counted after the <paramref name="offset"/> before it.</summary>
+    private sealed class ShiftedProgress(IProgress<ScalingProgress> target, int offset, int total) : IProgress<ScalingProgress>
+    {
+        public void Report(ScalingProgress value) => target.Report(new ScalingProgress(offset + value.Completed, total, value.Message));
     }
 
     private sealed class ForwardingProgress : IProgress<ScalingProgress>

@@ -87,6 +87,12 @@ internal static class MarkdownReport
             sb.AppendLine();
         }
 
+        if (r.Failures is { Count: > 0 } failures)
+        {
+            sb.AppendLine(Inv, $"> **{failures.Count} point{(failures.Count == 1 ? string.Empty : "s")} could not be {(failures.All(f => f.Mode == Series.PredictedMode) ? "predicted" : "run")}** and {(failures.Count == 1 ? "is" : "are")} missing from the tables and plots: {string.Join("; ", failures.Select(f => $"{f.Workload} / {f.Strategy} / {f.Threads} CPUs"))}. Why, for each, is under \"Points that failed\" below.");
+            sb.AppendLine();
+        }
+
         string? baseline = Series.Baseline(r);
         var families = Series.ByFamily(r);
         if (baseline != null)
@@ -116,6 +122,20 @@ internal static class MarkdownReport
         if (predicted != null)
         {
             SimulationSpeed(sb, r);
+        }
+
+        if (r.Failures is { Count: > 0 })
+        {
+            sb.AppendLine("## Points that failed");
+            sb.AppendLine();
+            sb.AppendLine("| workload | strategy | CPUs | mode | error |");
+            sb.AppendLine("|---|---|---:|---|---|");
+            foreach (FailedPoint f in r.Failures)
+            {
+                sb.AppendLine(Inv, $"| {f.Workload} | {f.Strategy} | {f.Threads} | {f.Mode} | {f.Error.Replace("|", "\\|", StringComparison.Ordinal)} |");
+            }
+
+            sb.AppendLine();
         }
         if (plots.Count > 0)
         {

@@ -14,7 +14,8 @@ namespace SpecVm.Scaling;
 /// and GC settings), <see cref="Partial"/>, the kernel release and CPU topology in <see cref="Machine"/>, and every
 /// workload-changing option in <see cref="Settings"/>; 3 adds predicted points (virtual time): each point's
 /// <see cref="ScalingPoint.Mode"/>, band and simulation speed, the cost model, quantum and band in the settings of a
-/// virtual run, and <see cref="PredictedSettings"/> for a result that holds measured and predicted points together.
+/// virtual run, <see cref="PredictedSettings"/> for a result that holds measured and predicted points together, and
+/// <see cref="Failures"/>.
 /// Older documents load with the newer fields null (a point without a mode is measured).
 /// </remarks>
 public sealed class ScalingResult
@@ -59,6 +60,12 @@ public sealed class ScalingResult
 
     /// <summary>USL fits, one per workload × strategy.</summary>
     public List<UslFit> Usl { get; set; } = [];
+
+    /// <summary>
+    /// Points that could not be run, with why (a simulated deadlock, say: a prediction that finds one reports it here and
+    /// the sweep goes on); null when every point ran.
+    /// </summary>
+    public List<FailedPoint>? Failures { get; set; }
 
     /// <summary>The point for (<paramref name="workload"/>, <paramref name="strategy"/>, <paramref name="threads"/>), or null.</summary>
     /// <param name="workload">Workload name.</param>
@@ -114,6 +121,25 @@ public sealed class ScalingResult
     /// <summary>Reads a result file; throws <see cref="InvalidDataException"/> or an IO exception on failure.</summary>
     /// <param name="path">The file.</param>
     public static ScalingResult Load(string path) => FromJson(File.ReadAllText(path));
+}
+
+/// <summary>A point that failed instead of producing a throughput.</summary>
+public sealed class FailedPoint
+{
+    /// <summary>Workload name.</summary>
+    public string Workload { get; set; } = string.Empty;
+
+    /// <summary>Strategy name.</summary>
+    public string Strategy { get; set; } = string.Empty;
+
+    /// <summary>Thread (CPU) count.</summary>
+    public int Threads { get; set; }
+
+    /// <summary>"measured" or "predicted".</summary>
+    public string Mode { get; set; } = string.Empty;
+
+    /// <summary>What went wrong (for a simulated deadlock: every CPU's state).</summary>
+    public string Error { get; set; } = string.Empty;
 }
 
 /// <summary>How an experiment was run.</summary>

@@ -89,6 +89,7 @@ public class ResultSchemaTests
             },
             Runtime = MachineInfoProbe.CollectRuntime(),
         };
+        r.Failures = [new FailedPoint { Workload = "w", Strategy = "s", Threads = 64, Mode = "predicted", Error = "e" }];
         r.PredictedSettings = new ScalingSettings { TimeMode = "virtual", VirtualTimePreset = "host", QuantumNs = 1000, Band = false, ThreadCounts = [1, 2] };
         r.Runtime.Environment["DOTNET_TieredPGO"] = "1";
         for (int n = 1; n <= 2; n++)

@@ -171,6 +171,23 @@ public class VirtualTimeCliTests
     }
 
     [Fact]
+    public void APredictedPointThatFailsIsRecordedAndTheSweepGoesOn()
+    {
+        // A workload planted to fail on 4 CPUs: the 1- and 2-CPU points are predicted, the 4-CPU one is a recorded failure.
+        var settings = new ScaleSettings([new FailsOnFourCpus()], [new SpecVm.Faults.MmapLockStrategy()], [1, 4, 2], TimeSpan.Zero, TimeSpan.FromMilliseconds(0.3), 1, "unused", false)
+        {
+            VirtualTime = new VirtualTimeOptions { Model = VirtualModel.Host(null), Band = false, Warmup = TimeSpan.Zero, Duration = TimeSpan.FromMilliseconds(0.3) },
+        };
+        ScalingResult r = ScaleRunner.Execute(settings, CancellationToken.None)!;
+        Assert.Equal([1, 2], r.Points.Select(p => p.Threads).Order());
+        Assert.All(r.Points, p => Assert.Equal("predicted", p.Mode));
+        FailedPoint f = Assert.Single(r.Failures!);
+        Assert.Equal((FailsOnFourCpus.Name4, "mmap-lock", 4, "predicted"), (f.Workload, f.Strategy, f.Threads, f.Mode));
+        Assert.Contains("planted failure", f.Error);
+        Assert.Contains("| 4 | predicted | The workload failed", MarkdownReport.Build(r, []));
+    }
+
+    [Fact]
     public void AResultCarriesItsCostModelThroughJson()
     {
         ScalingResult r = Predicted(1, 1, 1);
@@ -207,4 +224,29 @@ public class VirtualTimeCliTests
     {
         Workload = "page-fault1", Strategy = strategy, Threads = 1, Mode = measured ? "measured" : "predicted", OpsPerSecond = ops, RepeatOpsPerSecond = [ops],
     };
+
+    /// <summary>page-fault1 with 1 MiB rounds, except that on 4 CPUs task 1's second batch throws.</summary>
+    private sealed class FailsOnFourCpus : SpecVm.Workloads.Workload
+    {
+        public const string Name4 = "fails-on-four";
+        private readonly SpecVm.Workloads.PageFault1 _inner = new(1L << 20);
+        private int _threads;
+        private int _batches;
+
+        public override string Name => Name4;
+
+        public override long MemoryBytes(int threads) => _inner.MemoryBytes(threads);
+
+        public override void Setup(SpecVm.Smp.Machine machine, SpecVm.Mm.FaultStrategy? strategy, int threads)
+        {
+            _threads = threads;
+            _batches = 0;
+            _inner.Setup(machine, strategy, threads);
+        }
+
+        public override long RunOperationBatch(SpecVm.Smp.Cpu cpu, int task) =>
+            _threads == 4 && task == 1 && ++_batches > 1 ? throw new InvalidOperationException("planted failure") : _inner.RunOperationBatch(cpu, task);
+
+        public override void Teardown() => _inner.Teardown();
+    }
 }
