@@ -138,7 +138,9 @@ internal static class PlotReport
         }
 
         plt.ShowLegend(Edge.Bottom);
-        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs {(axis.Log ? "CPUs, " + what : "threads (model left axis, kernel right axis)")}");
+        // The bottom legend has two columns; a measured and a predicted series per strategy need the height for it.
+        int legendRows = (series.Count + plt.Legend.ManualItems.Count + 1) / 2;
+        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs {(axis.Log ? "CPUs, " + what : "threads (model left axis, kernel right axis)")}", height: Math.Max(Height, 520 + (legendRows * 24)));
     }
 
     /// <summary>A predicted series: its band shaded, then the prediction as a line with small markers.</summary>
@@ -321,7 +323,7 @@ internal static class PlotReport
         return Save(plt, dir, footer, "speculative-outcomes", "Speculative faults: successes and each abort reason (counts, log scale)", width);
     }
 
-    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width)
+    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width, int height = Height)
     {
         // The footer: a second bottom axis with no ticks whose label is the run's identity.
         var foot = plt.Axes.AddBottomAxis();
@@ -336,8 +338,8 @@ internal static class PlotReport
 
         string png = name + ".png";
         string svg = name + ".svg";
-        plt.SavePng(Path.Combine(dir, png), width, Height);
-        plt.SaveSvg(Path.Combine(dir, svg), width, Height);
+        plt.SavePng(Path.Combine(dir, png), width, height);
+        plt.SaveSvg(Path.Combine(dir, svg), width, height);
         return new PlotFile(title, png, svg);
     }
 }
