@@ -9,10 +9,11 @@ internal static class Commands
     {
         var root = new RootCommand(
             "SpecVm scaling harness. With no command: the default comparison (database-load with and without its writer, "
-            + "page-fault1, every strategy, 1..cores threads, and the native kernel), written to results/<timestamp>/.");
-        ScaleOptions rootOptions = ScaleOptions.Create();
+            + "page-fault1, every strategy, 1..cores threads, and the native kernel), then a predicted sweep of the same model workloads "
+            + $"at {string.Join(",", MainJob.PredictedThreads)} simulated CPUs (virtual time, the host cost model calibrated on this machine first), written together to results/<timestamp>/.");
+        ScaleOptions rootOptions = ScaleOptions.Create(root: true);
         rootOptions.AddTo(root);
-        root.SetAction(p => ScaleRunner.Run(rootOptions.Read(p)));
+        root.SetAction(p => MainJob.Run(rootOptions.Read(p)));
 
         var scale = new Command("scale", "Run a scaling experiment: workloads × strategies × thread counts.");
         ScaleOptions scaleOptions = ScaleOptions.Create();
@@ -39,6 +40,8 @@ internal static class Commands
         root.Subcommands.Add(compare);
 
         root.Subcommands.Add(StressRunner.Create());
+        root.Subcommands.Add(CalibrateRunner.Create());
+        root.Subcommands.Add(ValidateRunner.Create());
 
         // Listed for --help only: Program hands "bdn ..." to BenchmarkDotNet before parsing.
         var bdn = new Command("bdn", "Run BenchmarkDotNet suites; every following argument goes to BenchmarkSwitcher (e.g. bdn --filter '*Tlb*').");

@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using SpecVm.Faults;
+using SpecVm.Simulation;
 using SpecVm.Smp;
 using SpecVm.Workloads;
 using SpecVm.Mm;
@@ -32,9 +34,20 @@ internal sealed class ScaleOptions
     private Option<double> _writerRate = null!;
     private Option<bool> _allowDebug = null!;
     private Option<bool> _dryRun = null!;
+    private Option<string?> _virtual = null!;
+    private Option<string?> _calibration = null!;
+    private Option<double?> _quantumNs = null!;
+    private Option<double?> _virtualDurationMs = null!;
+    private Option<double?> _virtualWarmupMs = null!;
+    private Option<bool> _noBand = null!;
+    private Option<bool>? _noPrediction;
 
-    public static ScaleOptions Create() => new()
+    /// <summary>The options of <c>scale</c>; with <paramref name="root"/>, those of the default comparison, which adds a predicted sweep.</summary>
+    public static ScaleOptions Create(bool root = false) => new()
     {
+        _noPrediction = root
+            ? new Option<bool>("--no-prediction") { Description = "Skip the predicted sweep (virtual time) that the default comparison adds after measuring." }
+            : null,
         _workloads = new Option<string[]>("--workload", "-w")
         {
             Description = $"Workloads (repeatable or comma-separated): {string.Join(", ", WorkloadCatalog.Names)}. Default: {string.Join(", ", DefaultWorkloads)}.",
@@ -86,12 +99,12 @@ internal sealed class ScaleOptions
         },
         _mappingMib = new Option<long>("--mapping-mib")
         {
-            Description = "page-fault mapping size per round, MiB (will-it-scale: 128).",
+            Description = $"page-fault mapping size per round, MiB (will-it-scale: 128). With --virtual the default is {VirtualMappingMib}: a virtual window lasts milliseconds, and a 128 MiB round (32,768 faults) would never reach its unmap.",
             DefaultValueFactory = _ => 128,
         },
         _sliceMib = new Option<long>("--slice-mib")
         {
-            Description = "database-load bytes per loader, MiB.",
+            Description = $"database-load bytes per loader, MiB. With --virtual the default is {VirtualSliceMib}, for the same reason as --mapping-mib.",
             DefaultValueFactory = _ => DatabaseLoad.DefaultSliceBytes >> 20,
         },
         _writerRate = new Option<double>("--writer-rate")
@@ -107,7 +120,55 @@ internal sealed class ScaleOptions
         {
             Description = "Check the options, print the plan (runs and estimated time) and exit without measuring or writing anything.",
         },
+        _virtual = new Option<string?>("--virtual")
+        {
+            Description = $"Predict instead of measure: run the model workloads in virtual time with a cost model, a preset ({string.Join(", ", CostModel.PresetNames)}) or a cost-model JSON file. "
+                + $"Thread counts may exceed this machine's cores (up to {MachineOptions.MaxCpus} CPUs, background CPUs included; default {string.Join(",", DefaultVirtualThreads)}); "
+                + "results are deterministic, so one repeat is the default. Native workloads cannot run in virtual time.",
+            HelpName = "PRESET|FILE",
+        },
+        _calibration = new Option<string?>("--calibration")
+        {
+            Description = "With a --virtual preset (and for the default comparison's predicted sweep, which otherwise calibrates first): the local costs (fault, TLB hit, page zero/copy, VMA edit, core-to-core transfer) from a file written by `calibrate`. Without it, the presets use the built-in calibration.",
+            HelpName = "FILE",
+        },
+        _quantumNs = new Option<double?>("--quantum-ns")
+        {
+            Description = $"With --virtual: how far a simulated CPU may run ahead of the next before it hands over, ns (0: exact order). Default {DefaultQuantum.Ticks * 100}: "
+                + "predictions stay within about 3% of exact order up to 2 µs (database-load-nowriter and page-fault1, mmap-lock and speculative, 8 CPUs: docs/design.md §8); longer is faster and less exact.",
+        },
+        _virtualDurationMs = new Option<double?>("--virtual-duration-ms")
+        {
+            Description = $"With --virtual: the measured window in virtual time, ms. Default {Defaults.Duration.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)}.",
+        },
+        _virtualWarmupMs = new Option<double?>("--virtual-warmup-ms")
+        {
+            Description = $"With --virtual: the warm-up in virtual time, ms. Default {Defaults.Warmup.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)}.",
+        },
+        _noBand = new Option<bool>("--no-band")
+        {
+            Description = "With --virtual: skip the sensitivity band (each point is otherwise run twice more with the uncertain constants at 0.5x and 1.5x).",
+        },
     };
+
+    /// <summary>The page-fault mapping per round in virtual time, MiB, unless <c>--mapping-mib</c> says otherwise.</summary>
+    public const long VirtualMappingMib = 4;
+
+    /// <summary>The database-load slice per loader in virtual time, MiB, unless <c>--slice-mib</c> says otherwise.</summary>
+    public const long VirtualSliceMib = 2;
+
+    /// <summary>
+    /// The command line's quantum: the library's (2 µs). Since line prices follow the virtual interleaving, predictions
+    /// at 2 µs stay within about 3% of exact order (host model, 8 CPUs: database-load-nowriter mmap-lock 5.72M against
+    /// 5.60M at 0, speculative 12.45M against 12.32M; page-fault1 mmap-lock 4.78M against 4.66M); docs/design.md §8.
+    /// </summary>
+    public static readonly TimeSpan DefaultQuantum = new VirtualTimeOptions().Quantum;
+
+    /// <summary>Thread counts of a virtual run without <c>--threads</c>.</summary>
+    public static readonly int[] DefaultVirtualThreads = [1, 2, 4, 8, 16, 32];
+
+    /// <summary>The library's virtual-time defaults (window), quoted in the help and used when no option is given.</summary>
+    private static readonly VirtualTimeOptions Defaults = new();
 
     public void AddTo(Command command)
     {
@@ -127,15 +188,29 @@ internal sealed class ScaleOptions
         command.Options.Add(_writerRate);
         command.Options.Add(_allowDebug);
         command.Options.Add(_dryRun);
+        command.Options.Add(_virtual);
+        command.Options.Add(_calibration);
+        command.Options.Add(_quantumNs);
+        command.Options.Add(_virtualDurationMs);
+        command.Options.Add(_virtualWarmupMs);
+        command.Options.Add(_noBand);
+        if (_noPrediction != null)
+        {
+            command.Options.Add(_noPrediction);
+        }
     }
 
     /// <summary>Reads and validates the parsed options; throws <see cref="UsageException"/> on bad input.</summary>
     public ScaleSettings Read(ParseResult p)
     {
-        string[] workloadNames = Split(p.GetValue(_workloads), DefaultWorkloads);
+        VirtualTimeOptions? virtualTime = ReadVirtualTime(p);
+        bool predicted = virtualTime != null;
+        string[] workloadNames = Split(p.GetValue(_workloads), predicted ? DefaultWorkloads.Where(w => !w.StartsWith("native-", StringComparison.Ordinal)).ToArray() : DefaultWorkloads);
         string[] strategyNames = Split(p.GetValue(_strategies), [.. StrategyCatalog.DefaultNames]);
-        long mapping = p.GetValue(_mappingMib);
-        long slice = p.GetValue(_sliceMib);
+
+        // A virtual window is milliseconds long: the rounds must be small enough to finish (map, touch, unmap) in it.
+        long mapping = predicted && !Given(p, _mappingMib) ? VirtualMappingMib : p.GetValue(_mappingMib);
+        long slice = predicted && !Given(p, _sliceMib) ? VirtualSliceMib : p.GetValue(_sliceMib);
         double writerRate = p.GetValue(_writerRate);
         if (mapping < 1 || mapping > 1 << 20)
         {
@@ -155,8 +230,14 @@ internal sealed class ScaleOptions
         var workloads = new List<Workload>();
         foreach (string name in workloadNames)
         {
-            workloads.Add(WorkloadCatalog.TryCreate(name, mapping << 20, slice << 20, writerRate)
-                ?? throw new UsageException($"--workload: unknown workload '{name}'. Known workloads: {string.Join(", ", WorkloadCatalog.Names)}."));
+            Workload w = WorkloadCatalog.TryCreate(name, mapping << 20, slice << 20, writerRate)
+                ?? throw new UsageException($"--workload: unknown workload '{name}'. Known workloads: {string.Join(", ", WorkloadCatalog.Names)}.");
+            if (predicted && w.IsNative)
+            {
+                throw new UsageException($"--workload: '{name}' runs on the real kernel and cannot run in virtual time (--virtual); choose model workloads ({string.Join(", ", WorkloadCatalog.Names.Where(n => !n.StartsWith("native-", StringComparison.Ordinal)))}).");
+            }
+
+            workloads.Add(w);
         }
 
         var strategies = new List<FaultStrategy>();
@@ -168,20 +249,32 @@ internal sealed class ScaleOptions
 
         bool oversubscribe = p.GetValue(_oversubscribe);
         int cores = Affinity.AllowedCores.Count;
-        List<int> threads = ParseThreads(p.GetValue(_threads), cores);
-        if (!oversubscribe && threads.Max() > cores)
+        string? threadText = p.GetValue(_threads);
+        List<int> threads = predicted && string.IsNullOrWhiteSpace(threadText) ? [.. DefaultVirtualThreads] : ParseThreads(threadText, cores);
+        int background = workloads.Max(w => w.BackgroundTasks);
+        if (predicted)
         {
-            throw new UsageException($"--threads: {threads.Max()} threads but this machine lets SpecVm use {cores} cores; pass --oversubscribe to run more threads than cores.");
+            if (threads.Max() + background > MachineOptions.MaxCpus)
+            {
+                throw new UsageException($"--threads: at most {MachineOptions.MaxCpus - background} threads in virtual time with these workloads (a simulated machine has at most {MachineOptions.MaxCpus} CPUs, {background} of them background CPUs); got {threads.Max()}.");
+            }
         }
-
-        if (threads.Max() + 1 > MachineOptions.MaxCpus)
+        else
         {
-            throw new UsageException($"--threads: at most {MachineOptions.MaxCpus - 1} threads (got {threads.Max()}).");
+            if (!oversubscribe && threads.Max() > cores)
+            {
+                throw new UsageException($"--threads: {threads.Max()} threads but this machine lets SpecVm use {cores} cores; pass --oversubscribe to run more threads than cores, or --virtual to predict them.");
+            }
+
+            if (threads.Max() + 1 > MachineOptions.MaxCpus)
+            {
+                throw new UsageException($"--threads: at most {MachineOptions.MaxCpus - 1} threads (got {threads.Max()}).");
+            }
         }
 
         double duration = p.GetValue(_duration);
         double warmup = p.GetValue(_warmup);
-        int repeats = p.GetValue(_repeats);
+        int repeats = predicted && !Given(p, _repeats) ? 1 : p.GetValue(_repeats);
         if (!(duration > 0) || duration > 3600)
         {
             throw new UsageException($"--duration must be between 0 and 3600 seconds (got {duration}).");
@@ -197,7 +290,22 @@ internal sealed class ScaleOptions
             throw new UsageException($"--repeats must be between 1 and 1000 (got {repeats}).");
         }
 
-        string outDir = p.GetValue(_out) ?? Path.Combine("results", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture));
+        if (predicted)
+        {
+            // In virtual time the window is virtual: the wall-clock options would be silently ignored.
+            foreach (Option o in (Option[])[_duration, _warmup, _oversubscribe, _allowDebug])
+            {
+                if (Given(p, o))
+                {
+                    throw new UsageException($"{o.Name} does not apply with --virtual (the window is virtual time: use --virtual-duration-ms and --virtual-warmup-ms).");
+                }
+            }
+
+            duration = virtualTime!.Duration.TotalSeconds;
+            warmup = virtualTime.Warmup.TotalSeconds;
+        }
+
+        string outDir = p.GetValue(_out) ?? Path.Combine("results", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe, p.GetValue(_verify))
         {
             MappingMib = mapping,
@@ -207,8 +315,63 @@ internal sealed class ScaleOptions
             WriterOpsPerSecond = writerRate,
             AllowDebug = p.GetValue(_allowDebug),
             DryRun = p.GetValue(_dryRun),
+            VirtualTime = virtualTime,
+            MappingGiven = Given(p, _mappingMib),
+            SliceGiven = Given(p, _sliceMib),
+            CalibrationFile = predicted ? null : p.GetValue(_calibration),
+            Predict = _noPrediction != null && !predicted && !p.GetValue(_noPrediction),
         };
     }
+
+    /// <summary>The virtual-time options of <c>--virtual</c> and its companions, or null without <c>--virtual</c>.</summary>
+    private VirtualTimeOptions? ReadVirtualTime(ParseResult p)
+    {
+        string? spec = p.GetValue(_virtual);
+        if (spec == null)
+        {
+            // The default comparison's predicted sweep takes --calibration too.
+            foreach (Option o in (Option[])(_noPrediction != null ? [_quantumNs, _virtualDurationMs, _virtualWarmupMs, _noBand] : [_calibration, _quantumNs, _virtualDurationMs, _virtualWarmupMs, _noBand]))
+            {
+                if (Given(p, o))
+                {
+                    throw new UsageException($"{o.Name} applies only with --virtual.");
+                }
+            }
+
+            return null;
+        }
+
+        CostModel model = VirtualModel.Resolve(spec, p.GetValue(_calibration));
+        double quantum = p.GetValue(_quantumNs) ?? DefaultQuantum.Ticks * 100.0;
+        double durationMs = p.GetValue(_virtualDurationMs) ?? Defaults.Duration.TotalMilliseconds;
+        double warmupMs = p.GetValue(_virtualWarmupMs) ?? Defaults.Warmup.TotalMilliseconds;
+        if (!(quantum >= 0) || quantum > 1e9)
+        {
+            throw new UsageException($"--quantum-ns must be between 0 and 1e9 (got {quantum.ToString(CultureInfo.InvariantCulture)}).");
+        }
+
+        if (!(durationMs > 0) || durationMs > 10_000)
+        {
+            throw new UsageException($"--virtual-duration-ms must be between 0 and 10000 (got {durationMs.ToString(CultureInfo.InvariantCulture)}).");
+        }
+
+        if (!(warmupMs >= 0) || warmupMs > 10_000)
+        {
+            throw new UsageException($"--virtual-warmup-ms must be between 0 and 10000 (got {warmupMs.ToString(CultureInfo.InvariantCulture)}).");
+        }
+
+        return new VirtualTimeOptions
+        {
+            Model = model,
+            Quantum = TimeSpan.FromTicks((long)Math.Round(quantum / 100)), // TimeSpan's resolution is 100 ns
+            Duration = TimeSpan.FromTicks((long)Math.Round(durationMs * TimeSpan.TicksPerMillisecond)),
+            Warmup = TimeSpan.FromTicks((long)Math.Round(warmupMs * TimeSpan.TicksPerMillisecond)),
+            Band = !p.GetValue(_noBand),
+        };
+    }
+
+    /// <summary>True when the user typed <paramref name="option"/> (not its default).</summary>
+    private static bool Given(ParseResult p, Option option) => p.GetResult(option) is { Implicit: false };
 
     /// <summary>
     /// Creates <paramref name="dir"/> and checks a file can be written there, so an unwritable <c>--out</c> is bad
@@ -327,4 +490,19 @@ internal sealed record ScaleSettings(
 
     /// <summary>Print the plan and exit without measuring.</summary>
     public bool DryRun { get; init; }
+
+    /// <summary>Predict in virtual time with these options instead of measuring; null measures.</summary>
+    public VirtualTimeOptions? VirtualTime { get; init; }
+
+    /// <summary>True when <c>--mapping-mib</c> was given (a virtual run otherwise picks its own default).</summary>
+    public bool MappingGiven { get; init; }
+
+    /// <summary>True when <c>--slice-mib</c> was given.</summary>
+    public bool SliceGiven { get; init; }
+
+    /// <summary>The default comparison: add a predicted sweep after measuring.</summary>
+    public bool Predict { get; init; }
+
+    /// <summary>The default comparison: the predicted sweep's calibration file (null: calibrate first).</summary>
+    public string? CalibrationFile { get; init; }
 }

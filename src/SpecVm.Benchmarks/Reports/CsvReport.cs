@@ -6,7 +6,8 @@ namespace SpecVm.Benchmarks.Reports;
 
 /// <summary>
 /// One CSV row per point (invariant culture; per-thread values joined with ';'). The abort-reason and per-VMA-lock
-/// columns are the keys the result holds (the library declares them once), in the order it lists them.
+/// columns are the keys the result holds (the library declares them once), in the order it lists them. The last three
+/// columns (added with results schema 3) are the point's mode and, for a predicted point, its band.
 /// </summary>
 internal static class CsvReport
 {
@@ -20,7 +21,7 @@ internal static class CsvReport
         sb.Append(string.Join(",", abortKeys.Select(k => "abort_" + k.Replace('-', '_'))));
         sb.Append(',');
         sb.Append(string.Join(",", vmaKeys.Select(k => "vma_lock_" + k)));
-        sb.AppendLine(",mmap_wait_ms_per_s,ipis_per_s,tlb_hit_rate,frames_per_s,mmap_write_held_share");
+        sb.AppendLine(",mmap_wait_ms_per_s,ipis_per_s,tlb_hit_rate,frames_per_s,mmap_write_held_share,mode,predicted_low,predicted_high");
         foreach (ScalingPoint p in r.Points)
         {
             var f = new List<string>
@@ -37,6 +38,9 @@ internal static class CsvReport
             f.Add(p.TlbHitRate is double t ? D(t) : string.Empty);
             f.Add(D(p.FramesAllocatedPerSecond));
             f.Add(p.Metrics.TryGetValue("mmapWriteHeldShare", out double w) ? D(w) : string.Empty);
+            f.Add(Series.ModeName(p));
+            f.Add(p.PredictedLow is double lo ? D(lo) : string.Empty);
+            f.Add(p.PredictedHigh is double hi ? D(hi) : string.Empty);
             sb.AppendLine(string.Join(",", f));
         }
 

@@ -9,6 +9,8 @@ namespace SpecVm.Benchmarks.Reports;
 /// axis), per-thread efficiency with its uncertainty, and speculative fault outcomes on a log axis. Every plot carries
 /// the run's identity in a footer; every strategy keeps its colour across plots (<see cref="Series.ColorIndex"/>);
 /// error bars are ±1 SD over the point's repeats, capped, and series are offset slightly on x so bars never overlap.
+/// A family with predicted points is drawn against CPUs on a log2 axis: each prediction a line over its shaded
+/// sensitivity band, measured points (if any) as open markers with their error bars on top.
 /// </summary>
 internal static class PlotReport
 {
@@ -17,6 +19,9 @@ internal static class PlotReport
 
     /// <summary>x offset between neighbouring series at one thread count: enough to separate capped bars, small next to 1 thread.</summary>
     private const double JitterStep = 0.06;
+
+    /// <summary>The same on a log2 axis, where 1 is a doubling of the thread count.</summary>
+    private const double LogJitterStep = 0.02;
 
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
     private static readonly IPalette StrategyPalette = new ScottPlot.Palettes.Category10();
@@ -44,43 +49,49 @@ internal static class PlotReport
         return files;
     }
 
-    private static PlotFile Throughput(ScalingResult r, string family, List<(string Label, List<ScalingPoint> Points)> series, string dir, string footer)
+    private static PlotFile Throughput(ScalingResult r, string family, List<SeriesData> series, string dir, string footer)
     {
         var plt = new Plot();
-        int maxThreads = series.SelectMany(s => s.Points).Max(p => p.Threads);
-        bool hasKernel = series.Any(s => s.Label == Series.KernelLabel);
+        var axis = new XAxis(series);
+        bool hasKernel = series.Any(s => s.Kernel);
         bool anyIdeal = false;
         for (int i = 0; i < series.Count; i++)
         {
-            var (label, points) = series[i];
-            bool kernel = label == Series.KernelLabel;
-            Color color = StrategyPalette.GetColor(Series.ColorIndex(r, label));
-            double[] xs = points.Select(p => p.Threads + Jitter(i, series.Count)).ToArray();
-            double[] ys = points.Select(p => p.OpsPerSecond).ToArray();
-            double[] sd = points.Select(p => p.OpsPerSecondStdDev).ToArray();
+            SeriesData x = series[i];
+            Color color = StrategyPalette.GetColor(x.Kernel ? Series.StrategyOrder(r).Count : Series.ColorIndex(r, x.Strategy));
+            double[] xs = x.Points.Select(p => axis.X(p.Threads) + axis.Jitter(i, series.Count)).ToArray();
+            double[] ys = x.Points.Select(p => p.OpsPerSecond).ToArray();
+            if (x.Predicted)
+            {
+                AddPredicted(plt, x, xs, ys, color);
+                continue;
+            }
+
+            // Measured: a line and markers with ±1 SD bars; over a prediction (log2 axis), markers only.
             var line = plt.Add.Scatter(xs, ys, color);
-            line.LegendText = kernel ? $"{label} (right axis)" : label;
-            line.LineWidth = 2;
-            line.LinePattern = kernel ? LinePattern.Dashed : LinePattern.Solid;
-            line.MarkerSize = 8;
-            var err = plt.Add.ErrorBar(xs, ys, sd);
+            line.LegendText = x.Kernel ? $"{x.Label} (right axis)" : axis.Log ? $"{x.Label} (measured)" : x.Label;
+            line.LineWidth = axis.Log ? 0 : 2;
+            line.LinePattern = x.Kernel ? LinePattern.Dashed : LinePattern.Solid;
+            line.MarkerSize = axis.Log ? 11 : 8;
+            line.MarkerShape = axis.Log ? MarkerShape.OpenCircle : MarkerShape.FilledCircle;
+            var err = plt.Add.ErrorBar(xs, ys, x.Points.Select(p => p.OpsPerSecondStdDev).ToArray());
             err.Color = color;
             err.CapSize = 6;
             err.LineWidth = 1.5f;
-            if (kernel)
+            if (x.Kernel)
             {
                 line.Axes.YAxis = plt.Axes.Right;
                 err.Axes.YAxis = plt.Axes.Right;
             }
 
-            ScalingPoint? one = points.Find(p => p.Threads == 1);
-            if (one != null && maxThreads > 1)
+            ScalingPoint? one = x.Points.Find(p => p.Threads == 1);
+            if (one != null && axis.MaxThreads > 1 && !axis.Log)
             {
-                var ideal = plt.Add.Line(1, one.OpsPerSecond, maxThreads, one.OpsPerSecond * maxThreads);
+                var ideal = plt.Add.Line(1, one.OpsPerSecond, axis.MaxThreads, one.OpsPerSecond * axis.MaxThreads);
                 ideal.LineColor = color.WithAlpha(0.6);
                 ideal.LinePattern = LinePattern.Dotted;
                 ideal.LineWidth = 1.5f;
-                if (kernel)
+                if (x.Kernel)
                 {
                     ideal.Axes.YAxis = plt.Axes.Right;
                 }
@@ -90,18 +101,33 @@ internal static class PlotReport
         }
 
         string unit = series[0].Points[0].OperationUnit;
-        int n = series.SelectMany(s => s.Points).Select(Series.Repeats).Max();
+        var measured = series.Where(s => !s.Predicted).SelectMany(s => s.Points).ToList();
         if (anyIdeal)
         {
             plt.Legend.ManualItems.Add(new LegendItem { LabelText = "ideal: linear from the series' 1-thread mean", LineColor = Colors.Gray, LinePattern = LinePattern.Dotted, LineWidth = 1.5f });
         }
 
-        plt.Legend.ManualItems.Add(new LegendItem { LabelText = $"error bars: ±1 SD over n={n} repeats", LineColor = Colors.Black, LineWidth = 1.5f, MarkerShape = MarkerShape.VerticalBar, MarkerSize = 12, MarkerLineColor = Colors.Black });
-        plt.Title($"{family}: throughput vs threads");
-        plt.XLabel("threads (CPUs)");
+        if (measured.Count > 0)
+        {
+            int n = measured.Select(Series.Repeats).Max();
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = $"error bars: ±1 SD over n={n} repeats (measured)", LineColor = Colors.Black, LineWidth = 1.5f, MarkerShape = MarkerShape.VerticalBar, MarkerSize = 12, MarkerLineColor = Colors.Black });
+        }
+
+        if (series.Any(s => s.Predicted && s.Points.Any(p => p.PredictedLow != null)))
+        {
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = "shaded: predicted band (uncertain constants x0.5 .. x1.5)", FillColor = Colors.Gray.WithAlpha(0.25) });
+        }
+
+        if (r.PredictedSettings is ScalingSettings v && (r.Settings.MappingMib != v.MappingMib || r.Settings.SliceMib != v.SliceMib))
+        {
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = string.Create(Inv, $"sizes differ: measured {r.Settings.MappingMib}/{r.Settings.SliceMib} MiB, predicted {v.MappingMib}/{v.SliceMib} MiB (rounds/slices): compare shapes"), LineWidth = 0 });
+        }
+
+        string what = series.Any(s => s.Predicted) ? (measured.Count > 0 ? "measured and predicted" : "predicted (model)") : "measured";
+        plt.Title($"{family}: throughput vs {(axis.Log ? "CPUs" : "threads")} ({what})");
+        plt.XLabel(axis.Log ? "CPUs (log2 scale; predicted: simulated CPUs)" : "threads (CPUs)");
         plt.YLabel($"model: {unit} per second");
-        plt.Axes.SetLimitsX(0.5, maxThreads + 0.5);
-        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
+        axis.Apply(plt);
         plt.Axes.AutoScaleY(plt.Axes.Left);
         plt.Axes.SetLimitsY(0, plt.Axes.GetLimits(plt.Axes.Bottom, plt.Axes.Left).Top * 1.05, plt.Axes.Left);
         if (hasKernel)
@@ -112,33 +138,63 @@ internal static class PlotReport
         }
 
         plt.ShowLegend(Edge.Bottom);
-        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs threads (model left axis, kernel right axis)");
+        // The bottom legend has two columns; a measured and a predicted series per strategy need the height for it.
+        int legendRows = (series.Count + plt.Legend.ManualItems.Count + 1) / 2;
+        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs {(axis.Log ? "CPUs, " + what : "threads (model left axis, kernel right axis)")}", height: Math.Max(Height, 520 + (legendRows * 24)));
     }
 
-    private static PlotFile Efficiency(ScalingResult r, string family, List<(string Label, List<ScalingPoint> Points)> series, string dir, string footer)
+    /// <summary>A predicted series: its band shaded, then the prediction as a line with small markers.</summary>
+    private static void AddPredicted(Plot plt, SeriesData x, double[] xs, double[] ys, Color color)
+    {
+        var banded = x.Points.Select((p, k) => (X: xs[k], p.PredictedLow, p.PredictedHigh)).Where(b => b.PredictedLow != null && b.PredictedHigh != null).ToList();
+        if (banded.Count > 1)
+        {
+            var band = plt.Add.FillY(banded.Select(b => b.X).ToArray(), banded.Select(b => b.PredictedLow!.Value).ToArray(), banded.Select(b => b.PredictedHigh!.Value).ToArray());
+            band.FillColor = color.WithAlpha(0.18);
+            band.LineWidth = 0;
+        }
+
+        var line = plt.Add.Scatter(xs, ys, color);
+        line.LegendText = x.Label;
+        line.LineWidth = 2;
+        line.LinePattern = LinePattern.Solid;
+        line.MarkerSize = 5;
+    }
+
+    private static PlotFile Efficiency(ScalingResult r, string family, List<SeriesData> series, string dir, string footer)
     {
         var plt = new Plot();
-        int maxThreads = series.SelectMany(s => s.Points).Max(p => p.Threads);
+        var axis = new XAxis(series);
         double top = 1.2;
         for (int i = 0; i < series.Count; i++)
         {
-            var (label, points) = series[i];
-            Color color = StrategyPalette.GetColor(Series.ColorIndex(r, label));
-            ScalingPoint? one = points.Find(p => p.Threads == 1);
-            var values = points.Select(p => (p.Threads, E: Series.Efficiency(p, one))).Where(x => x.E != null).ToList();
+            SeriesData x = series[i];
+            Color color = StrategyPalette.GetColor(x.Kernel ? Series.StrategyOrder(r).Count : Series.ColorIndex(r, x.Strategy));
+            ScalingPoint? one = x.Points.Find(p => p.Threads == 1);
+            var values = x.Points.Select(p => (p.Threads, E: Series.Efficiency(p, one))).Where(v => v.E != null).ToList();
             if (values.Count == 0)
             {
                 continue;
             }
 
-            double[] xs = values.Select(v => v.Threads + Jitter(i, series.Count)).ToArray();
+            double[] xs = values.Select(v => axis.X(v.Threads) + axis.Jitter(i, series.Count)).ToArray();
             double[] ys = values.Select(v => v.E!.Value.Value).ToArray();
-            double[] sd = values.Select(v => v.E!.Value.Sd).ToArray();
             var line = plt.Add.Scatter(xs, ys, color);
-            line.LegendText = label;
-            line.LineWidth = 2;
-            line.LinePattern = label == Series.KernelLabel ? LinePattern.Dashed : LinePattern.Solid;
-            line.MarkerSize = 8;
+            line.LegendText = axis.Log && !x.Predicted && !x.Kernel ? $"{x.Label} (measured)" : x.Label;
+            line.LinePattern = x.Kernel ? LinePattern.Dashed : LinePattern.Solid;
+            if (x.Predicted)
+            {
+                // Deterministic: no error bars.
+                line.LineWidth = 2;
+                line.MarkerSize = 5;
+                top = Math.Max(top, ys.Max() * 1.05);
+                continue;
+            }
+
+            double[] sd = values.Select(v => v.E!.Value.Sd).ToArray();
+            line.LineWidth = axis.Log ? 0 : 2;
+            line.MarkerSize = axis.Log ? 11 : 8;
+            line.MarkerShape = axis.Log ? MarkerShape.OpenCircle : MarkerShape.FilledCircle;
             var err = plt.Add.ErrorBar(xs, ys, sd);
             err.Color = color;
             err.CapSize = 6;
@@ -151,16 +207,51 @@ internal static class PlotReport
         ideal.LineColor = Colors.Gray;
         ideal.LineWidth = 1.5f;
         ideal.LegendText = "ideal: linear scaling (1)";
-        int n = series.SelectMany(s => s.Points).Select(Series.Repeats).Max();
-        plt.Legend.ManualItems.Add(new LegendItem { LabelText = $"error bars: ±1 SD, propagated from X(N) and X(1), n={n} repeats each", LineColor = Colors.Black, LineWidth = 1.5f, MarkerShape = MarkerShape.VerticalBar, MarkerSize = 12, MarkerLineColor = Colors.Black });
-        plt.Title($"{family}: per-thread efficiency X(N) / (N·X(1))");
-        plt.XLabel("threads (CPUs)");
+        var measured = series.Where(s => !s.Predicted).SelectMany(s => s.Points).ToList();
+        if (measured.Count > 0)
+        {
+            int n = measured.Select(Series.Repeats).Max();
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = $"error bars: ±1 SD, propagated from X(N) and X(1), n={n} repeats each (measured)", LineColor = Colors.Black, LineWidth = 1.5f, MarkerShape = MarkerShape.VerticalBar, MarkerSize = 12, MarkerLineColor = Colors.Black });
+        }
+
+        plt.Title($"{family}: per-{(axis.Log ? "CPU" : "thread")} efficiency X(N) / (N·X(1))");
+        plt.XLabel(axis.Log ? "CPUs (log2 scale; predicted: simulated CPUs)" : "threads (CPUs)");
         plt.YLabel("efficiency (vs the series' own 1-thread mean)");
-        plt.Axes.SetLimitsX(0.5, maxThreads + 0.5);
-        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
+        axis.Apply(plt);
         plt.Axes.SetLimitsY(0, Math.Max(top, 1.9));   // room above 1 for the legend, inside the data area
         plt.ShowLegend(Alignment.UpperLeft);
-        return Save(plt, dir, footer, $"efficiency-{family}", $"{family}: per-thread efficiency (1 = linear scaling)");
+        return Save(plt, dir, footer, $"efficiency-{family}", $"{family}: per-{(axis.Log ? "CPU" : "thread")} efficiency (1 = linear scaling)");
+    }
+
+    /// <summary>
+    /// The x axis of a family's plots: thread counts as they are, or — when the family has predicted points, which
+    /// reach tens of simulated CPUs — log2 of them, with a tick at every count present.
+    /// </summary>
+    private sealed class XAxis(List<SeriesData> series)
+    {
+        private readonly List<int> _threads = series.SelectMany(s => s.Points).Select(p => p.Threads).Distinct().Order().ToList();
+
+        public bool Log { get; } = series.Any(s => s.Predicted);
+
+        public int MaxThreads => _threads[^1];
+
+        public double X(int threads) => Log ? Math.Log2(threads) : threads;
+
+        /// <summary>The x offset of series <paramref name="i"/> of <paramref name="count"/>, centred on the thread count.</summary>
+        public double Jitter(int i, int count) => (i - ((count - 1) / 2.0)) * (Log ? LogJitterStep : JitterStep);
+
+        public void Apply(Plot plt)
+        {
+            if (Log)
+            {
+                plt.Axes.SetLimitsX(X(_threads[0]) - 0.4, X(MaxThreads) + 0.4);
+                plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(_threads.Select(n => new Tick(X(n), n.ToString(Inv))).ToArray());
+                return;
+            }
+
+            plt.Axes.SetLimitsX(0.5, MaxThreads + 0.5);
+            plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericFixedInterval(1);
+        }
     }
 
     /// <summary>
@@ -209,7 +300,7 @@ internal static class PlotReport
                 maxLog = Math.Max(maxLog, log);
             }
 
-            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}T\n{p.SpeculativeAttempts.ToString("N0", Inv)} attempts"));
+            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}{(Series.IsPredicted(p) ? " CPUs, predicted" : "T")}\n{p.SpeculativeAttempts.ToString("N0", Inv)} attempts"));
         }
 
         plt.Add.Bars(bars);
@@ -232,10 +323,7 @@ internal static class PlotReport
         return Save(plt, dir, footer, "speculative-outcomes", "Speculative faults: successes and each abort reason (counts, log scale)", width);
     }
 
-    /// <summary>The x offset of series <paramref name="i"/> of <paramref name="count"/>, centred on the thread count.</summary>
-    private static double Jitter(int i, int count) => (i - ((count - 1) / 2.0)) * JitterStep;
-
-    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width)
+    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width, int height = Height)
     {
         // The footer: a second bottom axis with no ticks whose label is the run's identity.
         var foot = plt.Axes.AddBottomAxis();
@@ -250,8 +338,8 @@ internal static class PlotReport
 
         string png = name + ".png";
         string svg = name + ".svg";
-        plt.SavePng(Path.Combine(dir, png), width, Height);
-        plt.SaveSvg(Path.Combine(dir, svg), width, Height);
+        plt.SavePng(Path.Combine(dir, png), width, height);
+        plt.SaveSvg(Path.Combine(dir, svg), width, height);
         return new PlotFile(title, png, svg);
     }
 }

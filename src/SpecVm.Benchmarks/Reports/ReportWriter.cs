@@ -12,11 +12,17 @@ internal static class ReportWriter
     public const string CsvFile = "results.csv";
     public const string MarkdownFile = "report.md";
 
-    /// <summary>Writes everything; returns the directory.</summary>
-    public static string WriteAll(ScalingResult result, string dir)
+    /// <summary>Writes everything (and the validation's files, when one ran with the result); returns the directory.</summary>
+    public static string WriteAll(ScalingResult result, string dir, ValidationReport? validation = null)
     {
         Directory.CreateDirectory(dir);
         result.Save(Path.Combine(dir, JsonFile));
+        if (validation != null)
+        {
+            File.WriteAllText(Path.Combine(dir, ValidationReport.JsonFile), validation.ToJson());
+            File.WriteAllText(Path.Combine(dir, ValidationReport.MarkdownFile), validation.ToMarkdown(result));
+        }
+
         File.WriteAllText(Path.Combine(dir, CsvFile), CsvReport.Build(result));
         WillItScaleCsv.WriteAll(result, dir);
         IReadOnlyList<PlotFile> plots;
@@ -31,7 +37,7 @@ internal static class ReportWriter
             plots = [];
         }
 
-        File.WriteAllText(Path.Combine(dir, MarkdownFile), MarkdownReport.Build(result, plots));
+        File.WriteAllText(Path.Combine(dir, MarkdownFile), MarkdownReport.Build(result, plots, validation));
         return dir;
     }
 }

@@ -8,7 +8,8 @@ namespace SpecVm.Benchmarks.Reports;
 /// "family" is a workload and its native twin (database-load and native-database-load); a series is a strategy, or the
 /// kernel. Nothing here knows a strategy by name: the order is the result's own (its settings' strategy list, then any
 /// other strategy in first-seen order, the kernel last), the baseline is the first of that order, and colours are
-/// handed out by that order, so a strategy has the same colour in every plot of every run with the same list.
+/// handed out by that order, so a strategy has the same colour in every plot of every run with the same list. A
+/// strategy's predicted points (virtual time) are a series of their own beside its measured ones, in the same colour.
 /// </summary>
 internal static class Series
 {
@@ -22,8 +23,36 @@ internal static class Series
     /// <summary>The model workload's name for a native workload, else the name itself.</summary>
     public static string Family(string workload) => workload.StartsWith(NativePrefix, StringComparison.Ordinal) ? workload[NativePrefix.Length..] : workload;
 
-    /// <summary>A series label: the strategy, or <see cref="KernelLabel"/>.</summary>
-    public static string Label(ScalingPoint p) => p.Native ? KernelLabel : p.Strategy;
+    /// <summary>The mode of a predicted point (<see cref="ScalingPoint.Mode"/>).</summary>
+    public const string PredictedMode = "predicted";
+
+    /// <summary>The mode of a measured point; points written before schema 3 have no mode and are measured.</summary>
+    public const string MeasuredMode = "measured";
+
+    /// <summary>True for a point predicted in virtual time.</summary>
+    public static bool IsPredicted(ScalingPoint p) => p.Mode == PredictedMode;
+
+    /// <summary>"predicted" or "measured".</summary>
+    public static string ModeName(ScalingPoint p) => IsPredicted(p) ? PredictedMode : MeasuredMode;
+
+    /// <summary>A series label: the strategy (with " (predicted)" for predicted points), or <see cref="KernelLabel"/>.</summary>
+    public static string Label(ScalingPoint p) => p.Native ? KernelLabel : IsPredicted(p) ? $"{p.Strategy} ({PredictedMode})" : p.Strategy;
+
+    /// <summary>True when the result holds predicted points.</summary>
+    public static bool HasPredicted(ScalingResult r) => r.Points.Any(IsPredicted);
+
+    /// <summary>True when the result holds measured points.</summary>
+    public static bool HasMeasured(ScalingResult r) => r.Points.Any(p => !IsPredicted(p));
+
+    /// <summary>How the point was run: the result's settings, or its <see cref="ScalingResult.PredictedSettings"/> for a predicted point of a result holding both modes.</summary>
+    public static ScalingSettings SettingsOf(ScalingResult r, ScalingPoint p) => IsPredicted(p) && r.PredictedSettings != null ? r.PredictedSettings : r.Settings;
+
+    /// <summary>The settings of the result's predicted points, or null when it has none.</summary>
+    public static ScalingSettings? PredictedSettings(ScalingResult r) => r.PredictedSettings ?? (HasPredicted(r) ? r.Settings : null);
+
+    /// <summary>The point of (workload, strategy, threads) in one mode, or null.</summary>
+    public static ScalingPoint? Find(ScalingResult r, string workload, string strategy, int threads, bool predicted) =>
+        r.Points.Find(p => p.Workload == workload && p.Strategy == strategy && p.Threads == threads && IsPredicted(p) == predicted);
 
     /// <summary>Every model strategy of the result, in the result's order; the first is the baseline of ratios.</summary>
     public static List<string> StrategyOrder(ScalingResult r)
@@ -52,13 +81,18 @@ internal static class Series
         return i >= 0 ? i : order.Count;
     }
 
-    /// <summary>Families in first-seen order, each with its series (label → points by threads) in <see cref="StrategyOrder"/>.</summary>
-    public static List<(string Family, List<(string Label, List<ScalingPoint> Points)> Series)> ByFamily(ScalingResult r) =>
+    /// <summary>
+    /// Families in first-seen order, each with its series in <see cref="StrategyOrder"/> (a strategy's measured series,
+    /// then its predicted one; the kernel last).
+    /// </summary>
+    public static List<(string Family, List<SeriesData> Series)> ByFamily(ScalingResult r) =>
         r.Points
             .GroupBy(p => Family(p.Workload))
             .Select(g => (g.Key, g.GroupBy(Label)
-                .OrderBy(s => ColorIndex(r, s.Key))
-                .Select(s => (s.Key, s.OrderBy(p => p.Threads).ToList())).ToList()))
+                .Select(s => new SeriesData(s.Key, s.First().Strategy, s.First().Native, IsPredicted(s.First()), s.OrderBy(p => p.Threads).ToList()))
+                .OrderBy(s => s.Kernel ? int.MaxValue : ColorIndex(r, s.Strategy))
+                .ThenBy(s => s.Predicted)
+                .ToList()))
             .ToList();
 
     /// <summary>Thread counts measured in the result.</summary>
@@ -91,17 +125,36 @@ internal static class Series
         return (ratio / p.Threads, sd / p.Threads);
     }
 
-    /// <summary>The run's identity in one line: machine, commit, when it finished, how long it measured.</summary>
+    /// <summary>The run's identity in one line: machine, commit, when it finished, how long it measured (and what it predicted with).</summary>
     public static string Identity(ScalingResult r)
     {
         MachineInfo m = r.Machine;
-        ScalingSettings s = r.Settings;
         string commit = m.GitCommit is { Length: > 0 } c ? c[..Math.Min(12, c.Length)] + (m.GitDirty == true ? "+dirty" : string.Empty) : "commit unknown";
-        double measured = r.Points.Sum(p => p.MeasuredSeconds);
         string kernel = m.KernelRelease is { Length: > 0 } k ? $"Linux {k}" : m.Os;
-        string build = r.Runtime is { BuildConfiguration.Length: > 0 } rt ? $", {rt.BuildConfiguration}{(rt.BuildConfiguration == "Debug" ? " (NOT an optimised build)" : string.Empty)}" : string.Empty;
+        string build = r.Runtime is { BuildConfiguration.Length: > 0 } rt ? $", {rt.BuildConfiguration}{(rt.BuildConfiguration == "Debug" && HasMeasured(r) ? " (NOT an optimised build)" : string.Empty)}" : string.Empty;
         string partial = r.Partial ? " | PARTIAL (interrupted)" : string.Empty;
-        return string.Create(Inv, $"{m.CpuModel}, {m.AllowedCores}/{m.LogicalCores} cores, {kernel}, {m.DotNet}{build} | {commit} | {r.CreatedUtc:yyyy-MM-dd HH:mm}Z | "
-            + $"{s.DurationSeconds:0.###} s × {s.Repeats} per point, {measured / 60:0.0} min measured{partial}");
+        var how = new List<string>();
+        if (HasMeasured(r))
+        {
+            double measured = r.Points.Where(p => !IsPredicted(p)).Sum(p => p.MeasuredSeconds);
+            how.Add(HasPredicted(r)
+                ? string.Create(Inv, $"measured {r.Settings.DurationSeconds:0.###} s × {r.Settings.Repeats}")
+                : string.Create(Inv, $"{r.Settings.DurationSeconds:0.###} s × {r.Settings.Repeats} per point, {measured / 60:0.0} min measured"));
+        }
+
+        if (PredictedSettings(r) is ScalingSettings v)
+        {
+            how.Add(string.Create(Inv, $"predicted: model {v.VirtualTimePreset ?? "?"}, {v.DurationSeconds * 1000:0.###} ms virtual"));
+        }
+
+        return string.Create(Inv, $"{m.CpuModel}, {m.AllowedCores}/{m.LogicalCores} cores, {kernel}, {m.DotNet}{build} | {commit} | {r.CreatedUtc:yyyy-MM-dd HH:mm}Z | {string.Join("; ", how)}{partial}");
     }
 }
+
+/// <summary>One series of a family: its label, strategy, whether it is the kernel's or predicted, and its points by threads.</summary>
+/// <param name="Label">The legend and table label (<see cref="Series.Label"/>).</param>
+/// <param name="Strategy">The strategy ("native" for the kernel).</param>
+/// <param name="Kernel">True for the native workload's series.</param>
+/// <param name="Predicted">True for predicted points (virtual time).</param>
+/// <param name="Points">The points, by ascending thread count.</param>
+internal sealed record SeriesData(string Label, string Strategy, bool Kernel, bool Predicted, List<ScalingPoint> Points);

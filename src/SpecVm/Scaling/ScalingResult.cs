@@ -12,15 +12,17 @@ namespace SpecVm.Scaling;
 /// Schema history (docs/results-schema.json describes the current version): 1, the first (a document without
 /// <c>schemaVersion</c> is read as 1); 2 adds what identifies a run — <see cref="Runtime"/> (build configuration, JIT
 /// and GC settings), <see cref="Partial"/>, the kernel release and CPU topology in <see cref="Machine"/>, and every
-/// workload-changing option in <see cref="Settings"/>. Older documents load with the newer fields null. Optional
-/// fields added since, within version 2 (a reader that ignores unknown fields, as this one does, loads them all; an
-/// older version 2 document simply lacks them): <c>settings.targetedShootdowns</c>, <c>settings.downgradeOnUnmap</c>
-/// and <see cref="Warnings"/>.
+/// workload-changing option in <see cref="Settings"/>; 3 adds predicted points (virtual time): each point's
+/// <see cref="ScalingPoint.Mode"/>, band and simulation speed, the cost model, quantum and band in the settings of a
+/// virtual run, <see cref="PredictedSettings"/> for a result that holds measured and predicted points together, and
+/// <see cref="Failures"/>.
+/// Older documents load with the newer fields null (a point without a mode is measured). Optional fields added
+/// within version 2: <c>settings.targetedShootdowns</c>, <c>settings.downgradeOnUnmap</c> and <see cref="Warnings"/>.
 /// </remarks>
 public sealed class ScalingResult
 {
     /// <summary>The JSON schema version this code writes.</summary>
-    public const int CurrentSchemaVersion = 2;
+    public const int CurrentSchemaVersion = 3;
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -42,8 +44,14 @@ public sealed class ScalingResult
     /// <summary>The machine it ran on.</summary>
     public MachineInfo Machine { get; set; } = new();
 
-    /// <summary>How it was run.</summary>
+    /// <summary>How it was run (for a result holding both modes: how its measured points were run).</summary>
     public ScalingSettings Settings { get; set; } = new();
+
+    /// <summary>
+    /// How the predicted points were run, when this result holds measured points too (the default comparison adds a
+    /// predicted sweep to its measured one); null otherwise, where <see cref="Settings"/> says how every point was run.
+    /// </summary>
+    public ScalingSettings? PredictedSettings { get; set; }
 
     /// <summary>The build and runtime that measured it (null in schema version 1).</summary>
     public RuntimeSettings? Runtime { get; set; }
@@ -59,6 +67,12 @@ public sealed class ScalingResult
     /// threads on SMT siblings: see <see cref="PlacementCheck"/>); empty when nothing, and in documents written before it existed.
     /// </summary>
     public List<string> Warnings { get; set; } = [];
+
+    /// <summary>
+    /// Points that could not be run, with why (a simulated deadlock, say: a prediction that finds one reports it here and
+    /// the sweep goes on); null when every point ran.
+    /// </summary>
+    public List<FailedPoint>? Failures { get; set; }
 
     /// <summary>The point for (<paramref name="workload"/>, <paramref name="strategy"/>, <paramref name="threads"/>), or null.</summary>
     /// <param name="workload">Workload name.</param>
@@ -116,6 +130,25 @@ public sealed class ScalingResult
     public static ScalingResult Load(string path) => FromJson(File.ReadAllText(path));
 }
 
+/// <summary>A point that failed instead of producing a throughput.</summary>
+public sealed class FailedPoint
+{
+    /// <summary>Workload name.</summary>
+    public string Workload { get; set; } = string.Empty;
+
+    /// <summary>Strategy name.</summary>
+    public string Strategy { get; set; } = string.Empty;
+
+    /// <summary>Thread (CPU) count.</summary>
+    public int Threads { get; set; }
+
+    /// <summary>"measured" or "predicted".</summary>
+    public string Mode { get; set; } = string.Empty;
+
+    /// <summary>What went wrong (for a simulated deadlock: every CPU's state).</summary>
+    public string Error { get; set; } = string.Empty;
+}
+
 /// <summary>How an experiment was run.</summary>
 public sealed class ScalingSettings
 {
@@ -158,11 +191,20 @@ public sealed class ScalingSettings
     /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
     public bool? DowngradeOnUnmap { get; set; }
 
-    /// <summary>How time was measured: "wall-clock" (null in schema version 1, which knew only wall-clock).</summary>
+    /// <summary>How time was measured: "wall-clock" or "virtual" (null in schema version 1, which knew only wall-clock). In virtual time the window and warm-up above are virtual seconds.</summary>
     public string? TimeMode { get; set; }
 
-    /// <summary>The virtual-time preset, for a future virtual-time mode; null for wall-clock runs.</summary>
+    /// <summary>The virtual-time cost model's name (a preset, or a file's); null for wall-clock runs.</summary>
     public string? VirtualTimePreset { get; set; }
+
+    /// <summary>Virtual-time runs: the cost model, every constant (null for wall-clock runs).</summary>
+    public Simulation.CostModel? CostModel { get; set; }
+
+    /// <summary>Virtual-time runs: the scheduling quantum, nanoseconds (null for wall-clock runs).</summary>
+    public double? QuantumNs { get; set; }
+
+    /// <summary>Virtual-time runs: true when each point carries a sensitivity band (null for wall-clock runs).</summary>
+    public bool? Band { get; set; }
 
     /// <summary>The seed of a seeded (virtual-time) run; null for wall-clock runs.</summary>
     public long? Seed { get; set; }

@@ -9,6 +9,9 @@ public sealed class UslFit
     /// <summary>Strategy name.</summary>
     public string Strategy { get; set; } = string.Empty;
 
+    /// <summary>"predicted" for a fit to predicted points in a result that holds both modes; null otherwise.</summary>
+    public string? Mode { get; set; }
+
     /// <summary>Thread counts used.</summary>
     public int Points { get; set; }
 

@@ -4,7 +4,7 @@ using SpecVm.Tests.Packaging;
 
 namespace SpecVm.Tests.Cli;
 
-/// <summary>results.json versions: the committed v1 results load; v2 says how it was measured; docs/results-schema.json covers every field written.</summary>
+/// <summary>results.json versions: the committed v1 results load; v2 says how it was measured; v3 adds predicted points; docs/results-schema.json covers every field written.</summary>
 public class ResultSchemaTests
 {
     public static TheoryData<string> CommittedResults()
@@ -85,10 +85,13 @@ public class ResultSchemaTests
             {
                 WarmupSeconds = 0.5, DurationSeconds = 1.5, Repeats = 2, Workloads = ["w"], Strategies = ["s"], ThreadCounts = [1], Oversubscribe = false,
                 Verify = true, MappingMib = 128, SliceMib = 128, WriterOpsPerSecond = 1000, TimeMode = "wall-clock", VirtualTimePreset = "p", Seed = 1,
+                CostModel = SpecVm.Simulation.CostModel.Preset("epyc-2s-128"), QuantumNs = 1000, Band = true,
             },
             Runtime = MachineInfoProbe.CollectRuntime(),
             Warnings = ["w"],
         };
+        r.Failures = [new FailedPoint { Workload = "w", Strategy = "s", Threads = 64, Mode = "predicted", Error = "e" }];
+        r.PredictedSettings = new ScalingSettings { TimeMode = "virtual", VirtualTimePreset = "host", QuantumNs = 1000, Band = false, ThreadCounts = [1, 2] };
         r.Runtime.Environment["DOTNET_TieredPGO"] = "1";
         for (int n = 1; n <= 2; n++)
         {
@@ -96,10 +99,11 @@ public class ResultSchemaTests
             {
                 Workload = "w", Strategy = "s", Threads = n, OperationUnit = "fault", OpsPerSecond = 1, RepeatOpsPerSecond = [1, 1], PerThreadOpsPerSecond = [1],
                 SpeculativeSuccessRate = 1, TlbHitRate = 1, AbortReasons = new() { ["a"] = 1 }, VmaLock = new() { ["b"] = 1 }, Metrics = new() { ["m"] = 1 }, Counters = new() { ["c"] = 1 },
+                Mode = "predicted", PredictedLow = 0.5, PredictedHigh = 1.5, Simulation = new() { ["hostSeconds"] = 1 },
             });
         }
 
-        r.Usl = [new UslFit { Workload = "w", Strategy = "s", Points = 3, Sigma = 0.1, Kappa = 0.01, SingleThreadOpsPerSecond = 1, PeakThreads = 10, Note = "n" }];
+        r.Usl = [new UslFit { Workload = "w", Strategy = "s", Points = 3, Sigma = 0.1, Kappa = 0.01, SingleThreadOpsPerSecond = 1, PeakThreads = 10, Note = "n", Mode = "predicted" }];
         return r;
     }
 

@@ -23,6 +23,8 @@ public class GuideTests(ITestOutputHelper output)
         Assert.Contains("SegmentationFault", printed);
         Assert.Contains("hEllo", printed);
         Assert.Contains("slice-toucher write-only-speculation x1", printed);
+        Assert.Contains("time mode: virtual, cost model epyc-2s-128", printed);
+        Assert.Contains("slice-toucher speculative on 8 simulated CPUs", printed);
     }
 
     [Fact]
