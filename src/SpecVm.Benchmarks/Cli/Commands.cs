@@ -39,6 +39,14 @@ internal static class Commands
         compare.SetAction(p => CompareRunner.Run(p.GetValue(baseline)!, p.GetValue(candidate)!, p.GetValue(force), p.GetValue(failOnRegression)));
         root.Subcommands.Add(compare);
 
+        var folder = new Argument<string>("folder") { Description = "A results folder (with results.json, and validation.json if a validation wrote it)." };
+        var report = new Command("report", "Rewrite a results folder's report.md, results.csv and plots from its results.json (and validation.json): after an update of SpecVm's reports, say.")
+        {
+            folder,
+        };
+        report.SetAction(p => ReportRunner.Run(p.GetValue(folder)!));
+        root.Subcommands.Add(report);
+
         root.Subcommands.Add(StressRunner.Create());
         root.Subcommands.Add(CalibrateRunner.Create());
         root.Subcommands.Add(ValidateRunner.Create());

@@ -119,9 +119,9 @@ internal static class ScaleRunner
 
     /// <summary>
     /// Host seconds per simulated CPU per millisecond of virtual time, for the plan's estimate: host time grows with the
-    /// CPUs simulated (about 0.02 s per CPU for a 5 ms run in Release on a 2-core machine under load; less when quiet).
+    /// CPUs simulated (0.02-0.03 s per CPU per ms, band runs included, in Release on a 2-core machine with other work on it).
     /// </summary>
-    private const double HostSecondsPerCpuMs = 0.015;
+    private const double HostSecondsPerCpuMs = 0.025;
 
     internal static string Header(ScaleSettings s, ScalingExperiment experiment)
     {

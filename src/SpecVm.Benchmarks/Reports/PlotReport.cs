@@ -17,6 +17,9 @@ internal static class PlotReport
     private const int Width = 960;
     private const int Height = 680;
 
+    /// <summary>The width of a plot with its legend on the right (measured and predicted series).</summary>
+    private const int WideWidth = 1320;
+
     /// <summary>x offset between neighbouring series at one thread count: enough to separate capped bars, small next to 1 thread.</summary>
     private const double JitterStep = 0.06;
 
@@ -120,7 +123,7 @@ internal static class PlotReport
 
         if (r.PredictedSettings is ScalingSettings v && (r.Settings.MappingMib != v.MappingMib || r.Settings.SliceMib != v.SliceMib))
         {
-            plt.Legend.ManualItems.Add(new LegendItem { LabelText = string.Create(Inv, $"sizes differ: measured {r.Settings.MappingMib}/{r.Settings.SliceMib} MiB, predicted {v.MappingMib}/{v.SliceMib} MiB (rounds/slices): compare shapes"), LineWidth = 0 });
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = string.Create(Inv, $"round/slice MiB: measured {r.Settings.MappingMib}/{r.Settings.SliceMib}, predicted {v.MappingMib}/{v.SliceMib}"), LineWidth = 0 });
         }
 
         string what = series.Any(s => s.Predicted) ? (measured.Count > 0 ? "measured and predicted" : "predicted (model)") : "measured";
@@ -137,10 +140,16 @@ internal static class PlotReport
             plt.Axes.SetLimitsY(0, plt.Axes.GetLimits(plt.Axes.Bottom, plt.Axes.Right).Top * 1.05, plt.Axes.Right);
         }
 
-        plt.ShowLegend(Edge.Bottom);
-        // The bottom legend has two columns; a measured and a predicted series per strategy need the height for it.
-        int legendRows = (series.Count + plt.Legend.ManualItems.Count + 1) / 2;
-        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs {(axis.Log ? "CPUs, " + what : "threads (model left axis, kernel right axis)")}", height: Math.Max(Height, 520 + (legendRows * 24)));
+        if (axis.Log)
+        {
+            // A measured and a predicted series per strategy and the notes: more items than the bottom legend shows.
+            plt.ShowLegend(Edge.Right);
+        }
+        else
+        {
+            plt.ShowLegend(Edge.Bottom);
+        }
+        return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs {(axis.Log ? "CPUs, " + what : "threads (model left axis, kernel right axis)")}", width: axis.Log ? WideWidth : Width);
     }
 
     /// <summary>A predicted series: its band shaded, then the prediction as a line with small markers.</summary>
@@ -323,7 +332,7 @@ internal static class PlotReport
         return Save(plt, dir, footer, "speculative-outcomes", "Speculative faults: successes and each abort reason (counts, log scale)", width);
     }
 
-    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width, int height = Height)
+    private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width)
     {
         // The footer: a second bottom axis with no ticks whose label is the run's identity.
         var foot = plt.Axes.AddBottomAxis();
@@ -338,8 +347,8 @@ internal static class PlotReport
 
         string png = name + ".png";
         string svg = name + ".svg";
-        plt.SavePng(Path.Combine(dir, png), width, height);
-        plt.SaveSvg(Path.Combine(dir, svg), width, height);
+        plt.SavePng(Path.Combine(dir, png), width, Height);
+        plt.SaveSvg(Path.Combine(dir, svg), width, Height);
         return new PlotFile(title, png, svg);
     }
 }

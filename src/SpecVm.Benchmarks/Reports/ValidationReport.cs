@@ -112,6 +112,19 @@ internal sealed class ValidationReport
     /// <summary>The JSON written to <see cref="JsonFile"/>.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
+    /// <summary>Reads what <see cref="ToJson"/> wrote; throws <see cref="InvalidDataException"/> on anything else.</summary>
+    public static ValidationReport FromJson(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<ValidationReport>(json, JsonOptions) ?? throw new InvalidDataException("Not a validation (null).");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Not a validation: {e.Message}", e);
+        }
+    }
+
     /// <summary>The Markdown written to <see cref="MarkdownFile"/>.</summary>
     public string ToMarkdown(ScalingResult r)
     {
