@@ -35,15 +35,17 @@ internal static class WillItScaleCsv
 
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    /// <summary>The file name for a test (threads-mode name) and strategy.</summary>
-    public static string FileName(string workload, string strategy) => $"wis-{Safe(workload)}-{Safe(strategy)}.csv";
+    /// <summary>The file name for a test (threads-mode name), strategy and mode (predicted files say so).</summary>
+    public static string FileName(string workload, string strategy, bool predicted = false) =>
+        $"wis-{Safe(workload)}-{Safe(strategy)}{(predicted ? "-predicted" : string.Empty)}.csv";
 
     /// <summary>Every file's name and contents, in the result's point order.</summary>
     public static List<(string File, string Csv)> Build(ScalingResult r)
     {
         ArgumentNullException.ThrowIfNull(r);
         var files = new List<(string, string)>();
-        foreach (var test in r.Points.GroupBy(p => (Test: ThreadsName(p.Workload), p.Strategy)))
+        // Measured and predicted points go to separate files: a result may hold both (the default comparison).
+        foreach (var test in r.Points.GroupBy(p => (Test: ThreadsName(p.Workload), p.Strategy, Predicted: p.Mode == "predicted")))
         {
             var threads = test.Where(p => !IsProcesses(p.Workload)).ToDictionary(p => p.Threads, p => p.OpsPerSecond);
             var processes = test.Where(p => IsProcesses(p.Workload)).ToDictionary(p => p.Threads, p => p.OpsPerSecond);
@@ -64,7 +66,7 @@ internal static class WillItScaleCsv
                 sb.Append('\n');
             }
 
-            files.Add((FileName(test.Key.Test, test.Key.Strategy), sb.ToString()));
+            files.Add((FileName(test.Key.Test, test.Key.Strategy, test.Key.Predicted), sb.ToString()));
         }
 
         return files;

@@ -24,27 +24,35 @@ public sealed class SpeculativeRefcountStrategy : FaultStrategy
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(mm);
 
-        // A lockless lookup: VMA objects are slab-typesafe (never freed while the address space lives), so touching the
-        // count of one that is being retired meanwhile is harmless; the speculative path then validates as usual.
-        Vma? vma = mm.Vmas.Find(address);
-        if (vma != null)
-        {
-            // Full fence (Interlocked): the point is the shared line's round trip, as a get_vma() would cost.
-            VirtualTime.Access(vma, Vma.LineRefs, LineAccess.Rmw);
-            Interlocked.Increment(ref vma.Refs);
-        }
-
+        // The lookup and the get/put inside an SRCU read section, so the VMA cannot go back to the slab (and be reused)
+        // while we hold our reference; the speculative path nests its own section inside (SRCU sections nest).
+        int idx = cpu.Machine.Srcu.ReadLock(cpu.Id);
         try
         {
-            return _inner.HandleFault(cpu, mm, address, write);
+            Vma? vma = mm.Vmas.Find(address);
+            if (vma != null)
+            {
+                // Full fence (Interlocked): the point is the shared line's round trip, as a get_vma() would cost.
+                VirtualTime.Access(vma, Vma.LineRefs, LineAccess.Rmw);
+                Interlocked.Increment(ref vma.Refs);
+            }
+
+            try
+            {
+                return _inner.HandleFault(cpu, mm, address, write);
+            }
+            finally
+            {
+                if (vma != null)
+                {
+                    VirtualTime.Access(vma, Vma.LineRefs, LineAccess.Rmw);
+                    Interlocked.Decrement(ref vma.Refs); // Full fence: the put, as a put_vma() would.
+                }
+            }
         }
         finally
         {
-            if (vma != null)
-            {
-                VirtualTime.Access(vma, Vma.LineRefs, LineAccess.Rmw);
-                Interlocked.Decrement(ref vma.Refs); // Full fence: the put, as a put_vma() would.
-            }
+            cpu.Machine.Srcu.ReadUnlockLocal(cpu.Id, idx); // Locked and unlocked on this CPU's own thread.
         }
     }
 }
