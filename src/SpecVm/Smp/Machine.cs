@@ -55,6 +55,7 @@ public sealed unsafe class Machine : IDisposable
         _memory = new PhysicalMemory((int)(options.MemoryBytes / PhysicalMemory.PageSize));
         _frames = new FrameAllocator(_memory, n);
         _srcu = new Srcu(n);
+        System.Diagnostics.Debug.Assert((int)CpuCounter.Count <= CounterBlock.Capacity, "CounterBlock too small for CpuCounter.");
         _counters = new PerCpu<CounterBlock>(n);
         _cpus = new Cpu[n];
         _threads = new Thread[n];
@@ -515,7 +516,10 @@ public sealed unsafe class Machine : IDisposable
 
     private struct CounterBlock
     {
-        public fixed long Values[64];
+        // Room for every CpuCounter (asserted in the constructor), whole cache lines: 1 KiB per CPU.
+        public const int Capacity = 128;
+
+        public fixed long Values[Capacity];
     }
 }
 
