@@ -153,6 +153,7 @@ public sealed class ScalingExperiment
             }
         }
 
+        FillLinear(result.Points);
         result.Partial = done < total;
         result.Usl = FitAll(result.Points);
         result.CreatedUtc = DateTimeOffset.UtcNow;
@@ -174,6 +175,19 @@ public sealed class ScalingExperiment
         }
 
         return fits;
+    }
+
+    /// <summary>
+    /// Sets each point's <see cref="ScalingPoint.Linear"/> from the 1-thread point of its workload, strategy and mode,
+    /// where there is one (will-it-scale's <c>linear</c> column).
+    /// </summary>
+    internal static void FillLinear(List<ScalingPoint> points)
+    {
+        foreach (ScalingPoint p in points)
+        {
+            ScalingPoint? one = points.Find(o => o.Threads == 1 && o.Workload == p.Workload && o.Strategy == p.Strategy && o.Mode == p.Mode);
+            p.Linear = one == null ? null : one.OpsPerSecond * p.Threads;
+        }
     }
 
     private List<(Workload W, FaultStrategy? S, int N)> Plan()
@@ -581,6 +595,15 @@ public sealed class ScalingExperiment
         }
 
         long C(CpuCounter c) => counters.GetValueOrDefault(c.ToString());
+        var histograms = new Dictionary<string, List<long>>();
+        var waitSeconds = new Dictionary<string, double>();
+        foreach (WaitKind kind in WaitHistogram.Kinds)
+        {
+            histograms[WaitHistogram.Name(kind)] = Enumerable.Range(0, WaitHistogram.BucketCount).Select(b => C(WaitHistogram.Counter(kind, b))).ToList();
+            waitSeconds[WaitHistogram.Name(kind)] = C(WaitHistogram.TicksCounter(kind)) / (double)Stopwatch.Frequency;
+        }
+
+        List<double> perThread = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList();
         long attempts = C(CpuCounter.SpecAttempts);
         long hits = C(CpuCounter.TlbHits), misses = C(CpuCounter.TlbMisses);
         var point = new ScalingPoint
@@ -598,7 +621,12 @@ public sealed class ScalingExperiment
             OpsPerSecondStdDev = sd,
             OpsPerSecondMedian = Median(totals),
             RepeatOpsPerSecond = totals.ToList(),
-            PerThreadOpsPerSecond = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList(),
+            PerThreadOpsPerSecond = perThread,
+            PerThreadMin = perThread.Min(),
+            PerThreadMax = perThread.Max(),
+            OpsPerCpuSecond = mean / threads,
+            WaitHistograms = histograms,
+            WaitSeconds = waitSeconds,
             BackgroundOpsPerSecond = runs.Average(r => r.BackgroundOpsPerSecond),
             MeasuredSeconds = seconds,
             SpeculativeAttempts = attempts,
