@@ -75,7 +75,7 @@ internal static class WhereTheTimeGoes
     {
         sb.AppendLine("### Wait histograms");
         sb.AppendLine();
-        sb.AppendLine("Waits that waited, by length, summed over CPUs (the writer's CPU included) and windows, at each series' largest thread count; "
+        sb.AppendLine("Waits that waited, by length, summed over the measured tasks' CPUs (a background writer's CPU excluded) and windows, at each series' largest thread count; "
             + "the uncontended path of each lock is not timed. *Share* is the kind's total wait over the CPU time of the measured tasks (threads × window). "
             + "Kinds with no waits are left out.");
         sb.AppendLine();
@@ -152,7 +152,7 @@ internal static class WhereTheTimeGoes
             + "*PTL* and *shootdown* — page-table-lock spins and shootdown ack waits; "
             + "*aborted speculation* — speculative attempts that fell back to the mmap lock × the CPU time of one fault at 1 thread (an upper bound: an abort usually stops before the page is zeroed); "
             + "*rest* — what the waits do not explain: cache-line contention on shared words (the lock counts, the allocator), lost caches, and the host. "
-            + "Waits are summed over every CPU, the writer's included, and overlap (a writer waiting for acks holds the lock that faulters wait for), so the rest can be negative. "
+            + "Waits count the measured tasks' CPUs only, but they overlap (a task's munmap waiting for acks holds the lock that other tasks' faults wait for), and the write-held time includes a background writer's holds, so the rest can be negative. "
             + "Virtual-time points count virtual time throughout.");
         sb.AppendLine();
         sb.AppendLine("| workload | strategy | threads | mode | lost | behind writers | mmap-lock contention | PTL | shootdown | aborted speculation | rest |");

@@ -308,14 +308,15 @@ public sealed class ScalingPoint
 
     /// <summary>
     /// Wait-time histograms by kind ("mmapRead", "mmapWrite", "ptl", "shootdownAck": <see cref="Smp.WaitHistogram.Name"/>),
-    /// each the counts of the six decade buckets of <see cref="Smp.WaitHistogram.BucketLabels"/>, summed over CPUs and
-    /// the repeats' windows; only waits that waited are counted. Null in older results.
+    /// each the counts of the six decade buckets of <see cref="Smp.WaitHistogram.BucketLabels"/>, summed over the measured
+    /// tasks' CPUs (a background writer's CPU excluded) and the repeats' windows; only waits that waited are counted.
+    /// Null in older results.
     /// </summary>
     public Dictionary<string, List<long>>? WaitHistograms { get; set; }
 
     /// <summary>
-    /// Total wait time by kind (the names of <see cref="WaitHistograms"/>), seconds, summed over CPUs and the repeats'
-    /// windows (virtual seconds for predicted points). Null in older results.
+    /// Total wait time by kind (the names of <see cref="WaitHistograms"/>), seconds, summed over the measured tasks' CPUs
+    /// and the repeats' windows (virtual seconds for predicted points). Null in older results.
     /// </summary>
     public Dictionary<string, double>? WaitSeconds { get; set; }
 

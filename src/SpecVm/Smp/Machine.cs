@@ -338,11 +338,15 @@ public sealed unsafe class Machine : IDisposable
     }
 
     /// <summary>Every counter summed over CPUs.</summary>
-    public CounterSnapshot Snapshot()
+    public CounterSnapshot Snapshot() => Snapshot(_cpus.Length);
+
+    /// <summary>Every counter summed over CPUs 0 to <paramref name="cpus"/> - 1 (a workload's tasks, without its background CPUs).</summary>
+    internal CounterSnapshot Snapshot(int cpus)
     {
         ThrowIfDisposed();
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(cpus, _cpus.Length);
         var values = new long[(int)CpuCounter.Count];
-        foreach (Cpu c in _cpus)
+        foreach (Cpu c in _cpus.AsSpan(0, cpus))
         {
             for (int i = 0; i < values.Length; i++)
             {
