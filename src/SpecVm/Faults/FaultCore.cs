@@ -77,7 +77,7 @@ public static unsafe class FaultCore
         }
 
         ref PageFrame table = ref mm.Machine.Memory.Frame(ptePfn);
-        table.Ptl.Lock(cpu.Id, cpu);
+        cpu.LockPtl(ref table.Ptl);
         bool installed;
         try
         {
@@ -250,7 +250,7 @@ public static unsafe class FaultCore
     {
         PhysicalMemory memory = mm.Machine.Memory;
         ref PageFrame table = ref memory.Frame(ptePfn);
-        table.Ptl.Lock(cpu.Id, cpu);
+        cpu.LockPtl(ref table.Ptl);
         try
         {
             if (*entry != pte)

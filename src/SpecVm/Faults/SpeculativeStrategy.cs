@@ -219,7 +219,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             if (SpinOnPtl)
             {
                 cpu.SetSpinTarget("PTL (interrupts disabled) of PTE table", ptePfn);
-                table.Ptl.Lock(cpu.Id, cpu);
+                cpu.LockPtl(ref table.Ptl);
             }
             else if (!table.Ptl.TryLock(cpu.Id))
             {

@@ -20,7 +20,9 @@ public sealed unsafe partial class AddressSpace
         {
             long t0 = VirtualTime.Timestamp();
             _mmapLock.EnterWrite(cpu);
-            cpu.Count(CpuCounter.MmapWaitTicks, VirtualTime.Timestamp() - t0);
+            long waited = Math.Max(1, VirtualTime.Timestamp() - t0);
+            cpu.Count(CpuCounter.MmapWaitTicks, waited);
+            WaitHistogram.Record(cpu, WaitKind.MmapWrite, waited);
         }
 
         if (Volatile.Read(ref _disposed) != 0)
@@ -67,6 +69,7 @@ public sealed unsafe partial class AddressSpace
         if (waited != 0)
         {
             cpu.Count(CpuCounter.MmapWaitTicks, waited);
+            WaitHistogram.Record(cpu, WaitKind.MmapRead, waited);
         }
 
         if (Volatile.Read(ref _disposed) != 0)

@@ -358,7 +358,7 @@ public sealed unsafe partial class AddressSpace
                 bool forceFlush = false;
                 ulong va = from;
                 cpu.SetSpinTarget("PTL of PTE table", ptePfn);
-                table.Ptl.Lock(cpu.Id, cpu);
+                cpu.LockPtl(ref table.Ptl);
                 try
                 {
                     for (; va < to; va += PhysicalMemory.PageSize, entry++)
@@ -448,7 +448,7 @@ public sealed unsafe partial class AddressSpace
             }
 
             ref PageFrame table = ref _memory.Frame(ptePfn);
-            table.Ptl.Lock(cpu.Id, cpu);
+            cpu.LockPtl(ref table.Ptl);
             try
             {
                 for (ulong va = from; va < to; va += PhysicalMemory.PageSize, entry++)

@@ -153,6 +153,7 @@ public sealed class ScalingExperiment
             }
         }
 
+        FillLinear(result.Points);
         result.Partial = done < total;
         result.Usl = FitAll(result.Points);
         result.CreatedUtc = DateTimeOffset.UtcNow;
@@ -174,6 +175,19 @@ public sealed class ScalingExperiment
         }
 
         return fits;
+    }
+
+    /// <summary>
+    /// Sets each point's <see cref="ScalingPoint.Linear"/> from the 1-thread point of its workload, strategy and mode,
+    /// where there is one (will-it-scale's <c>linear</c> column).
+    /// </summary>
+    internal static void FillLinear(List<ScalingPoint> points)
+    {
+        foreach (ScalingPoint p in points)
+        {
+            ScalingPoint? one = points.Find(o => o.Threads == 1 && o.Workload == p.Workload && o.Strategy == p.Strategy && o.Mode == p.Mode);
+            p.Linear = one == null ? null : one.OpsPerSecond * p.Threads;
+        }
     }
 
     private List<(Workload W, FaultStrategy? S, int N)> Plan()
@@ -230,6 +244,7 @@ public sealed class ScalingExperiment
             WaitQuietly(all, _options.Warmup);
             ThrowIfFailed(all);
             CounterSnapshot c0 = machine.Snapshot();
+            CounterSnapshot tasks0 = machine.Snapshot(threads);
             long frames0 = machine.Frames.Allocated;
             long[] ops0 = state.ReadOps();
             long t0 = Stopwatch.GetTimestamp();
@@ -238,6 +253,7 @@ public sealed class ScalingExperiment
             long t1 = Stopwatch.GetTimestamp();
             long[] ops1 = state.ReadOps();
             CounterSnapshot c1 = machine.Snapshot();
+            CounterSnapshot tasks1 = machine.Snapshot(threads);
             long frames1 = machine.Frames.Allocated;
             double seconds = (t1 - t0) / (double)Stopwatch.Frequency;
             var metrics = new Dictionary<string, double>();
@@ -261,7 +277,7 @@ public sealed class ScalingExperiment
                 bg += (ops1[i] - ops0[i]) / seconds;
             }
 
-            return new RunMeasurement(seconds, perThread, bg, c1.Minus(c0), frames1 - frames0, metrics);
+            return new RunMeasurement(seconds, perThread, bg, c1.Minus(c0), frames1 - frames0, metrics) { TaskCounters = tasks1.Minus(tasks0) };
         }
         finally
         {
@@ -366,11 +382,18 @@ public sealed class ScalingExperiment
             }
 
             var counters = new long[(int)CpuCounter.Count];
-            foreach (VirtualEdge e in edges)
+            var taskCounters = new long[counters.Length];
+            for (int i = 0; i < cpus; i++)
             {
+                VirtualEdge e = edges[i];
                 for (int c = 0; c < counters.Length; c++)
                 {
-                    counters[c] += e.Counters1![c] - e.Counters0![c];
+                    long d = e.Counters1![c] - e.Counters0![c];
+                    counters[c] += d;
+                    if (i < threads)
+                    {
+                        taskCounters[c] += d;
+                    }
                 }
             }
 
@@ -379,6 +402,7 @@ public sealed class ScalingExperiment
             long faults = machine.Snapshot()[CpuCounter.Faults] - faultsBefore; // Every simulated fault of the run, warm-up included.
             result = new RunMeasurement(seconds, perThread, bg, new CounterSnapshot(counters), 0, metrics)
             {
+                TaskCounters = new CounterSnapshot(taskCounters),
                 Simulation = new Dictionary<string, double>
                 {
                     ["hostSeconds"] = Math.Round(hostSeconds, 3),
@@ -581,6 +605,19 @@ public sealed class ScalingExperiment
         }
 
         long C(CpuCounter c) => counters.GetValueOrDefault(c.ToString());
+
+        // The wait histograms count the measured tasks' CPUs only: a background writer's waits are not the tasks' lost
+        // time (they show up in the tasks' own waits, as a longer write hold).
+        long T(CpuCounter c) => runs.Sum(r => r.TaskCounters[c]);
+        var histograms = new Dictionary<string, List<long>>();
+        var waitSeconds = new Dictionary<string, double>();
+        foreach (WaitKind kind in WaitHistogram.Kinds)
+        {
+            histograms[WaitHistogram.Name(kind)] = Enumerable.Range(0, WaitHistogram.BucketCount).Select(b => T(WaitHistogram.Counter(kind, b))).ToList();
+            waitSeconds[WaitHistogram.Name(kind)] = T(WaitHistogram.TicksCounter(kind)) / (double)Stopwatch.Frequency;
+        }
+
+        List<double> perThread = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList();
         long attempts = C(CpuCounter.SpecAttempts);
         long hits = C(CpuCounter.TlbHits), misses = C(CpuCounter.TlbMisses);
         var point = new ScalingPoint
@@ -598,7 +635,12 @@ public sealed class ScalingExperiment
             OpsPerSecondStdDev = sd,
             OpsPerSecondMedian = Median(totals),
             RepeatOpsPerSecond = totals.ToList(),
-            PerThreadOpsPerSecond = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList(),
+            PerThreadOpsPerSecond = perThread,
+            PerThreadMin = perThread.Min(),
+            PerThreadMax = perThread.Max(),
+            OpsPerCpuSecond = mean / threads,
+            WaitHistograms = histograms,
+            WaitSeconds = waitSeconds,
             BackgroundOpsPerSecond = runs.Average(r => r.BackgroundOpsPerSecond),
             MeasuredSeconds = seconds,
             SpeculativeAttempts = attempts,
@@ -665,6 +707,9 @@ public sealed class ScalingExperiment
     {
         /// <summary>Predicted runs: the sensitivity band's lowest and highest total ops/s.</summary>
         public (double Low, double High)? Band { get; init; }
+
+        /// <summary>The counters of the measured tasks' CPUs only (without background CPUs).</summary>
+        public required CounterSnapshot TaskCounters { get; init; }
 
         /// <summary>Predicted runs: the simulation's speed figures.</summary>
         public Dictionary<string, double>? Simulation { get; init; }

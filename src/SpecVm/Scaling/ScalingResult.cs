@@ -286,6 +286,40 @@ public sealed class ScalingPoint
     /// <summary>Operations per second of each task, mean over repeats.</summary>
     public List<double> PerThreadOpsPerSecond { get; set; } = [];
 
+    /// <summary>The slowest task's operations per second (will-it-scale's per-task min: fairness); null in older results.</summary>
+    public double? PerThreadMin { get; set; }
+
+    /// <summary>The fastest task's operations per second (will-it-scale's per-task max); null in older results.</summary>
+    public double? PerThreadMax { get; set; }
+
+    /// <summary>
+    /// Operations per CPU-second (pft's per-CPU rate, for regressions): <see cref="OpsPerSecond"/> divided by
+    /// <see cref="Threads"/>. A measured task's CPU thread never sleeps while it runs its loop (it spins on locks and
+    /// acks; only an mmap-lock wait may block it), so its CPU time is taken as the window's wall time, and busy CPUs =
+    /// threads: the figure falls as waiting grows even when the waiting CPU was descheduled. Null in older results.
+    /// </summary>
+    public double? OpsPerCpuSecond { get; set; }
+
+    /// <summary>
+    /// will-it-scale's <c>linear</c> column: the 1-thread point's <see cref="OpsPerSecond"/> (same workload, strategy
+    /// and mode) × <see cref="Threads"/>, the throughput of perfect scaling; null without a 1-thread point.
+    /// </summary>
+    public double? Linear { get; set; }
+
+    /// <summary>
+    /// Wait-time histograms by kind ("mmapRead", "mmapWrite", "ptl", "shootdownAck": <see cref="Smp.WaitHistogram.Name"/>),
+    /// each the counts of the six decade buckets of <see cref="Smp.WaitHistogram.BucketLabels"/>, summed over the measured
+    /// tasks' CPUs (a background writer's CPU excluded) and the repeats' windows; only waits that waited are counted.
+    /// Null in older results.
+    /// </summary>
+    public Dictionary<string, List<long>>? WaitHistograms { get; set; }
+
+    /// <summary>
+    /// Total wait time by kind (the names of <see cref="WaitHistograms"/>), seconds, summed over the measured tasks' CPUs
+    /// and the repeats' windows (virtual seconds for predicted points). Null in older results.
+    /// </summary>
+    public Dictionary<string, double>? WaitSeconds { get; set; }
+
     /// <summary>Background-task (writer) operations per second, mean over repeats.</summary>
     public double BackgroundOpsPerSecond { get; set; }
 

@@ -177,6 +177,11 @@ public sealed unsafe partial class Cpu
         int spinsBeforeYield = _machine.CpuCount > Affinity.AllowedCores.Count ? AckSpinsBeforeYieldTimeShared : AckSpinsBeforeYield;
         int spins = 0;
         long waitStart = 0;
+
+        // The ack-wait histogram: the clock is read only when some target was interrupted (a shootdown with no
+        // targets waits for nothing and records nothing).
+        bool ackWait = targets != 0;
+        long ackStart = ackWait ? VirtualTime.Timestamp() : 0;
         while (targets != 0)
         {
             ulong waiting = targets;
@@ -209,6 +214,11 @@ public sealed unsafe partial class Cpu
                     CheckAckWatchdog(targets, ref waitStart);
                 }
             }
+        }
+
+        if (ackWait)
+        {
+            WaitHistogram.Record(this, WaitKind.ShootdownAck, Math.Max(1, VirtualTime.Timestamp() - ackStart));
         }
     }
 

@@ -140,6 +140,20 @@ public sealed unsafe partial class Cpu : ISpinWaiter
         }
     }
 
+    /// <summary>
+    /// Takes a page-table lock as this CPU (<c>spin_lock(ptl)</c>, serving IPIs while it spins if interrupts are on) and,
+    /// when it had to spin, records the wait in this CPU's PTL wait histogram (<see cref="WaitKind.Ptl"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void LockPtl(ref PtLock ptl)
+    {
+        long waited = ptl.LockTimed(Id, this);
+        if (waited != 0)
+        {
+            WaitHistogram.Record(this, WaitKind.Ptl, waited);
+        }
+    }
+
     /// <summary>Tells the watchdog what the next spin-wait is for (it appears in <see cref="HardLockupException"/>).</summary>
     /// <param name="what">A short description, e.g. "PTL of PTE table"; keep it a constant so this never allocates.</param>
     /// <param name="arg">A number that goes with it (a PFN, a CPU id), or -1.</param>

@@ -148,6 +148,94 @@ public enum CpuCounter
     /// </summary>
     TargetedIpisAvoided,
 
+    /// <summary>
+    /// Wait histogram (<see cref="WaitHistogram"/>): mmap lock read waits of under 1 µs. Each <see cref="WaitKind"/> has
+    /// six decade buckets then its total time, in this order; only a wait that waited is counted (the uncontended fast
+    /// path reads no clock). <see cref="WaitHistogram.Counter"/> finds a bucket's counter.
+    /// </summary>
+    MmapReadWaitUnder1us,
+
+    /// <summary>Wait histogram: mmap lock read waits of 1 µs to 10 µs.</summary>
+    MmapReadWait1us,
+
+    /// <summary>Wait histogram: mmap lock read waits of 10 µs to 100 µs.</summary>
+    MmapReadWait10us,
+
+    /// <summary>Wait histogram: mmap lock read waits of 100 µs to 1 ms.</summary>
+    MmapReadWait100us,
+
+    /// <summary>Wait histogram: mmap lock read waits of 1 ms to 10 ms.</summary>
+    MmapReadWait1ms,
+
+    /// <summary>Wait histogram: mmap lock read waits of 10 ms or more.</summary>
+    MmapReadWait10ms,
+
+    /// <summary>Wait histogram: total time of the mmap lock read waits, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    MmapReadWaitTicks,
+
+    /// <summary>Wait histogram: mmap lock write waits of under 1 µs.</summary>
+    MmapWriteWaitUnder1us,
+
+    /// <summary>Wait histogram: mmap lock write waits of 1 µs to 10 µs.</summary>
+    MmapWriteWait1us,
+
+    /// <summary>Wait histogram: mmap lock write waits of 10 µs to 100 µs.</summary>
+    MmapWriteWait10us,
+
+    /// <summary>Wait histogram: mmap lock write waits of 100 µs to 1 ms.</summary>
+    MmapWriteWait100us,
+
+    /// <summary>Wait histogram: mmap lock write waits of 1 ms to 10 ms.</summary>
+    MmapWriteWait1ms,
+
+    /// <summary>Wait histogram: mmap lock write waits of 10 ms or more.</summary>
+    MmapWriteWait10ms,
+
+    /// <summary>Wait histogram: total time of the mmap lock write waits, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    MmapWriteWaitTicks,
+
+    /// <summary>Wait histogram: page-table lock spin waits of under 1 µs.</summary>
+    PtlWaitUnder1us,
+
+    /// <summary>Wait histogram: page-table lock spin waits of 1 µs to 10 µs.</summary>
+    PtlWait1us,
+
+    /// <summary>Wait histogram: page-table lock spin waits of 10 µs to 100 µs.</summary>
+    PtlWait10us,
+
+    /// <summary>Wait histogram: page-table lock spin waits of 100 µs to 1 ms.</summary>
+    PtlWait100us,
+
+    /// <summary>Wait histogram: page-table lock spin waits of 1 ms to 10 ms.</summary>
+    PtlWait1ms,
+
+    /// <summary>Wait histogram: page-table lock spin waits of 10 ms or more.</summary>
+    PtlWait10ms,
+
+    /// <summary>Wait histogram: total time of the page-table lock spin waits, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    PtlWaitTicks,
+
+    /// <summary>Wait histogram: TLB shootdown acknowledgement waits of under 1 µs.</summary>
+    ShootdownAckWaitUnder1us,
+
+    /// <summary>Wait histogram: TLB shootdown acknowledgement waits of 1 µs to 10 µs.</summary>
+    ShootdownAckWait1us,
+
+    /// <summary>Wait histogram: TLB shootdown acknowledgement waits of 10 µs to 100 µs.</summary>
+    ShootdownAckWait10us,
+
+    /// <summary>Wait histogram: TLB shootdown acknowledgement waits of 100 µs to 1 ms.</summary>
+    ShootdownAckWait100us,
+
+    /// <summary>Wait histogram: TLB shootdown acknowledgement waits of 1 ms to 10 ms.</summary>
+    ShootdownAckWait1ms,
+
+    /// <summary>Wait histogram: TLB shootdown acknowledgement waits of 10 ms or more.</summary>
+    ShootdownAckWait10ms,
+
+    /// <summary>Wait histogram: total time of the TLB shootdown acknowledgement waits, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    ShootdownAckWaitTicks,
+
     /// <summary>Number of counters (not a counter).</summary>
     Count,
 }

@@ -55,6 +55,7 @@ public sealed unsafe class Machine : IDisposable
         _memory = new PhysicalMemory((int)(options.MemoryBytes / PhysicalMemory.PageSize));
         _frames = new FrameAllocator(_memory, n);
         _srcu = new Srcu(n);
+        System.Diagnostics.Debug.Assert((int)CpuCounter.Count <= CounterBlock.Capacity, "CounterBlock too small for CpuCounter.");
         _counters = new PerCpu<CounterBlock>(n);
         _cpus = new Cpu[n];
         _threads = new Thread[n];
@@ -337,11 +338,15 @@ public sealed unsafe class Machine : IDisposable
     }
 
     /// <summary>Every counter summed over CPUs.</summary>
-    public CounterSnapshot Snapshot()
+    public CounterSnapshot Snapshot() => Snapshot(_cpus.Length);
+
+    /// <summary>Every counter summed over CPUs 0 to <paramref name="cpus"/> - 1 (a workload's tasks, without its background CPUs).</summary>
+    internal CounterSnapshot Snapshot(int cpus)
     {
         ThrowIfDisposed();
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(cpus, _cpus.Length);
         var values = new long[(int)CpuCounter.Count];
-        foreach (Cpu c in _cpus)
+        foreach (Cpu c in _cpus.AsSpan(0, cpus))
         {
             for (int i = 0; i < values.Length; i++)
             {
@@ -515,7 +520,10 @@ public sealed unsafe class Machine : IDisposable
 
     private struct CounterBlock
     {
-        public fixed long Values[64];
+        // Room for every CpuCounter (asserted in the constructor), whole cache lines: 1 KiB per CPU.
+        public const int Capacity = 128;
+
+        public fixed long Values[Capacity];
     }
 }
 

@@ -63,6 +63,24 @@ internal unsafe struct PtLock
         }
     }
 
+    /// <summary>
+    /// Takes the lock as <see cref="Lock"/> does and returns how long it spun, in Stopwatch ticks (virtual ticks on a
+    /// simulated CPU), or 0 when it took the lock at once: the clock is read only on the slow path. The lock knows no
+    /// CPU; the caller records the wait (<c>Cpu.LockPtl</c>).
+    /// </summary>
+    /// <param name="owner">The caller's id (its CPU id), 0 or more.</param>
+    /// <param name="waiter">Called every spin iteration; may be null.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public long LockTimed(int owner, ISpinWaiter? waiter) => TryLock(owner) ? 0 : LockSlowTimed(owner, waiter);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long LockSlowTimed(int owner, ISpinWaiter? waiter)
+    {
+        long start = VirtualTime.Timestamp();
+        LockSlow(owner, waiter);
+        return Math.Max(1, VirtualTime.Timestamp() - start);
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void LockSlow(int owner, ISpinWaiter? waiter)
     {

@@ -1,5 +1,6 @@
 using SpecVm.Faults;
 using SpecVm.Scaling;
+using SpecVm.Smp;
 using SpecVm.Workloads;
 using SpecVm.Mm;
 
@@ -54,6 +55,35 @@ public class ScalingExperimentTests
         Assert.True(p.BackgroundOpsPerSecond > 0);
         Assert.InRange(p.Metrics["mmapWriteHeldShare"], 0.0, 1.0);
         Assert.Equal(0, p.SpeculativeAttempts);
+
+        // Rates, fairness and wait histograms (#16): one task, so min = max = the total, linear = the point itself.
+        Assert.Equal(p.PerThreadOpsPerSecond[0], p.PerThreadMin);
+        Assert.Equal(p.PerThreadOpsPerSecond[0], p.PerThreadMax);
+        Assert.Equal(p.OpsPerSecond, p.OpsPerCpuSecond);
+        Assert.Equal(p.OpsPerSecond, p.Linear);
+        Assert.NotNull(p.WaitHistograms);
+        Assert.Equal(WaitHistogram.Kinds.Select(WaitHistogram.Name).Order(), p.WaitHistograms.Keys.Order());
+        Assert.All(p.WaitHistograms.Values, h => Assert.Equal(WaitHistogram.BucketCount, h.Count));
+        Assert.NotNull(p.WaitSeconds);
+        Assert.Equal(p.WaitHistograms.Keys.Order(), p.WaitSeconds.Keys.Order());
+
+        // The histograms count the loader's CPU only: the writer's munmaps wait for the running loader's acks on the
+        // writer's own CPU, which Counters (every CPU) include and the histograms do not.
+        string ack = WaitHistogram.Name(WaitKind.ShootdownAck);
+        long allCpus = Enumerable.Range(0, WaitHistogram.BucketCount).Sum(b => p.Counters[WaitHistogram.Counter(WaitKind.ShootdownAck, b).ToString()]);
+        Assert.True(allCpus > p.WaitHistograms[ack].Sum(), $"The writer's ack waits were counted as the loader's ({allCpus} in all, {p.WaitHistograms[ack].Sum()} the loader's).");
+    }
+
+    [Fact]
+    public void LinearIsTheOneThreadPointOfTheSameWorkloadStrategyAndModeTimesThreads()
+    {
+        ScalingPoint P(string mode, int threads, double ops) => new() { Workload = "w", Strategy = "s", Mode = mode, Threads = threads, OpsPerSecond = ops };
+        List<ScalingPoint> points = [P("measured", 1, 100), P("measured", 4, 300), P("predicted", 4, 350), P("predicted", 2, 190)];
+        ScalingExperiment.FillLinear(points);
+        Assert.Equal(100, points[0].Linear);
+        Assert.Equal(400, points[1].Linear);
+        Assert.Null(points[2].Linear); // No predicted 1-thread point: a measured one must not stand in for it.
+        Assert.Null(points[3].Linear);
     }
 
     [Theory]
