@@ -88,6 +88,9 @@ internal sealed unsafe class Simulator : IDisposable
     /// <summary>The cost model.</summary>
     public CostModel Model { get; }
 
+    // Acquire reads (Events, Switches): the counts are written by whichever CPU thread runs (one at a time); read during a
+    // run they are an untorn snapshot, read after it (the tasks' completion fenced) they are exact.
+
     /// <summary>Seam events priced so far (a speed statistic).</summary>
     public long Events => Volatile.Read(ref _events);
 

@@ -78,6 +78,7 @@ internal static class VirtualTime
     /// </summary>
     internal static bool s_anyActive;
 
+    private static readonly Lock FlagLock = new();
     private static int s_running;
 
     // dotnet/runtime names thread-statics t_; the editorconfig's rule knows only s_ for statics.
@@ -99,19 +100,27 @@ internal static class VirtualTime
     /// <summary>A simulation starts: the seams become live in this process.</summary>
     internal static void Started()
     {
-        // Interlocked: simulations may start and stop on several threads (parallel tests); the flag is set while any runs.
-        Interlocked.Increment(ref s_running);
-        Volatile.Write(ref s_anyActive, true);
+        // Under a lock: simulations start and stop on several threads (parallel tests), and the flag must be true
+        // whenever the count is not zero (an unlocked decrement-then-write could clear it after a racing start set it).
+        lock (FlagLock)
+        {
+            s_running++;
+
+            // Release: a CPU thread that reads true takes the slow path and finds its own context there; the
+            // simulation's CPUs only start after this (their work items are queued afterwards), so they see true.
+            Volatile.Write(ref s_anyActive, true);
+        }
     }
 
     /// <summary>A simulation ended.</summary>
     internal static void Stopped()
     {
-        if (Interlocked.Decrement(ref s_running) == 0)
+        lock (FlagLock)
         {
-            // Release: a racing Started re-sets it after its increment, so the flag is never false while one runs
-            // (Started writes true after its increment; we write false only if the count we saw was zero).
-            Volatile.Write(ref s_anyActive, Volatile.Read(ref s_running) != 0);
+            s_running--;
+
+            // Release, as above; a real-thread CPU that still reads a stale true only takes the slow path once.
+            Volatile.Write(ref s_anyActive, s_running != 0);
         }
     }
 
