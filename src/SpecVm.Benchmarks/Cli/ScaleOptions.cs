@@ -34,6 +34,7 @@ internal sealed class ScaleOptions
     private Option<double> _writerRate = null!;
     private Option<bool> _allowDebug = null!;
     private Option<bool> _dryRun = null!;
+    private Option<bool> _quick = null!;
     private Option<string?> _virtual = null!;
     private Option<string?> _calibration = null!;
     private Option<double?> _quantumNs = null!;
@@ -116,6 +117,11 @@ internal sealed class ScaleOptions
         {
             Description = "Measure even though this is a Debug build (about 3x slower; recorded in results.json). Without it a Debug build refuses to measure.",
         },
+        _quick = new Option<bool>("--quick")
+        {
+            Description = $"A curated subset that runs in about a minute: workloads {string.Join(", ", QuickWorkloads)} (unless --workload), "
+                + "0.2 s warm-up, 0.5 s windows, 1 repeat (unless given); with --virtual, 0.2 ms + 1 ms virtual and no band.",
+        },
         _dryRun = new Option<bool>("--dry-run")
         {
             Description = "Check the options, print the plan (runs and estimated time) and exit without measuring or writing anything.",
@@ -188,6 +194,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_writerRate);
         command.Options.Add(_allowDebug);
         command.Options.Add(_dryRun);
+        command.Options.Add(_quick);
         command.Options.Add(_virtual);
         command.Options.Add(_calibration);
         command.Options.Add(_quantumNs);
@@ -200,12 +207,17 @@ internal sealed class ScaleOptions
         }
     }
 
+    /// <summary>The workloads of <c>--quick</c>: the article's case, will-it-scale's page_fault1, and a shootdown-heavy test.</summary>
+    public static readonly string[] QuickWorkloads = ["database-load", "page-fault1", "tlb-flush1"];
+
     /// <summary>Reads and validates the parsed options; throws <see cref="UsageException"/> on bad input.</summary>
     public ScaleSettings Read(ParseResult p)
     {
         VirtualTimeOptions? virtualTime = ReadVirtualTime(p);
         bool predicted = virtualTime != null;
-        string[] workloadNames = Split(p.GetValue(_workloads), predicted ? DefaultWorkloads.Where(w => !w.StartsWith("native-", StringComparison.Ordinal)).ToArray() : DefaultWorkloads);
+        bool quick = p.GetValue(_quick);
+        string[] defaultWorkloads = quick ? QuickWorkloads : predicted ? DefaultWorkloads.Where(w => !w.StartsWith("native-", StringComparison.Ordinal)).ToArray() : DefaultWorkloads;
+        string[] workloadNames = Split(p.GetValue(_workloads), defaultWorkloads);
         string[] strategyNames = Split(p.GetValue(_strategies), [.. StrategyCatalog.DefaultNames]);
 
         // A virtual window is milliseconds long: the rounds must be small enough to finish (map, touch, unmap) in it.
@@ -272,9 +284,9 @@ internal sealed class ScaleOptions
             }
         }
 
-        double duration = p.GetValue(_duration);
-        double warmup = p.GetValue(_warmup);
-        int repeats = predicted && !Given(p, _repeats) ? 1 : p.GetValue(_repeats);
+        double duration = quick && !Given(p, _duration) ? 0.5 : p.GetValue(_duration);
+        double warmup = quick && !Given(p, _warmup) ? 0.2 : p.GetValue(_warmup);
+        int repeats = (predicted || quick) && !Given(p, _repeats) ? 1 : p.GetValue(_repeats);
         if (!(duration > 0) || duration > 3600)
         {
             throw new UsageException($"--duration must be between 0 and 3600 seconds (got {duration}).");
@@ -343,8 +355,9 @@ internal sealed class ScaleOptions
 
         CostModel model = VirtualModel.Resolve(spec, p.GetValue(_calibration));
         double quantum = p.GetValue(_quantumNs) ?? DefaultQuantum.Ticks * 100.0;
-        double durationMs = p.GetValue(_virtualDurationMs) ?? Defaults.Duration.TotalMilliseconds;
-        double warmupMs = p.GetValue(_virtualWarmupMs) ?? Defaults.Warmup.TotalMilliseconds;
+        bool quick = p.GetValue(_quick);
+        double durationMs = p.GetValue(_virtualDurationMs) ?? (quick ? 1 : Defaults.Duration.TotalMilliseconds);
+        double warmupMs = p.GetValue(_virtualWarmupMs) ?? (quick ? 0.2 : Defaults.Warmup.TotalMilliseconds);
         if (!(quantum >= 0) || quantum > 1e9)
         {
             throw new UsageException($"--quantum-ns must be between 0 and 1e9 (got {quantum.ToString(CultureInfo.InvariantCulture)}).");
@@ -366,7 +379,7 @@ internal sealed class ScaleOptions
             Quantum = TimeSpan.FromTicks((long)Math.Round(quantum / 100)), // TimeSpan's resolution is 100 ns
             Duration = TimeSpan.FromTicks((long)Math.Round(durationMs * TimeSpan.TicksPerMillisecond)),
             Warmup = TimeSpan.FromTicks((long)Math.Round(warmupMs * TimeSpan.TicksPerMillisecond)),
-            Band = !p.GetValue(_noBand),
+            Band = !p.GetValue(_noBand) && !quick,
         };
     }
 

@@ -62,6 +62,17 @@ public class CliSmokeTests
     }
 
     [Fact]
+    public void ScaleQuickPlansTheCuratedSubsetWithShortWindows()
+    {
+        using var dir = new TempDir();
+        CliOutput o = CliProcess.Run(dir.Path, "scale", "--quick", "-t", "1", "--dry-run", "--allow-debug");
+        Assert.True(o.ExitCode == 0, o.ToString());
+        Assert.Contains("workloads database-load, page-fault1, tlb-flush1", o.Stdout);
+        Assert.DoesNotContain("native", o.Stdout);
+        Assert.Contains("9 runs", o.Stdout); // 3 workloads × 3 strategies × 1 thread count × 1 repeat.
+    }
+
+    [Fact]
     public void ScaleInADebugBuildRefusesToMeasureWithoutAllowDebug()
     {
         if (!CliProcess.IsDebug)
