@@ -283,3 +283,19 @@ internal sealed unsafe class SimCpu : SimContext
     /// <summary>Continuous spinning longer than this is reported as a livelock (20 ms of virtual time).</summary>
     private const long HangPs = 20_000_000_000;
 }
+
+/// <summary>A simulated CPU's scheduling state.</summary>
+internal enum SimState
+{
+    /// <summary>Not entered yet.</summary>
+    Idle,
+
+    /// <summary>Running or ready to run.</summary>
+    Runnable,
+
+    /// <summary>Waiting for a line, an IPI or a deadline.</summary>
+    Parked,
+
+    /// <summary>Left the simulation.</summary>
+    Done,
+}
