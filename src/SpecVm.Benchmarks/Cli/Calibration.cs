@@ -43,7 +43,7 @@ internal sealed record CalibrationSettings(TimeSpan Window, TimeSpan Warmup, int
 /// kernels, the constants already calibrated) and how many of the events an operation has; the constant is what makes
 /// the two agree. So the model's one-CPU price of each loop equals this machine's measurement by construction — a
 /// calibration, not evidence — and the fault constant absorbs whatever per-fault work the model does not price
-/// separately (zap, TLB misses, harness overhead). The loops: <see cref="TlbHitLoop"/>, <see cref="MapUnmapLoop"/>
+/// separately (zap, TLB misses, harness overhead). The loops: <see cref="TlbHitLoop"/>, <see cref="Mmap1"/> with 64 KiB mappings
 /// and page-fault1 with a 4 MiB mapping, under the mmap-lock strategy.
 /// </para>
 /// <para>
@@ -85,7 +85,7 @@ internal static unsafe class Calibration
         progress?.Invoke("TLB hit (1-CPU read loop, real and virtual)");
         CalibrationStep tlb = Residual(m, builtIn, nameof(CostModel.TlbHitNs), "TlbHits", () => new TlbHitLoop(), settings, "TLB-hit read loop");
         progress?.Invoke("VMA edit (1-CPU map/unmap loop, real and virtual)");
-        CalibrationStep edit = Residual(m, builtIn, nameof(CostModel.VmaEditNs), "MmapWriteAcquisitions", () => new MapUnmapLoop(), settings, "map+unmap 64 KiB loop");
+        CalibrationStep edit = Residual(m, builtIn, nameof(CostModel.VmaEditNs), "MmapWriteAcquisitions", () => new Mmap1(64 << 10), settings, "map+unmap 64 KiB loop");
         progress?.Invoke("core-to-core transfer (burst 2 of 3)");
         bursts.Add(TransferNs(settings.KernelTime / 3));
         progress?.Invoke("fault (1-CPU page-fault1, 4 MiB mapping, real and virtual)");

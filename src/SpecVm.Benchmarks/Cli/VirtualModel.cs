@@ -18,12 +18,7 @@ internal static class VirtualModel
     public const string DefaultCalibrationFile = "calibration.json";
 
     /// <summary>The <c>host</c> preset with <paramref name="calibration"/>'s local costs (null: the built-in ones), named "host".</summary>
-    public static CostModel Host(CostModel? calibration)
-    {
-        CostModel m = CostModel.Preset("host", calibration);
-        m.Name = "host"; // the preset copies the calibration, whose name may be anything (the built-in one is "custom")
-        return m;
-    }
+    public static CostModel Host(CostModel? calibration) => CostModel.Preset("host", calibration); // The preset names itself.
 
     /// <summary>The model for <paramref name="spec"/>, a preset name or a JSON file.</summary>
     /// <param name="spec">The value of <c>--virtual</c>.</param>

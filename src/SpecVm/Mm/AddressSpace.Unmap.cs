@@ -1,10 +1,5 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using SpecVm.Memory;
 using SpecVm.Paging;
 using SpecVm.Smp;
-using SpecVm.Sync;
 
 namespace SpecVm.Mm;
 

@@ -208,16 +208,19 @@ public sealed class ScalingExperiment
         return plan;
     }
 
+    /// <summary>A fresh machine for one run: the measured tasks plus the workload's background CPUs, its memory.</summary>
+    private static Machine NewMachine(Workload workload, int threads, bool pin) => new(new MachineOptions
+    {
+        CpuCount = threads + workload.BackgroundTasks,
+        MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
+        AllowOversubscription = true,
+        Pin = pin,
+    });
+
     private RunMeasurement RunOnce(Workload workload, FaultStrategy? strategy, int threads)
     {
-        int background = workload.BackgroundTasks;
-        int cpus = threads + background;
-        using var machine = new Machine(new MachineOptions
-        {
-            CpuCount = cpus,
-            MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
-            AllowOversubscription = true,
-        });
+        int cpus = threads + workload.BackgroundTasks;
+        using Machine machine = NewMachine(workload, threads, pin: true);
         if (!workload.IsNative)
         {
             // The OS commits the arena lazily; commit it now so warm-up and window do not pay the host's first touches.
@@ -327,15 +330,8 @@ public sealed class ScalingExperiment
 
     private RunMeasurement RunOnceVirtual(Workload workload, FaultStrategy? strategy, int threads, CostModel model, VirtualTimeOptions vt, bool verify)
     {
-        int background = workload.BackgroundTasks;
-        int cpus = threads + background;
-        using var machine = new Machine(new MachineOptions
-        {
-            CpuCount = cpus,
-            MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
-            AllowOversubscription = true,
-            Pin = false, // One CPU runs at a time: the host's scheduler places the threads.
-        });
+        int cpus = threads + workload.BackgroundTasks;
+        using Machine machine = NewMachine(workload, threads, pin: false); // One CPU runs at a time: the host places the threads.
         if (_options.AddressSpaceOptions != null)
         {
             workload.AddressSpaceOptions = _options.AddressSpaceOptions;

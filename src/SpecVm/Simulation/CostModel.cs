@@ -130,7 +130,7 @@ public sealed class CostModel
         CostModel local = calibration ?? new CostModel();
         CostModel m = name.ToLowerInvariant() switch
         {
-            "host" => local.Clone(),
+            "host" => local.Named("host"),
             "epyc-2s-128" => local.WithTopology(
                 "epyc-2s-128", sockets: 2, coresPerSocket: 64, coresPerComplex: 8, sameComplex: 23, sameSocket: 110, otherSocket: 200, bandwidth: 150,
                 "2-socket AMD EPYC (Milan class), 8-core CCXs: core-to-core latencies ~23 ns same CCX, ~110 ns other CCX, ~200 ns other socket (docs/references.md, hardware constants); ~150 GB/s per socket (8 channels DDR4-3200, ~75% of peak)"),
@@ -173,6 +173,13 @@ public sealed class CostModel
 
     /// <summary>A copy.</summary>
     public CostModel Clone() => (CostModel)MemberwiseClone();
+
+    private CostModel Named(string name)
+    {
+        CostModel m = Clone();
+        m.Name = name;
+        return m;
+    }
 
     /// <summary>A copy with the constant called <paramref name="constant"/> multiplied by <paramref name="factor"/>.</summary>
     /// <param name="constant">A property name from <see cref="UncertainConstants"/> (or any double constant).</param>
