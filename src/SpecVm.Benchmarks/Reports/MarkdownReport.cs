@@ -122,6 +122,7 @@ internal static class MarkdownReport
 
         Details(sb, r, validation);
         WhereTheTimeGoes.Append(sb, r, validation);
+        LinesPerFault.Append(sb, r);
         foreach (bool mode in Modes(r))
         {
             UslSection(sb, r, mode);

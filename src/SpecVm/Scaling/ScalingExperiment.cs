@@ -357,6 +357,7 @@ public sealed class ScalingExperiment
             WaitAll(Task.WhenAll(tasks));
             double hostSeconds = Stopwatch.GetElapsedTime(hostStart).TotalSeconds;
             long events = sim.Events, switches = sim.Switches;
+            SortedDictionary<string, LineOps> lines = sim.LineTally();
             sim.Dispose();
             simDisposed = true;
             if (verify)
@@ -396,8 +397,16 @@ public sealed class ScalingExperiment
             var metrics = new Dictionary<string, double>();
             workload.EndMeasurement(seconds, metrics);
             long faults = machine.Snapshot()[CpuCounter.Faults] - faultsBefore; // Every simulated fault of the run, warm-up included.
+            double perFault = 1.0 / Math.Max(1, faults);
             result = new RunMeasurement(seconds, perThread, bg, new CounterSnapshot(counters), 0, metrics)
             {
+                LinesPerFault = faults == 0 ? null : lines.ToDictionary(kv => kv.Key, kv => new SharedLineOps
+                {
+                    Loads = Math.Round(kv.Value.Loads * perFault, 3),
+                    Stores = Math.Round(kv.Value.Stores * perFault, 3),
+                    Rmws = Math.Round(kv.Value.Rmws * perFault, 3),
+                    Transfers = Math.Round(kv.Value.Transfers * perFault, 3),
+                }),
                 TaskCounters = new CounterSnapshot(taskCounters),
                 Simulation = new Dictionary<string, double>
                 {
@@ -623,6 +632,7 @@ public sealed class ScalingExperiment
             PredictedLow = runs[0].Band == null ? null : runs.Min(r => r.Band!.Value.Low),
             PredictedHigh = runs[0].Band == null ? null : runs.Max(r => r.Band!.Value.High),
             Simulation = runs[0].Simulation,
+            LinesPerFault = runs[0].LinesPerFault,
             Strategy = s?.Name ?? NativeStrategy,
             Threads = threads,
             Native = w.IsNative,
@@ -709,6 +719,9 @@ public sealed class ScalingExperiment
 
         /// <summary>Predicted runs: the simulation's speed figures.</summary>
         public Dictionary<string, double>? Simulation { get; init; }
+
+        /// <summary>Predicted runs: accesses per fault by kind of line.</summary>
+        public Dictionary<string, SharedLineOps>? LinesPerFault { get; init; }
 
         public double OpsPerSecond => PerThread.Sum();
     }

@@ -259,6 +259,13 @@ public sealed class ScalingPoint
     /// <summary>Predicted points: host seconds the simulation took, and simulated events per host second (speed); null otherwise.</summary>
     public Dictionary<string, double>? Simulation { get; set; }
 
+    /// <summary>
+    /// Predicted points: per fault, the accesses to each kind of cache line the model touched (the mmap lock's count, VMA
+    /// sequence counts, PTEs, PTLs, the frame pool's lock…), and how many of them found the line in another CPU's cache
+    /// (transfers), over the whole simulated run, warm-up included; null for measured points.
+    /// </summary>
+    public Dictionary<string, SharedLineOps>? LinesPerFault { get; set; }
+
     /// <summary>Strategy name, or "native" for a native workload.</summary>
     public string Strategy { get; set; } = string.Empty;
 
@@ -398,4 +405,20 @@ public sealed class MachineInfo
 
     /// <summary>True when the working tree had uncommitted changes.</summary>
     public bool? GitDirty { get; set; }
+}
+
+/// <summary>Accesses per fault to one kind of cache line, in a predicted point (<see cref="ScalingPoint.LinesPerFault"/>).</summary>
+public sealed class SharedLineOps
+{
+    /// <summary>Loads per fault.</summary>
+    public double Loads { get; set; }
+
+    /// <summary>Stores per fault.</summary>
+    public double Stores { get; set; }
+
+    /// <summary>Read-modify-writes (atomics, lock acquisitions) per fault.</summary>
+    public double Rmws { get; set; }
+
+    /// <summary>Accesses per fault that found the line in another CPU's cache (the cost model's expectation).</summary>
+    public double Transfers { get; set; }
 }
