@@ -191,6 +191,12 @@ public sealed class ScalingSettings
     /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
     public bool? DowngradeOnUnmap { get; set; }
 
+    /// <summary>The kernel profile the model ran as ("6.15"; see <see cref="Mm.KernelProfile"/>); null in results written before profiles.</summary>
+    public string? KernelProfile { get; set; }
+
+    /// <summary>The kernel profile's settings by name (null in results written before profiles).</summary>
+    public Dictionary<string, string>? KernelProfileSettings { get; set; }
+
     /// <summary>How time was measured: "wall-clock" or "virtual" (null in schema version 1, which knew only wall-clock). In virtual time the window and warm-up above are virtual seconds.</summary>
     public string? TimeMode { get; set; }
 
