@@ -3,6 +3,7 @@ using BenchmarkDotNet.ConsoleArguments;
 using BenchmarkDotNet.Loggers;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
+using SpecVm.BenchmarkDotNet;
 using SpecVm.Benchmarks.Cli;
 using SpecVm.Benchmarks.Suites;
 
@@ -22,6 +23,12 @@ internal static class BdnCommand
     /// <summary>Our one option of the <c>bdn</c> command (not BenchmarkDotNet's): run benchmarks of a Debug build.</summary>
     public const string AllowDebugOption = "--allow-debug";
 
+    /// <summary>
+    /// Our other option: add SpecVm's counters per operation as columns (<c>SpecVm.BenchmarkDotNet</c>'s diagnoser), which
+    /// runs the benchmarks in process (BenchmarkDotNet's <c>--inProcess</c>, added if not given).
+    /// </summary>
+    public const string CountersOption = "--specvm-counters";
+
     /// <summary>BenchmarkDotNet options that only print something, after which no summary is expected.</summary>
     private static readonly string[] InformationalOptions = ["--list", "--help", "-h", "--version", "--info", "-?"];
 
@@ -36,6 +43,17 @@ internal static class BdnCommand
             args = args.Where(a => a != AllowDebugOption).ToArray();
             global = global.WithOptions(ConfigOptions.DisableOptimizationsValidator);
             Console.Error.WriteLine("warning: BenchmarkDotNet's check for an optimised build is off (--allow-debug); Debug timings are about 3x slower.");
+        }
+
+        if (args.Contains(CountersOption))
+        {
+            args = args.Where(a => a != CountersOption).ToArray();
+            if (!args.Any(a => a.Equals("--inProcess", StringComparison.OrdinalIgnoreCase)))
+            {
+                args = [.. args, "--inProcess"];
+            }
+
+            global = ((ManualConfig)ManualConfig.Create(global)).AddSpecVmDiagnoser();
         }
 
         bool informational = args.Any(a => InformationalOptions.Contains(a));

@@ -38,6 +38,12 @@ public sealed unsafe class Machine : IDisposable
     private int _attached;
     private int _disposed;
 
+    // Every machine of the process, for ProcessSnapshot: live ones weakly (a registry must not keep a machine alive),
+    // and the final counts of disposed ones.
+    private static readonly Lock RegistryLock = new();
+    private static readonly List<WeakReference<Machine>> LiveMachines = [];
+    private static readonly long[] RetiredCounts = new long[(int)CpuCounter.Count];
+
     /// <summary>Builds a machine with default options (one CPU per usable core, 4 GiB).</summary>
     public Machine()
         : this(new MachineOptions())
@@ -77,6 +83,11 @@ public sealed unsafe class Machine : IDisposable
         }
 
         _started.Wait();
+        lock (RegistryLock)
+        {
+            LiveMachines.RemoveAll(w => !w.TryGetTarget(out _));
+            LiveMachines.Add(new WeakReference<Machine>(this));
+        }
     }
 
     /// <summary>The options this machine was built with.</summary>
@@ -340,6 +351,35 @@ public sealed unsafe class Machine : IDisposable
     /// <summary>Every counter summed over CPUs.</summary>
     public CounterSnapshot Snapshot() => Snapshot(_cpus.Length);
 
+    /// <summary>
+    /// Every counter summed over every machine this process has built, live or disposed: what a benchmark harness
+    /// subtracts before from after a measured phase when it cannot see the machines a benchmark builds (the
+    /// BenchmarkDotNet diagnoser of the SpecVm.BenchmarkDotNet package does). Live machines' counters are read without
+    /// stopping their CPUs, so take it while they are idle for an exact figure.
+    /// </summary>
+    public static CounterSnapshot ProcessSnapshot()
+    {
+        lock (RegistryLock)
+        {
+            var values = (long[])RetiredCounts.Clone();
+            foreach (WeakReference<Machine> w in LiveMachines)
+            {
+                if (w.TryGetTarget(out Machine? m) && Volatile.Read(ref m._disposed) == 0)
+                {
+                    foreach (Cpu c in m._cpus)
+                    {
+                        for (int i = 0; i < values.Length; i++)
+                        {
+                            values[i] += c.Read((CpuCounter)i);
+                        }
+                    }
+                }
+            }
+
+            return new CounterSnapshot(values);
+        }
+    }
+
     /// <summary>Every counter summed over CPUs 0 to <paramref name="cpus"/> - 1 (a workload's tasks, without its background CPUs).</summary>
     internal CounterSnapshot Snapshot(int cpus)
     {
@@ -401,6 +441,21 @@ public sealed unsafe class Machine : IDisposable
 
         _frames.Dispose();
         _memory.Dispose();
+        lock (RegistryLock)
+        {
+            // The final counts join the retired totals before the counters go (ProcessSnapshot reads under this lock
+            // and skips disposed machines, so no count is seen twice or lost).
+            foreach (Cpu c in _cpus)
+            {
+                for (int i = 0; i < RetiredCounts.Length; i++)
+                {
+                    RetiredCounts[i] += c.Counters[i]; // The CPU threads have stopped: plain reads of their last counts.
+                }
+            }
+
+            LiveMachines.RemoveAll(w => !w.TryGetTarget(out Machine? m) || ReferenceEquals(m, this));
+        }
+
         _counters.Dispose();
         foreach (BlockingCollection<WorkItem> q in _queues)
         {

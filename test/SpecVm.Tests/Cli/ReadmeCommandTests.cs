@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.RegularExpressions;
 using BenchmarkDotNet.ConsoleArguments;
 using BenchmarkDotNet.Loggers;
+using SpecVm.Benchmarks;
 using SpecVm.Benchmarks.Cli;
 using SpecVm.Tests.Packaging;
 
@@ -28,7 +29,7 @@ public partial class ReadmeCommandTests
     }
 
     [Fact]
-    public void TheMoreCommandsBlockHasTheEightCommands() => Assert.Equal(8, ReadmeBlock("## More commands").Count);
+    public void TheMoreCommandsBlockHasTheNineCommands() => Assert.Equal(9, ReadmeBlock("## More commands").Count);
 
     [Theory]
     [MemberData(nameof(MoreCommands))]
@@ -38,7 +39,7 @@ public partial class ReadmeCommandTests
         if (args.Length > 0 && args[0] == "bdn")
         {
             var log = new AccumulationLogger();
-            Assert.True(ConfigParser.Parse(args[1..], log).isSuccess, log.GetLog());
+            Assert.True(ConfigParser.Parse(BenchmarkDotNetArguments(args), log).isSuccess, log.GetLog());
             return;
         }
 
@@ -84,11 +85,15 @@ public partial class ReadmeCommandTests
         {
             string[] args = AppArguments(line);
             var log = new AccumulationLogger();
-            Assert.True(ConfigParser.Parse(args[1..], log).isSuccess, $"{line}\n{log.GetLog()}");
+            Assert.True(ConfigParser.Parse(BenchmarkDotNetArguments(args), log).isSuccess, $"{line}\n{log.GetLog()}");
         });
     }
 
     private static InvocationConfiguration NoHandler => new() { EnableDefaultExceptionHandler = false };
+
+    /// <summary>What <c>bdn</c> hands BenchmarkDotNet: its arguments without our own two options.</summary>
+    private static string[] BenchmarkDotNetArguments(string[] args) =>
+        args[1..].Where(a => a is not (BdnCommand.AllowDebugOption or BdnCommand.CountersOption)).ToArray();
 
     /// <summary>The app's arguments in a README line: after <c>--</c>, split as sh would (single quotes, # comments).</summary>
     private static string[] AppArguments(string line)

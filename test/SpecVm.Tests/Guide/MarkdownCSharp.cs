@@ -46,8 +46,10 @@ internal static partial class MarkdownCSharp
 
     /// <summary>Compiles every program block with every type block; returns one compiled program per program block.</summary>
     /// <param name="blocks">The blocks of one Markdown file.</param>
-    public static IReadOnlyList<CompiledProgram> Compile(IReadOnlyList<string> blocks)
+    /// <param name="extraAssemblies">Paths of assemblies the blocks use besides the framework and SpecVm.</param>
+    public static IReadOnlyList<CompiledProgram> Compile(IReadOnlyList<string> blocks, params string[] extraAssemblies)
     {
+        MetadataReference[] references = [.. References.Value, .. extraAssemblies.Select(p => MetadataReference.CreateFromFile(p))];
         CSharpParseOptions parse = CSharpParseOptions.Default.WithLanguageVersion(LanguageVersion.Latest);
         var trees = blocks.Select((code, i) => CSharpSyntaxTree.ParseText(code, parse, path: $"block{i + 1}.cs")).ToList();
         var programs = trees.Where(IsProgram).ToList();
@@ -67,7 +69,7 @@ internal static partial class MarkdownCSharp
         foreach (SyntaxTree program in programs)
         {
             string name = "GuideBlock" + compiled.Count;
-            CSharpCompilation compilation = CSharpCompilation.Create(name, files.Prepend(program), References.Value, options);
+            CSharpCompilation compilation = CSharpCompilation.Create(name, files.Prepend(program), references, options);
             using var image = new MemoryStream();
             var result = compilation.Emit(image);
             var problems = result.Diagnostics
