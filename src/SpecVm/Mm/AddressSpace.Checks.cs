@@ -136,7 +136,7 @@ public sealed unsafe partial class AddressSpace
 
         if (at < end)
         {
-            throw new ArgumentException($"ENOMEM: [0x{start:x}, 0x{end:x}) is not fully mapped (hole at 0x{at:x}).", name);
+            throw new UnmappedRangeException(start, end, at, name);
         }
     }
 }

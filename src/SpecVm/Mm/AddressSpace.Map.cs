@@ -122,6 +122,6 @@ public sealed unsafe partial class AddressSpace
             _mmapHint = MmapBase; // Wrap around once and look for holes left by unmaps.
         }
 
-        throw new InvalidOperationException($"ENOMEM: no free range of {length} bytes in the address space.");
+        throw new AddressSpaceFullException(length);
     }
 }

@@ -137,7 +137,7 @@ public sealed class StressReport
 /// </summary>
 public static class StressRun
 {
-    private const ulong Page = 4096;
+    private const ulong Page = Memory.PhysicalMemory.PageSize;
     private const ulong ChurnBase = 0x4000_0000;
     private const ulong Region = 2UL << 20; // One PTE table each.
     private const int ChurnRegions = 4;
@@ -630,7 +630,7 @@ public static class StressRun
                     mm.DontNeed(cpu, start, length);
                 }
             }
-            catch (ArgumentException e) when (e.ParamName == "start" && e.Message.StartsWith("ENOMEM", StringComparison.Ordinal))
+            catch (UnmappedRangeException)
             {
                 // A hole in the range (another CPU unmapped part of it): mprotect and madvise refuse, an allowed outcome.
             }

@@ -50,7 +50,7 @@ public sealed class DatabaseLoad : Workload
     /// <summary>Pages a loader touches per batch.</summary>
     public const int BatchPages = 256;
 
-    private const ulong Page = 4096;
+    private const ulong Page = Memory.PhysicalMemory.PageSize;
 
     private AddressSpace? _mm;
     private TaskSlot[] _slots = [];

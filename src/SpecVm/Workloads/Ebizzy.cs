@@ -32,7 +32,7 @@ public sealed class Ebizzy : Workload
     /// <param name="searchesPerChunk">Searches made in each chunk before it is freed.</param>
     public Ebizzy(long chunkBytes = DefaultChunkBytes, int searchesPerChunk = DefaultSearchesPerChunk)
     {
-        if (chunkBytes <= 0 || chunkBytes % 4096 != 0)
+        if (chunkBytes <= 0 || chunkBytes % Memory.PhysicalMemory.PageSize != 0)
         {
             throw new ArgumentOutOfRangeException(nameof(chunkBytes), chunkBytes, "The chunk size must be a positive multiple of 4096 bytes.");
         }

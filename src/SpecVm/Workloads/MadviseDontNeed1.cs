@@ -32,7 +32,7 @@ public sealed class MadviseDontNeed1 : Workload
     /// <summary>Bytes touched, then dropped, per madvise: 1 MiB (256 pages), also one batch.</summary>
     public const long ChunkBytes = 1L << 20;
 
-    private const ulong Page = 4096;
+    private const ulong Page = Memory.PhysicalMemory.PageSize;
 
     private AddressSpace[] _spaces = [];
     private TaskSlot[] _slots = [];

@@ -44,7 +44,7 @@ public abstract class MmapWorkload : Workload
     /// <param name="mode">Threads (one address space) or processes (one each).</param>
     protected MmapWorkload(MappingKind kind, long mappingBytes, WorkloadMode mode)
     {
-        if (mappingBytes <= 0 || mappingBytes % 4096 != 0)
+        if (mappingBytes <= 0 || mappingBytes % Memory.PhysicalMemory.PageSize != 0)
         {
             throw new ArgumentOutOfRangeException(nameof(mappingBytes), mappingBytes, "The mapping size must be a positive multiple of 4096 bytes.");
         }

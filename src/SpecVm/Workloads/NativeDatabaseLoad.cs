@@ -11,7 +11,7 @@ namespace SpecVm.Workloads;
 /// <remarks>Same task layout as the model: loaders on CPUs 0..N-1, the writer on CPU N, sleeping between operations.</remarks>
 public sealed unsafe class NativeDatabaseLoad : Workload
 {
-    private const int Page = 4096;
+    private const int Page = Memory.PhysicalMemory.PageSize;
 
     private TaskSlot[] _slots = [];
     private TaskSlot[] _writer = new TaskSlot[1];

@@ -16,7 +16,7 @@ namespace SpecVm.Workloads;
 /// </remarks>
 public sealed unsafe class NativePageFault : Workload
 {
-    private const int Page = 4096;
+    private const int Page = Memory.PhysicalMemory.PageSize;
 
     private readonly int _number;
     private TaskSlot[] _slots = [];

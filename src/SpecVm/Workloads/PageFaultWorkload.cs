@@ -23,7 +23,7 @@ public abstract class PageFaultWorkload : Workload
     /// <summary>Pages touched per batch (1 MiB): short enough for clean window edges, long enough to amortise the call.</summary>
     public const int BatchPages = 256;
 
-    private const ulong Page = 4096;
+    private const ulong Page = Memory.PhysicalMemory.PageSize;
 
     private readonly MappingKind _kind;
     private AddressSpace[] _spaces = [];

@@ -38,7 +38,7 @@ public sealed class TlbFlush1 : Workload
     /// </summary>
     public const int BatchPages = 64;
 
-    private const ulong Page = 4096;
+    private const ulong Page = Memory.PhysicalMemory.PageSize;
 
     private AddressSpace[] _spaces = [];
     private SimFile[] _files = [];

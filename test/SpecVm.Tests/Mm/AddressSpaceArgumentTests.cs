@@ -129,6 +129,27 @@ public sealed class AddressSpaceArgumentTests : IDisposable
         _machine.Run(0, cpu => _mm.Write(cpu, Base + (2 * Page), 7UL));
     }
 
+    [Fact]
+    public void SystemCallFailuresCarryLinuxsErrno()
+    {
+        // mprotect over a hole: ENOMEM, typed, with the hole's address (no message parsing needed).
+        var hole = _machine.Run(0, cpu => Assert.Throws<UnmappedRangeException>(() => _mm.Protect(cpu, Base + (2 * Page), 4 * Page, Protection.Read)));
+        Assert.Equal(Errno.ENOMEM, hole.Errno);
+        Assert.Equal("start", hole.ParamName);
+        Assert.True(hole.Hole > Base + (2 * Page) && hole.Hole < Base + (6 * Page), $"hole at 0x{hole.Hole:x}");
+
+        // mmap with no room left: ENOMEM as well, and nothing changed.
+        using var mm = new AddressSpace(_machine, new MmapLockStrategy());
+        _machine.Run(0, cpu =>
+        {
+            mm.Map(cpu, PageTable.UserTop - AddressSpace.MinAddress, Protection.Read, fixedAddress: AddressSpace.MinAddress); // All of user space, lazily.
+            var full = Assert.Throws<AddressSpaceFullException>(() => mm.Map(cpu, Page, Protection.Read));
+            Assert.Equal(Errno.ENOMEM, ((ISystemCallError)full).Errno);
+            Assert.Equal((ulong)Page, full.Length);
+            Assert.Single(mm.Vmas.Snapshot());
+        });
+    }
+
     [Theory]
     [InlineData("range not fully mapped", "start")]
     [InlineData("unaligned length", "length")]

@@ -187,10 +187,10 @@ public class BadInputTable(ITestOutputHelper output)
         }, typeof(ArgumentException), "cpu");
         yield return new("Unmap unaligned", f => f.OnCpu(c => f.Mm.Unmap(c, f.Mapped + 8, Page)), typeof(ArgumentException), "start");
         yield return new("Unmap length 0", f => f.OnCpu(c => f.Mm.Unmap(c, f.Mapped, 0)), typeof(ArgumentException), "length");
-        yield return new("Protect a hole", f => f.OnCpu(c => f.Mm.Protect(c, f.Mapped, 64 * Page, Protection.Read)), typeof(ArgumentException), "start");
+        yield return new("Protect a hole", f => f.OnCpu(c => f.Mm.Protect(c, f.Mapped, 64 * Page, Protection.Read)), typeof(UnmappedRangeException), "start");
         yield return new("Protect unknown protection", f => f.OnCpu(c => f.Mm.Protect(c, f.Mapped, Page, (Protection)8)), typeof(ArgumentException), "protection");
         yield return new("Protect a read-only file's shared mapping writable", f => f.OnCpu(c => f.Mm.Protect(c, f.ReadOnlyMapped, Page, Protection.ReadWrite)), typeof(ArgumentException), "protection");
-        yield return new("DontNeed a hole", f => f.OnCpu(c => f.Mm.DontNeed(c, f.Mapped, 64 * Page)), typeof(ArgumentException), "start");
+        yield return new("DontNeed a hole", f => f.OnCpu(c => f.Mm.DontNeed(c, f.Mapped, 64 * Page)), typeof(UnmappedRangeException), "start");
         yield return new("DontNeed past user space", f => f.OnCpu(c => f.Mm.DontNeed(c, PageTable.UserTop - Page, 2 * Page)), typeof(ArgumentOutOfRangeException), "start");
         yield return new("TryRead<ulong> crossing a page", f => f.OnCpu(c => f.Mm.TryRead(c, f.Mapped + Page - 4, out ulong _)), typeof(ArgumentException), "address");
         yield return new("TryWrite<ulong> crossing a page", f => f.OnCpu(c => f.Mm.TryWrite(c, f.Mapped + Page - 4, 1UL)), typeof(ArgumentException), "address");
