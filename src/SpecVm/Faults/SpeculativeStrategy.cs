@@ -167,8 +167,10 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             return FaultResult.SegmentationFault;
         }
 
-        // All work that does not depend on the VMA staying put happens before any lock: get and zero the frame.
-        FaultResult prepared = FaultCore.Prepare(cpu, vma, address, write, out PreparedPage page);
+        // All work that does not depend on the VMA staying put happens before any lock: get and zero the frame, or
+        // (a read with the zero page on) pick the shared zero page, which Install maps under the same PTL and
+        // sequence-count rechecks as a fresh frame (the series' do_anonymous_page took pte_map_lock on both branches).
+        FaultResult prepared = FaultCore.Prepare(cpu, mm, vma, address, write, out PreparedPage page);
         if (prepared != FaultResult.Handled)
         {
             abort = SpeculativeAbort.UnsupportedKind;

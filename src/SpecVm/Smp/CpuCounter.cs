@@ -149,6 +149,13 @@ public enum CpuCounter
     TargetedIpisAvoided,
 
     /// <summary>
+    /// Anonymous read faults resolved by mapping the shared zero page (no frame allocated or zeroed; Linux
+    /// <c>do_anonymous_page</c>'s zero-page branch; <c>AddressSpaceOptions.UseZeroPage</c>). Each is counted as
+    /// <see cref="FaultAnonRead"/> too.
+    /// </summary>
+    FaultZeroPage,
+
+    /// <summary>
     /// Wait histogram (<see cref="WaitHistogram"/>): mmap lock read waits of under 1 µs. Each <see cref="WaitKind"/> has
     /// six decade buckets then its total time, in this order; only a wait that waited is counted (the uncontended fast
     /// path reads no clock). <see cref="WaitHistogram.Counter"/> finds a bucket's counter.
