@@ -196,9 +196,14 @@ public sealed unsafe partial class AddressSpace : IDisposable
             _pageTable.FreeAll(-1, pte =>
             {
                 ref PageFrame frame = ref memory.Frame(pte.Pfn);
-                if (frame.ReadState() == FrameState.Anonymous)
+                FrameState state = frame.ReadState();
+                if (state == FrameState.Anonymous)
                 {
                     frames.Free(-1, pte.Pfn);
+                }
+                else if (state == FrameState.ZeroPage)
+                {
+                    // The shared zero page: neither counted nor freed (the machine owns it).
                 }
                 else
                 {
