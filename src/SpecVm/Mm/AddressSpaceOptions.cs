@@ -42,7 +42,7 @@ public sealed class AddressSpaceOptions
     public bool UseZeroPage { get; set; } = true;
 
     /// <summary>
-    /// Which faults <see cref="Faults.PerVmaLockStrategy"/> handles under the VMA lock, by Linux version (see
+    /// Which faults the per-VMA-lock strategy (<c>PerVmaLockStrategy</c>) handles under the VMA lock, by Linux version (see
     /// <see cref="Mm.PerVmaLockScope"/>). Default <see cref="PerVmaLockScope.Full"/>, the newest kernels' behaviour
     /// (6.10 and later, 6.15 included).
     /// </summary>

@@ -316,8 +316,9 @@ public sealed class Vma
     /// writer-held rwsem), 6.15 <c>__refcount_inc_not_zero_limited_acquire(&amp;vma-&gt;vm_refcnt)</c> (a cmpxchg loop
     /// that refuses a detached VMA, whose count is 0, and a count at the limit). Both check
     /// <c>vm_lock_seq == mm_lock_seq</c> (write-locked in the current write section) before and after.
-    /// A fetch-add would raise the count of a detached VMA too, and the writer's wait for zero readers would then see
-    /// a reader that was never going to stay.
+    /// Why a CAS and not a fetch-add: the increment must be conditional. A fetch-add always lands, so a reader would count
+    /// itself into a detached VMA (one the writer has stopped waiting on, and that goes back to the slab after the grace
+    /// period) and have to back out, and a count at the limit would carry into the detached bit.
     /// </para>
     /// </remarks>
     /// <param name="mmLockSeq">The address space's current lock sequence.</param>

@@ -111,7 +111,7 @@ public sealed unsafe class Machine : IDisposable
 
     /// <summary>
     /// The shared zero page (Linux <c>my_zero_pfn</c>): the one frame, allocated with the machine and never freed, that
-    /// anonymous read faults map read-only when <see cref="Mm.AddressSpaceOptions.UseZeroPage"/> is on. Its state is
+    /// anonymous read faults map read-only when <c>AddressSpaceOptions.UseZeroPage</c> is on. Its state is
     /// <see cref="FrameState.ZeroPage"/> and its map count stays 0, as Linux does not count the zero page's mappings.
     /// </summary>
     public long ZeroPfn => _zeroPfn;
