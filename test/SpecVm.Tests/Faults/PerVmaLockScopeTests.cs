@@ -2,6 +2,7 @@ using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Smp;
 using SpecVm.Tests.Mm;
+using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Faults;
 
@@ -11,7 +12,7 @@ namespace SpecVm.Tests.Faults;
 /// (VMA_LOCK_RETRY); either way the mmap lock then handles the fault.
 /// </summary>
 [Collection(MachineCollection.Name)]
-public sealed class PerVmaLockScopeTests
+public sealed class PerVmaLockScopeTests(ITestOutputHelper output)
 {
     private const ulong Page = 4096;
     private const ulong Base = 0x6000_0000;
@@ -130,6 +131,22 @@ public sealed class PerVmaLockScopeTests
             Assert.Equal(Outcome.Success, Fault(cpu, () => mm.Write(cpu, fresh, 4UL)));
         });
         TestMachines.AssertNoViolations(mm);
+    }
+
+    /// <summary>
+    /// The two-CPU stress (faults against map, unmap, protect and zap, checked against oracles and the invariants) with
+    /// each scope, so that the abort and retry paths, and anon_vma inheritance, meet the VMA edits.
+    /// </summary>
+    [Theory]
+    [InlineData(PerVmaLockScope.AnonymousOnly)]
+    [InlineData(PerVmaLockScope.FileRetry)]
+    [InlineData(PerVmaLockScope.FileFaults)]
+    [InlineData(PerVmaLockScope.Full)]
+    public void EveryScopeKeepsEveryByteUnderConcurrentVmaEdits(PerVmaLockScope scope)
+    {
+        int seed = Environment.TickCount;
+        output.WriteLine($"seed {seed}, scope {scope}");
+        new ConcurrentStress(seed, TimeSpan.FromSeconds(1)).Run(new PerVmaLockStrategy(), output, scope);
     }
 
     [Fact]
