@@ -380,6 +380,7 @@ public static unsafe class FaultCore
                     vma.PrepareAnonVma();
                 }
 
+                ThrowIfShootdownImpossible(cpu);
                 long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
                 if (copy < 0)
                 {
@@ -435,6 +436,7 @@ public static unsafe class FaultCore
             table.Ptl.Unlock(cpu.Id);
         }
     }
+
     /// <summary>
     /// A write to the zero page (Linux <c>wp_page_copy</c> with the zero pfn): allocate and zero a private frame outside
     /// the PTL, then, if the PTE still maps the zero page, point it at the new frame and shoot down the old read-only
@@ -454,6 +456,7 @@ public static unsafe class FaultCore
             vma.PrepareAnonVma();
         }
 
+        ThrowIfShootdownImpossible(cpu);
         PhysicalMemory memory = mm.Machine.Memory;
         long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
         if (copy < 0)
@@ -501,5 +504,18 @@ public static unsafe class FaultCore
 
         cpu.Count(CpuCounter.FaultWriteProtect);
         return FaultResult.Handled;
+    }
+
+    /// <summary>
+    /// A copy-on-write fault ends with a shootdown of the old translation, which is refused with interrupts disabled
+    /// (<c>Cpu.Shootdown</c>); refuse the fault before it allocates or maps anything, so that the failure leaves
+    /// no trace (a user-mode fault never has interrupts off in Linux; only a misused CPU gets here).
+    /// </summary>
+    private static void ThrowIfShootdownImpossible(Cpu cpu)
+    {
+        if (cpu.IrqsDisabled)
+        {
+            throw new InvalidOperationException($"CPU {cpu.Id}: a copy-on-write fault with interrupts disabled (it must shoot down TLBs). Enable interrupts first.");
+        }
     }
 }
