@@ -22,6 +22,12 @@ public struct PreparedPage
     /// <summary>True if the frame is a page-cache page that becomes dirty when mapped.</summary>
     public bool DirtiesPageCache;
 
+    /// <summary>
+    /// True if <see cref="Pfn"/> is the machine's shared zero page, mapped by a special PTE (Linux <c>pte_mkspecial</c>):
+    /// its map count is not touched, and it is never freed.
+    /// </summary>
+    public bool Special;
+
     /// <summary>The counter of the fault kind.</summary>
     public CpuCounter Kind;
 }
@@ -39,15 +45,28 @@ public static unsafe class FaultCore
     public static ulong PteFlagsFor(Vma vma, FrameState frameState) => PteRights.For(vma, frameState);
 
     /// <summary>
-    /// Handles a fault with a VMA that cannot change under the caller (mmap lock held for read, or the VMA read-locked):
-    /// checks access, allocates missing page tables, prepares the frame, and installs it under the PTL.
+    /// Handles a fault with a VMA that cannot change under the caller, holding the mmap lock (for read at least):
+    /// checks access, allocates missing page tables, prepares the frame, and installs it under the PTL. A fault that maps
+    /// a private anonymous page gives the VMA its <c>anon_vma</c> first (<see cref="Vma.HasAnonVma"/>).
     /// </summary>
     /// <param name="cpu">The faulting CPU.</param>
     /// <param name="mm">The address space.</param>
     /// <param name="vma">The VMA containing <paramref name="address"/>.</param>
     /// <param name="address">The faulting address.</param>
     /// <param name="write">True for a write.</param>
-    public static FaultResult HandleStable(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write)
+    public static FaultResult HandleStable(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write) =>
+        Handle(cpu, mm, vma, address, write, vmaLocked: false);
+
+    /// <summary>
+    /// Handles a fault with <paramref name="vma"/> read-locked and no mmap lock (Linux <c>FAULT_FLAG_VMA_LOCK</c>): as
+    /// <see cref="HandleStable"/>, but a fault that the address space's <see cref="PerVmaLockScope"/> does not finish
+    /// under the VMA lock returns <see cref="FaultResult.Retry"/> having changed nothing but page tables (Linux
+    /// <c>VM_FAULT_RETRY</c>), for the caller to retry under the mmap lock.
+    /// </summary>
+    internal static FaultResult HandleUnderVmaLock(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write) =>
+        Handle(cpu, mm, vma, address, write, vmaLocked: true);
+
+    private static FaultResult Handle(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, bool vmaLocked)
     {
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(mm);
@@ -67,10 +86,23 @@ public static unsafe class FaultCore
         ulong pte = Volatile.Read(ref *entry);
         if ((pte & Pte.Present) != 0)
         {
-            return FixPresent(cpu, mm, vma, address, write, entry, ptePfn, pte);
+            return FixPresent(cpu, mm, vma, address, write, entry, ptePfn, pte, vmaLocked);
         }
 
-        FaultResult prepared = Prepare(cpu, vma, address, write, out PreparedPage page);
+        bool needsAnonVma = NeedsAnonVma(mm, vma, write);
+        if (vmaLocked)
+        {
+            if (MustRetryNotPresent(mm, vma, address, write, needsAnonVma))
+            {
+                return FaultResult.Retry;
+            }
+        }
+        else if (needsAnonVma)
+        {
+            vma.PrepareAnonVma(); // anon_vma_prepare, under the mmap lock as Linux requires.
+        }
+
+        FaultResult prepared = Prepare(cpu, mm, vma, address, write, out PreparedPage page);
         if (prepared != FaultResult.Handled)
         {
             return prepared;
@@ -97,6 +129,43 @@ public static unsafe class FaultCore
         return FaultResult.Handled;
     }
 
+    /// <summary>
+    /// True if a not-present fault maps a private anonymous page, which needs the VMA's <c>anon_vma</c>: an anonymous
+    /// write, an anonymous read without the zero page, a private-file write (<c>do_cow_fault</c>). A zero-page read
+    /// and page-cache mappings need none (Linux calls <c>anon_vma_prepare</c> after the zero-page branch).
+    /// </summary>
+    private static bool NeedsAnonVma(AddressSpace mm, Vma vma, bool write) => vma.Kind switch
+    {
+        MappingKind.Anonymous => write || !mm.UseZeroPage,
+        MappingKind.PrivateFile => write,
+        _ => false,
+    };
+
+    /// <summary>
+    /// Under the VMA lock: true if the scope sends this not-present fault back to the mmap lock (Linux returns
+    /// <c>VM_FAULT_RETRY</c> before changing anything). Versions per <see cref="PerVmaLockScope"/>.
+    /// </summary>
+    private static bool MustRetryNotPresent(AddressSpace mm, Vma vma, ulong address, bool write, bool needsAnonVma)
+    {
+        if (vma.Kind == MappingKind.Anonymous)
+        {
+            // 6.10+ vmf_anon_prepare in do_anonymous_page; earlier scopes refused the VMA in lock_vma_under_rcu already.
+            return needsAnonVma && !vma.HasAnonVma;
+        }
+
+        if (mm.VmaLockScope <= PerVmaLockScope.FileRetry)
+        {
+            // 6.6: do_cow_fault and do_shared_fault return VM_FAULT_RETRY at once under FAULT_FLAG_VMA_LOCK;
+            // do_read_fault maps the page under the VMA lock only if do_fault_around finds it in the page cache, and
+            // otherwise retries rather than call ->fault.
+            return write || !vma.File!.IsCached(vma.FilePageOf(address));
+        }
+
+        // 6.7+: vmf_can_call_fault passes (page-cache files have map_pages); do_cow_fault's vmf_anon_prepare retries
+        // without an anon_vma.
+        return needsAnonVma && !vma.HasAnonVma;
+    }
+
     /// <summary>Prepares the frame for a not-present fault outside any lock.</summary>
     /// <param name="cpu">The faulting CPU.</param>
     /// <param name="vma">The VMA.</param>
@@ -105,12 +174,31 @@ public static unsafe class FaultCore
     /// <param name="page">The prepared page.</param>
     public static FaultResult Prepare(Cpu cpu, Vma vma, ulong address, bool write, out PreparedPage page)
     {
+        ArgumentNullException.ThrowIfNull(vma);
+        AddressSpace mm = vma.AddressSpace ?? throw new ArgumentException("The VMA belongs to no address space (retired).", nameof(vma));
+        return Prepare(cpu, mm, vma, address, write, out page);
+    }
+
+    /// <summary>As <see cref="Prepare(Cpu, Vma, ulong, bool, out PreparedPage)"/>, for <paramref name="vma"/> of <paramref name="mm"/>.</summary>
+    internal static FaultResult Prepare(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, out PreparedPage page)
+    {
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(vma);
         page = default;
         PhysicalMemory memory = cpu.Machine.Memory;
         switch (vma.Kind)
         {
+            case MappingKind.Anonymous when !write && mm.UseZeroPage:
+            {
+                // do_anonymous_page's zero-page branch: map the shared zero page read-only; nothing to allocate or
+                // zero (the frame was zeroed when the machine was built and no PTE ever maps it writable).
+                page.Pfn = cpu.Machine.ZeroPfn;
+                page.Special = true;
+                page.Flags = PteFlagsFor(vma, FrameState.ZeroPage);
+                page.Kind = CpuCounter.FaultAnonRead;
+                return FaultResult.Handled;
+            }
+
             case MappingKind.Anonymous:
             {
                 long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
@@ -199,7 +287,11 @@ public static unsafe class FaultCore
         }
 
         ref PageFrame frame = ref mm.Machine.Memory.Frame(page.Pfn);
-        if (page.Fresh)
+        if (page.Special)
+        {
+            // The zero page: no map count (Linux does not count its mappings; a shared line every CPU would write).
+        }
+        else if (page.Fresh)
         {
             frame.MapCount = 1;
             frame.WriteState(FrameState.Anonymous);
@@ -222,6 +314,11 @@ public static unsafe class FaultCore
         VirtualTime.Access(entry, LineAccess.Store);
         Volatile.Write(ref *entry, Pte.Make(page.Pfn, flags).Value);
         cpu.Count(page.Kind);
+        if (page.Special)
+        {
+            cpu.Count(CpuCounter.FaultZeroPage);
+        }
+
         page.Fresh = false;
         return true;
     }
@@ -246,9 +343,14 @@ public static unsafe class FaultCore
     /// anonymous page or a shared-file page, copy-on-write a page-cache page in a private mapping (with a shootdown of
     /// the old translation, under the PTL), or restore user access after a protection change.
     /// </summary>
-    private static FaultResult FixPresent(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, ulong* entry, long ptePfn, ulong pte)
+    private static FaultResult FixPresent(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, ulong* entry, long ptePfn, ulong pte, bool vmaLocked)
     {
         PhysicalMemory memory = mm.Machine.Memory;
+        if (write && new Pte(pte).Pfn == mm.Machine.ZeroPfn)
+        {
+            return CopyZeroPage(cpu, mm, vma, address, entry, ptePfn, pte, vmaLocked);
+        }
+
         ref PageFrame table = ref memory.Frame(ptePfn);
         cpu.LockPtl(ref table.Ptl);
         try
@@ -265,7 +367,20 @@ public static unsafe class FaultCore
             ulong wanted = PteFlagsFor(vma, state);
             if (write && (wanted & Pte.Writable) == 0 && state == FrameState.PageCache && vma.Kind == MappingKind.PrivateFile)
             {
-                // Copy-on-write of a page-cache page into a private frame.
+                // Copy-on-write of a page-cache page into a private frame, which needs the VMA's anon_vma: under the
+                // VMA lock without one, retry under the mmap lock (6.6 do_wp_page's check; 6.7+ wp_page_copy's
+                // vmf_anon_prepare).
+                if (vmaLocked && !vma.HasAnonVma)
+                {
+                    return FaultResult.Retry;
+                }
+
+                if (!vmaLocked)
+                {
+                    vma.PrepareAnonVma();
+                }
+
+                ThrowIfShootdownImpossible(cpu);
                 long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
                 if (copy < 0)
                 {
@@ -299,6 +414,13 @@ public static unsafe class FaultCore
 
             if (write && state == FrameState.PageCache)
             {
+                // A write to a clean shared-file page (write-notify): 6.6 returns VM_FAULT_RETRY from do_wp_page's
+                // shared branch under the VMA lock; 6.7 ("handle write faults to RO pages under the VMA lock") does not.
+                if (vmaLocked && mm.VmaLockScope <= PerVmaLockScope.FileRetry)
+                {
+                    return FaultResult.Retry;
+                }
+
                 frame.Flags |= (int)PageFrameFlags.Dirty;
             }
 
@@ -312,6 +434,88 @@ public static unsafe class FaultCore
         finally
         {
             table.Ptl.Unlock(cpu.Id);
+        }
+    }
+
+    /// <summary>
+    /// A write to the zero page (Linux <c>wp_page_copy</c> with the zero pfn): allocate and zero a private frame outside
+    /// the PTL, then, if the PTE still maps the zero page, point it at the new frame and shoot down the old read-only
+    /// translation. The zero page itself is neither map-counted nor freed.
+    /// </summary>
+    private static FaultResult CopyZeroPage(Cpu cpu, AddressSpace mm, Vma vma, ulong address, ulong* entry, long ptePfn, ulong pte, bool vmaLocked)
+    {
+        // The copy is a private anonymous page: it needs the anon_vma (vmf_anon_prepare: retry under the VMA lock
+        // without one; __anon_vma_prepare under the mmap lock).
+        if (vmaLocked && !vma.HasAnonVma)
+        {
+            return FaultResult.Retry;
+        }
+
+        if (!vmaLocked)
+        {
+            vma.PrepareAnonVma();
+        }
+
+        ThrowIfShootdownImpossible(cpu);
+        PhysicalMemory memory = mm.Machine.Memory;
+        long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+        if (copy < 0)
+        {
+            return FaultResult.OutOfMemory;
+        }
+
+        // Zeroed, not copied: Linux's wp_page_copy allocates a zeroed page when the old one is the zero pfn.
+        PageKernels.Clear(memory.FrameDataUnchecked(copy));
+        cpu.Count(CpuCounter.PagesZeroed);
+        ref PageFrame table = ref memory.Frame(ptePfn);
+        cpu.LockPtl(ref table.Ptl);
+        bool installed = false;
+        try
+        {
+            // pte_same under the PTL: another CPU may have copied it first, or an unmap cleared it.
+            if (*entry == pte)
+            {
+                ref PageFrame copyFrame = ref memory.Frame(copy);
+                copyFrame.MapCount = 1;
+                copyFrame.WriteState(FrameState.Anonymous);
+                ulong flags = PteFlagsFor(vma, FrameState.Anonymous) | Pte.Present | Pte.Accessed | Pte.Dirty;
+
+                // Release: the zeroed frame and its metadata are visible before the PTE that maps it.
+                VirtualTime.Access(entry, LineAccess.Store);
+                Volatile.Write(ref *entry, Pte.Make(copy, flags).Value);
+
+                // Other CPUs may still cache the read-only translation of the zero page; after this none reads it
+                // through this address (Linux: ptep_clear_flush in wp_page_copy).
+                mm.FlushTlbRange(cpu, address & ~0xFFFUL, (address & ~0xFFFUL) + PhysicalMemory.PageSize, tablesFreed: false);
+                installed = true;
+            }
+        }
+        finally
+        {
+            table.Ptl.Unlock(cpu.Id);
+        }
+
+        if (!installed)
+        {
+            cpu.Machine.Frames.Free(cpu.Id, copy); // Never mapped: no flush needed before freeing.
+            cpu.Count(CpuCounter.FaultRaced);
+            return FaultResult.Handled;
+        }
+
+        cpu.Count(CpuCounter.FaultWriteProtect);
+        return FaultResult.Handled;
+    }
+
+    /// <summary>
+    /// A copy-on-write fault ends with a shootdown of the old translation, which is refused with interrupts disabled
+    /// (<c>Cpu.Shootdown</c>); refuse the fault before it allocates or maps anything, so that the failure leaves
+    /// no trace (a user-mode fault never has interrupts off in Linux; only a misused CPU gets here).
+    /// </summary>
+    private static void ThrowIfShootdownImpossible(Cpu cpu)
+    {
+        if (cpu.IrqsDisabled)
+        {
+            throw new InvalidOperationException($"CPU {cpu.Id}: a copy-on-write fault with interrupts disabled (it must shoot down TLBs). Enable interrupts first.");
         }
     }
 }

@@ -4,16 +4,22 @@ using SpecVm.Smp;
 namespace SpecVm.Faults;
 
 /// <summary>
-/// Per-VMA locks as merged in Linux 6.4 (Suren Baghdasaryan): look the VMA up locklessly under the read-side guard
-/// (<c>lock_vma_under_rcu</c>), try to read-lock the VMA, validate, and handle the fault normally — interrupts on,
-/// page tables allocated as needed — without the mmap lock.
+/// Per-VMA locks as merged in Linux 6.4 (Suren Baghdasaryan) and widened since: look the VMA up locklessly under the
+/// read-side guard (<c>lock_vma_under_rcu</c>), try to read-lock the VMA, validate, and handle the fault — interrupts
+/// on, page tables allocated as needed — without the mmap lock.
 /// </summary>
 /// <remarks>
-/// The read lock fails if a writer marked the VMA in its current write section (<c>vm_lock_seq == mm_lock_seq</c>);
-/// releasing the mmap write lock bumps the address space's sequence and so unlocks every marked VMA at once. As in
-/// 6.4, only anonymous VMAs are handled this way; others fall back. The mmap lock is never taken while a VMA is
-/// read-locked. Every fault does an atomic on the VMA's reader count: the line Peter Zijlstra warned "gets very hot"
-/// when every CPU faults into one giant VMA.
+/// <para>
+/// The read lock fails if a writer marked the VMA in its current write section (<c>vm_lock_seq == mm_lock_seq</c>) or
+/// detached it; releasing the mmap write lock bumps the address space's sequence and so unlocks every marked VMA at
+/// once. Which faults run under the VMA lock depends on the kernel version modelled,
+/// <see cref="AddressSpaceOptions.PerVmaLockScope"/>: a VMA the lookup refuses is counted
+/// <see cref="CpuCounter.VmaLockAbort"/>; a fault that locked its VMA and then needs the mmap lock (Linux
+/// <c>VM_FAULT_RETRY</c>) is counted <see cref="CpuCounter.VmaLockRetry"/>; both are then handled under the mmap lock,
+/// which also gives the VMA the <c>anon_vma</c> later per-VMA-lock faults need. The mmap lock is never taken while a
+/// VMA is read-locked. Every fault does an atomic on the VMA's reader count: the line Peter Zijlstra warned "gets very
+/// hot" when every CPU faults into one giant VMA.
+/// </para>
 /// </remarks>
 public sealed class PerVmaLockStrategy : FaultStrategy
 {
@@ -36,7 +42,7 @@ public sealed class PerVmaLockStrategy : FaultStrategy
         FaultResult result;
         try
         {
-            result = FaultCore.HandleStable(cpu, mm, vma, address, write);
+            result = FaultCore.HandleUnderVmaLock(cpu, mm, vma, address, write);
         }
         finally
         {
@@ -45,6 +51,7 @@ public sealed class PerVmaLockStrategy : FaultStrategy
 
         if (result == FaultResult.Retry)
         {
+            // do_user_addr_fault: VM_FAULT_RETRY counts VMA_LOCK_RETRY and takes the mmap lock.
             cpu.Count(CpuCounter.VmaLockRetry);
             return _fallback.HandleFault(cpu, mm, address, write);
         }
@@ -55,11 +62,13 @@ public sealed class PerVmaLockStrategy : FaultStrategy
 
     /// <summary>
     /// Linux's <c>lock_vma_under_rcu</c>: look the VMA up inside an SRCU section and read-lock it; null (counted as
-    /// <see cref="CpuCounter.VmaLockAbort"/>) to fall back to the mmap lock. A VMA found detached after locking was
-    /// replaced meanwhile: counted as <see cref="CpuCounter.VmaLockMiss"/> and looked up again, as Linux retries.
+    /// <see cref="CpuCounter.VmaLockAbort"/>) to fall back to the mmap lock. A VMA found detached was replaced meanwhile:
+    /// counted as <see cref="CpuCounter.VmaLockMiss"/> and looked up again, as Linux retries.
     /// </summary>
     private static Vma? LockVmaUnderRcu(Cpu cpu, AddressSpace mm, ulong address)
     {
+        PerVmaLockScope scope = mm.VmaLockScope;
+
         // A few retries at most: each one means a writer replaced the VMA between our lookup and our lock.
         for (int attempt = 0; attempt < MaxMissRetries; attempt++)
         {
@@ -77,17 +86,32 @@ public sealed class PerVmaLockStrategy : FaultStrategy
                     break;
                 }
 #endif
-                if (vma.Kind != MappingKind.Anonymous || !vma.TryReadLock(ref mm.LockSeq))
+
+                // 6.4–6.5: "Only anonymous vmas are supported for now" (checked before locking).
+                if (scope == PerVmaLockScope.AnonymousOnly && vma.Kind != MappingKind.Anonymous)
                 {
                     break;
                 }
 
-                // Acquire read after the read lock's full fence: a writer sets Detached before it drops the mmap lock.
-                if (Volatile.Read(ref vma.Detached) != 0)
+                VmaReadLock locked = vma.TryReadLock(ref mm.LockSeq);
+                if (locked == VmaReadLock.Detached)
+                {
+                    cpu.Count(CpuCounter.VmaLockMiss);
+                    continue; // Replaced by another VMA (6.15's -EAGAIN from vma_start_read): look again.
+                }
+
+                if (locked != VmaReadLock.Locked)
+                {
+                    break; // Write-locked by the current write section.
+                }
+
+                // Before 6.10, an anonymous VMA without an anon_vma is refused after locking (6.5 moved the check
+                // after vma_start_read so that a concurrent mremap cannot take the anon_vma away in between); 6.10+
+                // checks where a fault needs one (vmf_anon_prepare), so a zero-page read proceeds.
+                if (scope < PerVmaLockScope.Full && vma.Kind == MappingKind.Anonymous && !vma.HasAnonVma)
                 {
                     vma.ReadUnlock();
-                    cpu.Count(CpuCounter.VmaLockMiss);
-                    continue; // Replaced by another VMA: look again.
+                    break;
                 }
 
                 if (!vma.Contains(address))

@@ -38,8 +38,9 @@ public enum SpeculativeAbort
 /// <para>
 /// Under an SRCU read lock: look the VMA up locklessly; read its sequence count (odd: abort); check it is anonymous and
 /// allows the access (an access error is a segmentation fault at once, once the count confirms the VMA was stable);
-/// prepare the zeroed frame outside any lock; disable interrupts and walk the page tables locklessly (a missing
-/// level aborts: the 2017 design never allocates tables speculatively); <em>try</em>-lock the PTL (busy: abort);
+/// look at the PTE with interrupts off (a missing level aborts: the 2017 design never allocates tables speculatively;
+/// a present PTE is done or a write-protect fault); prepare the zeroed frame (or pick the zero page) outside any lock;
+/// disable interrupts and walk the page tables locklessly again; <em>try</em>-lock the PTL (busy: abort);
 /// recheck the sequence count and the PTE under the PTL; install; unlock; enable interrupts. Any abort frees what it
 /// took, counts its reason, and falls back to <see cref="MmapLockStrategy"/>.
 /// </para>
@@ -107,6 +108,24 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         }
     }
 
+    /// <summary>A fault that found its PTE present: done by another CPU, or a write-protect fault (abort).</summary>
+    private static FaultResult? PresentPte(Cpu cpu, ulong pte, bool write, out SpeculativeAbort abort)
+    {
+        abort = SpeculativeAbort.UnsupportedKind;
+        ulong need = write ? Pte.Present | Pte.User | Pte.Writable : Pte.Present | Pte.User;
+        if ((pte & need) == need)
+        {
+            // Another CPU installed the page since the MMU's walk missed it: nothing to do but retry the access
+            // (Linux's do_anonymous_page finds !pte_none under the PTL and returns, no fallback to mmap_sem).
+            cpu.Count(CpuCounter.FaultRaced);
+            return FaultResult.Handled;
+        }
+
+        // A present PTE that does not permit the access: write-protect faults (a write to the zero page included) are
+        // not handled speculatively.
+        return null;
+    }
+
     /// <summary>The speculative attempt; null with <paramref name="abort"/> set when it must fall back.</summary>
     private FaultResult? TrySpeculative(Cpu cpu, AddressSpace mm, ulong address, bool write, out SpeculativeAbort abort)
     {
@@ -167,8 +186,36 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             return FaultResult.SegmentationFault;
         }
 
-        // All work that does not depend on the VMA staying put happens before any lock: get and zero the frame.
-        FaultResult prepared = FaultCore.Prepare(cpu, vma, address, write, out PreparedPage page);
+        // Read the PTE before preparing anything, as the series' handle_speculative_fault does (it walks to the PTE with
+        // interrupts off and only then calls do_anonymous_page): a missing table or a present PTE (done already, or a
+        // write-protect fault, common once reads map the zero page) aborts or returns here, instead of allocating and
+        // zeroing a frame only to free it. The walk below is redone: the tables may go once interrupts are back on.
+        cpu.LocalIrqDisable();
+        try
+        {
+            ulong* peek = mm.PageTable.WalkLockless(address, out _);
+            if (peek == null)
+            {
+                abort = SpeculativeAbort.NoPageTable;
+                return null;
+            }
+
+            // Acquire (READ_ONCE of the PTE).
+            ulong seen = Volatile.Read(ref *peek);
+            if ((seen & Pte.Present) != 0)
+            {
+                return PresentPte(cpu, seen, write, out abort);
+            }
+        }
+        finally
+        {
+            cpu.LocalIrqEnable();
+        }
+
+        // All work that does not depend on the VMA staying put happens before any lock: get and zero the frame, or
+        // (a read with the zero page on) pick the shared zero page, which Install maps under the same PTL and
+        // sequence-count rechecks as a fresh frame (the series' do_anonymous_page took pte_map_lock on both branches).
+        FaultResult prepared = FaultCore.Prepare(cpu, mm, vma, address, write, out PreparedPage page);
         if (prepared != FaultResult.Handled)
         {
             abort = SpeculativeAbort.UnsupportedKind;
@@ -192,18 +239,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             ulong pte = Volatile.Read(ref *entry);
             if ((pte & Pte.Present) != 0)
             {
-                ulong need = write ? Pte.Present | Pte.User | Pte.Writable : Pte.Present | Pte.User;
-                if ((pte & need) == need)
-                {
-                    // Another CPU installed the page since our walk missed it: nothing to do but retry the access
-                    // (Linux's do_anonymous_page finds !pte_none under the PTL and returns, no fallback to mmap_sem).
-                    cpu.Count(CpuCounter.FaultRaced);
-                    return FaultResult.Handled;
-                }
-
-                // A present PTE that does not permit the access: write-protect faults are not handled speculatively.
-                abort = SpeculativeAbort.UnsupportedKind;
-                return null;
+                return PresentPte(cpu, pte, write, out abort); // Installed since our first look.
             }
 
             ref PageFrame table = ref cpu.Machine.Memory.Frame(ptePfn);

@@ -25,6 +25,12 @@ public enum FrameState
 
     /// <summary>Allocated by a fault and prepared (zeroed/copied) but not yet installed in a PTE.</summary>
     Preparing = 5,
+
+    /// <summary>
+    /// The machine's shared zero page (Linux <c>empty_zero_page</c>): mapped read-only by anonymous read faults, any
+    /// number of times, without a map count; allocated with the machine and never freed. Exactly one frame is in it.
+    /// </summary>
+    ZeroPage = 6,
 }
 
 /// <summary>

@@ -133,7 +133,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
 /// <summary>Frames counted by state.</summary>
 public sealed class FrameCensus
 {
-    private readonly long[] _byState = new long[6];
+    private readonly long[] _byState = new long[7];
 
     /// <summary>Free frames.</summary>
     public long Free => _byState[(int)FrameState.Free];
@@ -153,6 +153,9 @@ public sealed class FrameCensus
     /// <summary>Frames being prepared by a fault in progress.</summary>
     public long Preparing => _byState[(int)FrameState.Preparing];
 
+    /// <summary>The shared zero page (1 on a machine: it is allocated with the machine and never freed).</summary>
+    public long ZeroPage => _byState[(int)FrameState.ZeroPage];
+
     /// <summary>All frames counted.</summary>
     public long Total => _byState.Sum();
 
@@ -160,5 +163,5 @@ public sealed class FrameCensus
 
     /// <inheritdoc/>
     public override string ToString() =>
-        $"free {Free}, anonymous {Anonymous}, page tables {PageTables}, page cache {PageCache}, awaiting flush {AwaitingFlush}, preparing {Preparing}, total {Total}";
+        $"free {Free}, anonymous {Anonymous}, page tables {PageTables}, page cache {PageCache}, awaiting flush {AwaitingFlush}, preparing {Preparing}, zero page {ZeroPage}, total {Total}";
 }

@@ -89,9 +89,12 @@ public sealed unsafe partial class AddressSpace
     private void EndChangeAndRetire(Vma v)
     {
         v.File?.RemoveMapping();
-        // Release, before the sequence count closes: a reader that sees the final even count also sees the VMA
-        // detached, so "count unchanged" can never be mistaken for "still in the tree".
-        Volatile.Write(ref v.Detached, 1);
+        // Before the sequence count closes (MarkDetached's stores are releases): a reader that sees the final even count
+        // also sees the VMA detached, so "count unchanged" can never be mistaken for "still in the tree".
+        if (!v.IsDetached)
+        {
+            v.MarkDetached();
+        }
         VirtualTime.Access(v, Vma.LineSeq, LineAccess.Store);
         v.Seq.WriteEnd();
         _slab.Retire(v);
@@ -103,6 +106,7 @@ public sealed unsafe partial class AddressSpace
         v.File?.AddMappingOfLive(); // The piece maps the file too; v still holds its own count, so the file is alive.
         long fileOffset = v.File == null ? 0 : v.FilePageOffset + (long)((start - v.Start) >> 12);
         piece.Initialize(this, start, end, protection, v.Kind, v.File, fileOffset);
+        piece.InheritAnonVma(v); // Both halves of a split keep the anon_vma (Linux __split_vma: anon_vma_clone).
         return piece;
     }
 }

@@ -58,7 +58,7 @@ public sealed unsafe partial class AddressSpace
 
             // Merge with neighbours that continue it (Linux vma_merge): adjacent, same protection and backing, and
             // for files the next pages of the same file. mprotect merges the same way, so VMAs never fragment.
-            var merged = new Extent(start, end, protection, kind, file, fileOffset / PhysicalMemory.PageSize);
+            var merged = new Extent(start, end, protection, kind, file, fileOffset / PhysicalMemory.PageSize, AnonVma: false);
             var remove = new List<Vma>(2);
             Vma? prev = start > MinAddress ? _index.Find(start - 1) : null;
             if (prev != null && Extent.Of(prev).CanJoin(merged))
@@ -81,6 +81,11 @@ public sealed unsafe partial class AddressSpace
 
             Vma fresh = _slab.Allocate();
             fresh.Initialize(this, merged.Start, merged.End, protection, kind, file, merged.FilePage);
+            foreach (Vma v in remove)
+            {
+                fresh.InheritAnonVma(v); // vma_merge keeps the neighbour's anon_vma (vma_expand: dup_anon_vma).
+            }
+
             _index.Replace(remove, [fresh]);
             published = true;
             foreach (Vma v in remove)

@@ -315,7 +315,8 @@ public sealed unsafe partial class AddressSpace
 
     /// <summary>
     /// Clears the PTEs of [start, end) under each table's PTL (Linux <c>zap_pte_range</c>). Anonymous frames go to this
-    /// CPU's gather, state <see cref="FrameState.AwaitingFlush"/>; page-cache frames just lose a mapping. Returns how
+    /// CPU's gather, state <see cref="FrameState.AwaitingFlush"/>; page-cache frames just lose a mapping; the zero page
+    /// is left alone (never counted, never freed). Returns how
     /// many gathered frames still await a flush. When the gather fills, or a PTE table had dirty shared-file pages, the
     /// TLB is flushed <em>while the PTL is held</em> and the gathered frames are freed after it is dropped, as Linux does.
     /// </summary>
@@ -376,7 +377,15 @@ public sealed unsafe partial class AddressSpace
                         unflushed = true;
                         long pfn = new Pte(old).Pfn;
                         ref PageFrame frame = ref _memory.Frame(pfn);
-                        if (frame.ReadState() == FrameState.Anonymous)
+                        FrameState state = frame.ReadState();
+                        if (state == FrameState.ZeroPage)
+                        {
+                            // The shared zero page (a special PTE: vm_normal_page returns NULL for it in
+                            // zap_pte_range): nothing to gather, count or free; the cleared PTE still needs the flush.
+                            continue;
+                        }
+
+                        if (state == FrameState.Anonymous)
                         {
                             frame.MapCount = 0;
                             frame.WriteState(FrameState.AwaitingFlush);

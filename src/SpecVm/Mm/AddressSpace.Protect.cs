@@ -82,6 +82,10 @@ public sealed unsafe partial class AddressSpace
                 Vma piece = _slab.Allocate();
                 run.File?.AddMappingOfLive(); // Each old VMA still holds its own count until retired: the file is alive.
                 piece.Initialize(this, run.Start, run.End, run.Protection, run.Kind, run.File, run.FilePage);
+                if (run.AnonVma)
+                {
+                    piece.SetAnonVmaUnpublished(); // Split and merge keep the anon_vma (anon_vma_clone, dup_anon_vma).
+                }
                 pieces.Add(piece);
                 if (i < extents.Count)
                 {
@@ -99,8 +103,7 @@ public sealed unsafe partial class AddressSpace
             Hook(HookPoint.WriterAfterIndexPublish, cpu);
             foreach (Vma v in old)
             {
-                // Release: readers that find this VMA through an old index snapshot see it detached (as in Unmap).
-                Volatile.Write(ref v.Detached, 1);
+                v.MarkDetached(); // Readers that find this VMA through an old index snapshot see it detached.
             }
 
             bool narrowed = false;
@@ -130,16 +133,20 @@ public sealed unsafe partial class AddressSpace
     }
 
     /// <summary>A range with the attributes that decide whether two VMAs may merge (Linux <c>is_mergeable_vma</c>).</summary>
-    private readonly record struct Extent(ulong Start, ulong End, Protection Protection, MappingKind Kind, SimFile? File, long FilePage)
+    /// <remarks>
+    /// <see cref="AnonVma"/> does not decide merging (without fork, every <c>anon_vma</c> of an address space is
+    /// compatible with its neighbours': Linux's <c>find_mergeable_anon_vma</c> shares them); a join has one if a part had.
+    /// </remarks>
+    private readonly record struct Extent(ulong Start, ulong End, Protection Protection, MappingKind Kind, SimFile? File, long FilePage, bool AnonVma)
     {
-        public static Extent Of(Vma v) => new(v.Start, v.End, v.Protection, v.Kind, v.File, v.FilePageOffset);
+        public static Extent Of(Vma v) => new(v.Start, v.End, v.Protection, v.Kind, v.File, v.FilePageOffset, v.HasAnonVma);
 
         /// <summary>The file page mapped at <see cref="End"/> (one past the last).</summary>
         private long EndFilePage => FilePage + (long)((End - Start) >> PhysicalMemory.PageShift);
 
         /// <summary>[from, to) of this extent, with another protection.</summary>
         public Extent Slice(ulong from, ulong to, Protection protection) =>
-            new(from, to, protection, Kind, File, FilePage + (long)((from - Start) >> PhysicalMemory.PageShift));
+            new(from, to, protection, Kind, File, FilePage + (long)((from - Start) >> PhysicalMemory.PageShift), AnonVma);
 
         /// <summary>True if <paramref name="next"/> starts where this ends and continues it (same rights, same backing, next file pages).</summary>
         public bool CanJoin(Extent next) =>
@@ -147,6 +154,6 @@ public sealed unsafe partial class AddressSpace
             && (File == null || EndFilePage == next.FilePage);
 
         /// <summary>This extent extended over <paramref name="next"/> (which <see cref="CanJoin"/>).</summary>
-        public Extent Join(Extent next) => this with { End = next.End };
+        public Extent Join(Extent next) => this with { End = next.End, AnonVma = AnonVma || next.AnonVma };
     }
 }

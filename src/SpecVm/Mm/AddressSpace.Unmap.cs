@@ -51,8 +51,7 @@ public sealed unsafe partial class AddressSpace
             Hook(HookPoint.WriterAfterIndexPublish, cpu);
             foreach (Vma v in old)
             {
-                // Release: readers that find this VMA through an old index snapshot see it detached.
-                Volatile.Write(ref v.Detached, 1);
+                v.MarkDetached(); // Readers that find this VMA through an old index snapshot see it detached.
             }
 
             ulong zapStart = Math.Max(start, old[0].Start);

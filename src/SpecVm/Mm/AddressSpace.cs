@@ -47,6 +47,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly VmaSlab _slab;
     private readonly AddressSpaceOptions _options;
     private readonly bool _targeted;
+
+    private readonly bool _useZeroPage;
+    private readonly PerVmaLockScope _vmaLockScope;
     private readonly long[]?[] _gathers;
     private readonly List<Vma>?[] _scratch;
     private FaultStrategy _strategy;
@@ -73,6 +76,8 @@ public sealed unsafe partial class AddressSpace : IDisposable
         _options = options ?? new AddressSpaceOptions();
         _options.Validate();
         _targeted = _options.TargetedShootdowns;
+        _useZeroPage = _options.UseZeroPage;
+        _vmaLockScope = _options.PerVmaLockScope;
         _accessContext = _tlb;
         _machine = machine;
         _memory = machine.Memory;
@@ -115,6 +120,12 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     /// <summary>The per-VMA-lock sequence (Linux <c>mm_lock_seq</c>), bumped when the mmap write lock is released.</summary>
     internal ref int LockSeq => ref _lockSeq.Value;
+
+    /// <summary><see cref="AddressSpaceOptions.UseZeroPage"/> as fixed at construction (read on every anonymous read fault).</summary>
+    internal bool UseZeroPage => _useZeroPage;
+
+    /// <summary><see cref="AddressSpaceOptions.PerVmaLockScope"/> as fixed at construction (read on every per-VMA-lock fault).</summary>
+    internal PerVmaLockScope VmaLockScope => _vmaLockScope;
 
     /// <summary>Replaces the fault strategy (only while no CPU is faulting in this address space).</summary>
     /// <param name="strategy">The new strategy.</param>
@@ -185,9 +196,14 @@ public sealed unsafe partial class AddressSpace : IDisposable
             _pageTable.FreeAll(-1, pte =>
             {
                 ref PageFrame frame = ref memory.Frame(pte.Pfn);
-                if (frame.ReadState() == FrameState.Anonymous)
+                FrameState state = frame.ReadState();
+                if (state == FrameState.Anonymous)
                 {
                     frames.Free(-1, pte.Pfn);
+                }
+                else if (state == FrameState.ZeroPage)
+                {
+                    // The shared zero page: neither counted nor freed (the machine owns it).
                 }
                 else
                 {

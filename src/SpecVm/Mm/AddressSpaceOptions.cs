@@ -32,11 +32,74 @@ public sealed class AddressSpaceOptions
     /// </summary>
     public bool DowngradeOnUnmap { get; set; } = true;
 
+    /// <summary>
+    /// Anonymous read faults map the machine's shared zero page read-only (<see cref="Smp.Machine.ZeroPfn"/>) instead of
+    /// allocating and zeroing a frame; the first write to such a page then allocates a zeroed frame (Linux
+    /// <c>do_anonymous_page</c>: <c>pte_mkspecial(pfn_pte(my_zero_pfn(...)))</c> on a read fault, and
+    /// <c>wp_page_copy</c> with the zero pfn on the write that follows). Default true, as Linux (unless
+    /// <c>mm_forbids_zeropage</c>); false allocates on every anonymous fault, as SpecVm did before.
+    /// </summary>
+    public bool UseZeroPage { get; set; } = true;
+
+    /// <summary>
+    /// Which faults the per-VMA-lock strategy (<c>PerVmaLockStrategy</c>) handles under the VMA lock, by Linux version (see
+    /// <see cref="Mm.PerVmaLockScope"/>). Default <see cref="PerVmaLockScope.Full"/>, the newest kernels' behaviour
+    /// (6.10 and later, 6.15 included).
+    /// </summary>
+    public PerVmaLockScope PerVmaLockScope { get; set; } = PerVmaLockScope.Full;
+
     internal void Validate()
     {
+        if (!Enum.IsDefined(PerVmaLockScope))
+        {
+            throw new ArgumentOutOfRangeException(nameof(PerVmaLockScope), PerVmaLockScope, "Not a PerVmaLockScope value.");
+        }
+
         if (ZapBatchPages < 1 || ZapBatchPages > 1 << 20)
         {
             throw new ArgumentOutOfRangeException(nameof(ZapBatchPages), ZapBatchPages, "Zap batch must be 1..1048576 pages.");
         }
     }
+}
+
+/// <summary>
+/// Which page faults the per-VMA lock handles without the mmap lock, as Linux widened it release by release
+/// (<c>lock_vma_under_rcu</c> in mm/memory.c, later mm/mmap_lock.c). A fault outside the scope falls back to the mmap
+/// lock, counted the way Linux counts it: refused by <c>lock_vma_under_rcu</c> (<see cref="Smp.CpuCounter.VmaLockAbort"/>),
+/// or locked and then given up with <c>VM_FAULT_RETRY</c> (<see cref="Smp.CpuCounter.VmaLockRetry"/>).
+/// </summary>
+public enum PerVmaLockScope
+{
+    /// <summary>
+    /// Linux 6.4–6.5: anonymous VMAs only, and only once they have an <c>anon_vma</c>. <c>lock_vma_under_rcu</c> refuses
+    /// (abort) a file-backed VMA (<c>!vma_is_anonymous</c>) and an anonymous VMA whose <c>anon_vma</c> is not yet set
+    /// (its allocation, <c>find_mergeable_anon_vma</c>, looks at unlocked neighbours).
+    /// </summary>
+    AnonymousOnly,
+
+    /// <summary>
+    /// Linux 6.6: file-backed VMAs are locked too ("mm: allow per-VMA locks on file-backed VMAs"), but only the
+    /// fault-around of pages already in the page cache runs under the VMA lock (<c>do_read_fault</c> after
+    /// <c>do_fault_around</c>); a read that must call <c>-&gt;fault</c> (page not cached), a copy-on-write fault
+    /// (<c>do_cow_fault</c>), a shared-file write (<c>do_shared_fault</c>) and a write to a present read-only page of a
+    /// shared file (<c>do_wp_page</c>) return <c>VM_FAULT_RETRY</c> (retry). Anonymous VMAs without an <c>anon_vma</c>
+    /// are still refused by <c>lock_vma_under_rcu</c> (abort), and a copy-on-write copy needs one (retry).
+    /// </summary>
+    FileRetry,
+
+    /// <summary>
+    /// Linux 6.7–6.9 ("Handle more faults under the VMA lock"): file faults run under the VMA lock
+    /// (<c>vmf_can_call_fault</c> passes for files with <c>map_pages</c>, as every page-cache file has); copy-on-write
+    /// needs an <c>anon_vma</c> (<c>vmf_anon_prepare</c>: retry without one). <c>lock_vma_under_rcu</c> still refuses
+    /// an anonymous VMA without an <c>anon_vma</c> (abort).
+    /// </summary>
+    FileFaults,
+
+    /// <summary>
+    /// Linux 6.10 and later ("mm: delay the check for a NULL anon_vma"): <c>lock_vma_under_rcu</c> no longer looks at
+    /// the <c>anon_vma</c>; a fault that must allocate an anonymous page or copy one (<c>do_anonymous_page</c> writes,
+    /// <c>do_cow_fault</c>, <c>wp_page_copy</c>) in a VMA without one returns <c>VM_FAULT_RETRY</c> from
+    /// <c>vmf_anon_prepare</c> (retry), and the mmap lock path allocates it. A zero-page read fault needs none.
+    /// </summary>
+    Full,
 }

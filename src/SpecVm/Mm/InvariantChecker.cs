@@ -129,7 +129,7 @@ public static class InvariantChecker
     /// <see cref="Protection.Write"/>, and in a private file mapping only for a private copy; user-accessible exactly when
     /// the protection is not <see cref="Protection.None"/>; no-execute exactly when it lacks
     /// <see cref="Protection.Execute"/>), and maps a frame of the right kind (anonymous frames for
-    /// anonymous VMAs, the file's own page for shared ones).
+    /// anonymous VMAs, the file's own page for shared ones, the machine's zero page only read-only in anonymous VMAs).
     /// </summary>
     /// <param name="mm">The address space.</param>
     public static IReadOnlyList<string> CheckPtes(AddressSpace mm)
@@ -202,6 +202,23 @@ public static class InvariantChecker
                     }
 
                     break;
+                case FrameState.ZeroPage:
+                    if (pte.Pfn != mm.Machine.ZeroPfn)
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps frame {pte.Pfn} in the zero-page state, but the machine's zero page is frame {mm.Machine.ZeroPfn}.");
+                    }
+
+                    if (pte.IsWritable)
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps the shared zero page writable: a write would reach every zero-page mapping.");
+                    }
+
+                    if (vma.Kind != MappingKind.Anonymous)
+                    {
+                        Add(violations, $"PTE at 0x{va:x} ({pte}) maps the zero page in file-backed {vma}.");
+                    }
+
+                    break;
                 default:
                     Add(violations, $"PTE at 0x{va:x} ({pte}) maps a frame in state {state} (use after free or a half-made fault).");
                     break;
@@ -223,7 +240,8 @@ public static class InvariantChecker
 
     /// <summary>
     /// Frames balance: the census adds up, none awaits a flush or is half prepared, the free count matches the
-    /// allocator's lists, page tables match what the address spaces own, every anonymous frame is mapped by exactly one
+    /// allocator's lists, the machine's zero page is the one frame in its state with map count 0 (its mappings are not
+    /// counted), page tables match what the address spaces own, every anonymous frame is mapped by exactly one
     /// PTE with map count 1, every page-cache frame's map count matches its PTEs, and the files cache every page-cache frame.
     /// </summary>
     /// <param name="machine">The machine.</param>
@@ -270,6 +288,12 @@ public static class InvariantChecker
             Add(violations, $"{census.PageTables} frames are page tables, but the address spaces own {tables - 1} (+1 reserved): {(census.PageTables > tables ? "a table leaked" : "a table was freed and is still counted")}.");
         }
 
+        // The shared zero page: exactly one frame, the machine's, allocated with it and never freed.
+        if (census.ZeroPage != 1)
+        {
+            Add(violations, $"{census.ZeroPage} frames are in the zero-page state; the machine has exactly one zero page ({census}).");
+        }
+
         long cached = 0;
         foreach (SimFile f in files)
         {
@@ -307,6 +331,17 @@ public static class InvariantChecker
                     if (frame.MapCount != ptes)
                     {
                         Add(violations, $"Page-cache frame {pfn} (file {frame.Owner} page {frame.Index}) has map count {frame.MapCount} but {ptes} PTE(s) map it.");
+                    }
+
+                    break;
+                case FrameState.ZeroPage:
+                    if (pfn != machine.ZeroPfn)
+                    {
+                        Add(violations, $"Frame {pfn} is in the zero-page state, but the machine's zero page is frame {machine.ZeroPfn}.");
+                    }
+                    else if (frame.MapCount != 0)
+                    {
+                        Add(violations, $"The zero page has map count {frame.MapCount}; its mappings ({ptes} PTE(s)) are never counted.");
                     }
 
                     break;

@@ -11,7 +11,7 @@ internal static class PteRights
 {
     /// <summary>The PTE flags a page of <paramref name="vma"/> gets, for a frame in state <paramref name="frameState"/>.</summary>
     /// <param name="vma">The VMA.</param>
-    /// <param name="frameState">The frame's state once mapped (<see cref="FrameState.Anonymous"/> or <see cref="FrameState.PageCache"/>).</param>
+    /// <param name="frameState">The frame's state once mapped (<see cref="FrameState.Anonymous"/>, <see cref="FrameState.PageCache"/> or <see cref="FrameState.ZeroPage"/>).</param>
     public static ulong For(Vma vma, FrameState frameState)
     {
         ArgumentNullException.ThrowIfNull(vma);
@@ -22,7 +22,9 @@ internal static class PteRights
         }
 
         ulong flags = Pte.User | ((p & Protection.Execute) == 0 ? Pte.NoExecute : 0);
-        if ((p & Protection.Write) != 0 && (frameState == FrameState.Anonymous || vma.Kind == MappingKind.SharedFile))
+        // The shared zero page is never writable, whatever the VMA allows: a write faults and gets a private copy
+        // (Linux maps it with pte_mkspecial and no write bit; mprotect's can_change_pte_writable refuses it too).
+        if ((p & Protection.Write) != 0 && frameState != FrameState.ZeroPage && (frameState == FrameState.Anonymous || vma.Kind == MappingKind.SharedFile))
         {
             flags |= Pte.Writable;
         }

@@ -90,6 +90,14 @@ public sealed unsafe class SimFile : IDisposable
     public long CachedPages => _pages.LongCount(p => Volatile.Read(ref p) != 0);
 
     /// <summary>
+    /// True if page <paramref name="index"/> is in the page cache now (what Linux's fault-around, <c>filemap_map_pages</c>,
+    /// can map without calling <c>-&gt;fault</c>). A racy answer: the page may be read in right after.
+    /// </summary>
+    /// <param name="index">The page index in the file.</param>
+    internal bool IsCached(long index) =>
+        (ulong)index < (ulong)_pages.Length && Volatile.Read(ref _pages[index]) != 0; // Acquire, as GetPage's read.
+
+    /// <summary>
     /// The page-cache frame of page <paramref name="index"/>, reading it in (zero-filled) if needed; -1 when out of frames.
     /// Two CPUs reading in the same page agree on one frame (the loser frees its copy).
     /// </summary>

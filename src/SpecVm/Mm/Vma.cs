@@ -53,6 +53,13 @@ public sealed class Vma
     /// <summary>Nonzero once removed from the index (Linux's <c>vma_has_changed</c> checks the tree node for this).</summary>
     private int _detached;
 
+    /// <summary>
+    /// Nonzero once the VMA has an <c>anon_vma</c> (Linux <c>vma-&gt;anon_vma != NULL</c>): set by the first fault under
+    /// the mmap lock that maps a private anonymous page here (<c>__anon_vma_prepare</c>), kept by the pieces of a split
+    /// and by a merge that includes a VMA having one. Per-VMA-lock faults read it (<see cref="HasAnonVma"/>).
+    /// </summary>
+    private int _anonVma;
+
     /// <summary>Nonzero while sitting in the slab after retirement (with poisoning on).</summary>
     private int _poisoned;
 
@@ -116,6 +123,23 @@ public sealed class Vma
     /// <summary>True once removed from its address space.</summary>
     public bool IsDetached => Volatile.Read(ref _detached) != 0;
 
+    /// <summary>
+    /// True once the VMA has an <c>anon_vma</c> (Linux <c>vma-&gt;anon_vma</c>): the first fault that maps a private
+    /// anonymous page into it under the mmap lock sets it. Per-VMA-lock faults that would need one fall back to the
+    /// mmap lock until then (<see cref="AddressSpaceOptions.PerVmaLockScope"/>).
+    /// </summary>
+    public bool HasAnonVma
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            // Acquire read: pairs with the release in PrepareAnonVma; the flag only goes from 0 to 1 while the VMA is
+            // published, and a stale 0 only sends a fault to the mmap lock, which sets it again (harmlessly).
+            VirtualTime.Access(this, LineSeq, LineAccess.Load);
+            return Volatile.Read(ref _anonVma) != 0;
+        }
+    }
+
     /// <summary>The sequence count (by reference).</summary>
     internal ref SeqCount Seq
     {
@@ -144,7 +168,7 @@ public sealed class Vma
     /// </summary>
     internal ref int Refs => ref _refs.Value;
 
-    /// <summary>The per-VMA-lock reader count, by reference (layout tests).</summary>
+    /// <summary>The per-VMA-lock reader word (count and detached bit), by reference (layout tests).</summary>
     internal ref int ReaderCount => ref _readers.Value;
 
     /// <summary>True while the VMA sits poisoned in the slab (read without counting a poisoned read; for checkers).</summary>
@@ -182,10 +206,62 @@ public sealed class Vma
         _lockSeq = -1;
         _readers.Value = 0;
         _detached = 0;
+        _anonVma = 0;
         _poisoned = 0;
 
         // Seq keeps counting across reuse (never reset): a reader holding a stale start value of a recycled VMA
         // then sees a different count, which is what SLAB_TYPESAFE_BY_RCU readers rely on.
+    }
+
+    /// <summary>
+    /// Gives the VMA its <c>anon_vma</c> (Linux <c>__anon_vma_prepare</c>); the caller holds the mmap lock (read is
+    /// enough: the flag only goes from 0 to 1, and concurrent faulters setting it agree).
+    /// </summary>
+    internal void PrepareAnonVma()
+    {
+        // Read first: every mmap-lock fault into the VMA passes here, and storing an unchanged flag would still take
+        // the line exclusive on every fault, bouncing it between faulting CPUs.
+        VirtualTime.Access(this, LineSeq, LineAccess.Load);
+        if (Volatile.Read(ref _anonVma) == 0)
+        {
+            // Release: pairs with HasAnonVma's acquire (nothing else is published with it; a plain store would do on
+            // x86, the release keeps it ordered after the fault's own checks on weaker hardware).
+            VirtualTime.Access(this, LineSeq, LineAccess.Store);
+            Volatile.Write(ref _anonVma, 1);
+        }
+    }
+
+    /// <summary>Copies the <c>anon_vma</c> of <paramref name="from"/> to this new, unpublished VMA (split and merge keep it).</summary>
+    /// <param name="from">A VMA this one replaces.</param>
+    internal void InheritAnonVma(Vma from)
+    {
+        // Acquire read: the flag may have been set by a fault under the mmap read lock before the caller's write lock.
+        if (Volatile.Read(ref from._anonVma) != 0)
+        {
+            SetAnonVmaUnpublished();
+        }
+    }
+
+    /// <summary>Gives this new, unpublished VMA an <c>anon_vma</c> (it replaces VMAs that had one).</summary>
+    internal void SetAnonVmaUnpublished() =>
+        _anonVma = 1; // Plain store: not yet published; the index publication (a release) makes it visible with the rest.
+
+
+    /// <summary>
+    /// Marks the VMA detached (removed from the index), for both kinds of lockless reader: the speculative path reads
+    /// <see cref="Detached"/>; the per-VMA lock's <see cref="TryReadLock"/> finds the detached bit in the reader word.
+    /// The caller holds the mmap lock for write and has write-locked the VMA (<see cref="WriteLock"/>).
+    /// </summary>
+    internal void MarkDetached()
+    {
+        // Release: readers that find this VMA through an old index snapshot see it detached.
+        Volatile.Write(ref _detached, 1);
+
+        // Or (full fence): the detached bit joins the reader word atomically with any reader's CAS, so a reader either
+        // sees the bit and refuses (Linux 6.15: vm_refcnt is 0 once detached, refcount_inc_not_zero fails) or its CAS
+        // came first, and then it sees this VMA write-locked when it rechecks the mark.
+        VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
+        Interlocked.Or(ref _readers.Value, ReaderDetached);
     }
 
     internal void Poison()
@@ -211,28 +287,88 @@ public sealed class Vma
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReportPoisonedRead() => _slab.ReportPoisonedRead();
 
-    /// <summary>Per-VMA lock, read side (<c>vma_start_read</c>): fails if a writer marked this VMA or is marking it.</summary>
+    /// <summary>The reader word's detached bit (see <see cref="TryReadLock"/>).</summary>
+    internal const int ReaderDetached = 1 << 30;
+
+    /// <summary>The reader word's count of per-VMA-lock readers inside.</summary>
+    internal const int ReaderMask = ReaderDetached - 1;
+
+    /// <summary>
+    /// Readers at most (Linux 6.15 <c>VMA_REF_LIMIT</c>): a CAS that would pass it refuses instead of carrying into
+    /// the detached bit. Far above any CPU count: a reader holds at most one count.
+    /// </summary>
+    private const int MaxReaders = ReaderMask - 1;
+
+    /// <summary>
+    /// Per-VMA lock, read side (<c>vma_start_read</c>): a CAS loop on the reader word, refusing a detached VMA, then a
+    /// recheck of the writer's mark.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// The reader word, alone on its cache line:
+    /// <code>
+    ///  31  30  29                          0
+    /// +---+---+-----------------------------+
+    /// | 0 | D |   readers inside            |   D: detached (MarkDetached), never cleared while the VMA lives
+    /// +---+---+-----------------------------+
+    /// </code>
+    /// As Linux: 6.4–6.14 take <c>down_read_trylock(&amp;vma-&gt;vm_lock-&gt;lock)</c> (a cmpxchg loop that refuses a
+    /// writer-held rwsem), 6.15 <c>__refcount_inc_not_zero_limited_acquire(&amp;vma-&gt;vm_refcnt)</c> (a cmpxchg loop
+    /// that refuses a detached VMA, whose count is 0, and a count at the limit). Both check
+    /// <c>vm_lock_seq == mm_lock_seq</c> (write-locked in the current write section) before and after.
+    /// Why a CAS and not a fetch-add: the increment must be conditional. A fetch-add always lands, so a reader would count
+    /// itself into a detached VMA (one the writer has stopped waiting on, and that goes back to the slab after the grace
+    /// period) and have to back out, and a count at the limit would carry into the detached bit.
+    /// </para>
+    /// </remarks>
     /// <param name="mmLockSeq">The address space's current lock sequence.</param>
-    internal bool TryReadLock(ref int mmLockSeq)
+    internal VmaReadLock TryReadLock(ref int mmLockSeq)
     {
         // Acquire reads: a VMA marked by the current write section is locked; don't bother bouncing its line.
         VirtualTime.Access(this, LineLockSeq, LineAccess.Load);
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
-            return false;
+            return VmaReadLock.WriteLocked;
         }
 
-        // Full fence (Interlocked), one half of a Dekker pair with WriteLock: we publish our reader count, then
-        // re-read the mark; the writer publishes the mark, then reads the reader count. One of us sees the other.
+        // The read that seeds the CAS is priced with the CAS it feeds (one exclusive fetch of the line, as a lock
+        // cmpxchg right after a load of the same line costs on x86); each failed CAS is priced again.
         VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
-        Interlocked.Increment(ref _readers.Value);
+        int seen = Volatile.Read(ref _readers.Value);
+        while (true)
+        {
+            if ((seen & ReaderDetached) != 0)
+            {
+                return VmaReadLock.Detached; // Linux 6.15: oldcnt == 0, -EAGAIN: the caller looks the address up again.
+            }
+
+            if ((seen & ReaderMask) >= MaxReaders)
+            {
+                return VmaReadLock.WriteLocked; // At the limit (6.15's VMA_REF_LIMIT): refuse, as a busy lock.
+            }
+
+            // CAS (full fence), the claim and one half of a Dekker pair with WriteLock: our count is published before
+            // we re-read the writer's mark below; the writer publishes its mark (Exchange) before it reads our count.
+            // One of us sees the other. Acquire is what Linux needs here (_acquire): the VMA's fields read by the fault
+            // cannot be read before the count that pins them.
+            int previous = Interlocked.CompareExchange(ref _readers.Value, seen + 1, seen);
+            if (previous == seen)
+            {
+                break;
+            }
+
+            // Another reader came or went, or the VMA was just marked detached: retry with the value we saw.
+            seen = previous;
+            VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
+        }
+
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
-            Interlocked.Decrement(ref _readers.Value);
-            return false;
+            ReadUnlock(); // A writer marked it between our first check and our CAS: give the count back, fall back.
+            return VmaReadLock.WriteLocked;
         }
 
-        return true;
+        return VmaReadLock.Locked;
     }
 
     /// <summary>Per-VMA lock, read release (<c>vma_end_read</c>).</summary>
@@ -240,7 +376,8 @@ public sealed class Vma
     {
         // Full fence: the fault's work is done before the writer may see zero readers.
         VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
-        if (Interlocked.Decrement(ref _readers.Value) < 0)
+        int after = Interlocked.Decrement(ref _readers.Value);
+        if ((after & ReaderMask) == ReaderMask || after < 0)
         {
             Interlocked.Increment(ref _readers.Value);
             throw new SynchronizationLockException("Vma.ReadUnlock without a matching read lock.");
@@ -261,7 +398,7 @@ public sealed class Vma
         VirtualTime.Access(this, LineLockSeq, LineAccess.Store);
         Interlocked.Exchange(ref _lockSeq, mmLockSeq);
         VirtualTime.Access(this, LineReaders, LineAccess.Load);
-        while (Volatile.Read(ref _readers.Value) != 0)
+        while ((Volatile.Read(ref _readers.Value) & ReaderMask) != 0)
         {
             // A fault holds this VMA read-locked; it finishes without any lock we hold, so waiting is safe.
             CpuRelax.Step(waiter);
@@ -307,4 +444,17 @@ public sealed class Vma
         [System.Runtime.InteropServices.FieldOffset(CacheLine.Size)]
         public int Value;
     }
+}
+
+/// <summary>What <see cref="Vma.TryReadLock"/> found.</summary>
+internal enum VmaReadLock
+{
+    /// <summary>Read-locked: the caller must <see cref="Vma.ReadUnlock"/>.</summary>
+    Locked,
+
+    /// <summary>A writer marked the VMA in its current write section (or the count is at its limit): fall back.</summary>
+    WriteLocked,
+
+    /// <summary>The VMA was removed from the index (Linux 6.15 <c>-EAGAIN</c>): look the address up again.</summary>
+    Detached,
 }

@@ -102,17 +102,22 @@ public enum CpuCounter
     /// <summary>Speculative attempts that fell back to the classic path.</summary>
     SpecFallbacks,
 
-    /// <summary>Per-VMA lock faults that read-locked the VMA and completed.</summary>
+    /// <summary>Per-VMA lock faults that read-locked the VMA and completed (Linux <c>VMA_LOCK_SUCCESS</c>).</summary>
     VmaLockSuccess,
 
     /// <summary>
     /// Per-VMA lock attempts that gave up and fell back to the mmap lock (Linux <c>VMA_LOCK_ABORT</c>, counted by
-    /// <c>lock_vma_under_rcu</c>): no VMA at the address, a VMA the per-VMA lock does not cover (file-backed), a VMA a
+    /// <c>lock_vma_under_rcu</c>): no VMA at the address, a VMA the per-VMA lock's scope does not cover (file-backed
+    /// before 6.6; anonymous without an <c>anon_vma</c> before 6.10: <c>AddressSpaceOptions.PerVmaLockScope</c>), a VMA a
     /// writer has marked, or one whose range no longer holds the address.
     /// </summary>
     VmaLockAbort,
 
-    /// <summary>Per-VMA lock faults that had to be retried under the mmap lock after locking the VMA.</summary>
+    /// <summary>
+    /// Per-VMA lock faults that locked the VMA and then returned <c>VM_FAULT_RETRY</c> (Linux <c>VMA_LOCK_RETRY</c>): the
+    /// scope sends them to the mmap lock (6.6's file faults that need <c>-&gt;fault</c>, copy-on-write or a shared-file
+    /// write; <c>vmf_anon_prepare</c> without an <c>anon_vma</c>); they are retried there.
+    /// </summary>
     VmaLockRetry,
 
     /// <summary>
@@ -147,6 +152,13 @@ public enum CpuCounter
     /// the range had served them a translation (<c>AddressSpaceOptions.TargetedShootdowns</c>).
     /// </summary>
     TargetedIpisAvoided,
+
+    /// <summary>
+    /// Anonymous read faults resolved by mapping the shared zero page (no frame allocated or zeroed; Linux
+    /// <c>do_anonymous_page</c>'s zero-page branch; <c>AddressSpaceOptions.UseZeroPage</c>). Each is counted as
+    /// <see cref="FaultAnonRead"/> too.
+    /// </summary>
+    FaultZeroPage,
 
     /// <summary>
     /// Wait histogram (<see cref="WaitHistogram"/>): mmap lock read waits of under 1 µs. Each <see cref="WaitKind"/> has

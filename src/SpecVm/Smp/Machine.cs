@@ -31,6 +31,7 @@ public sealed unsafe class Machine : IDisposable
     private readonly PerCpu<CounterBlock> _counters;
     private readonly PhysicalMemory _memory;
     private readonly FrameAllocator _frames;
+    private readonly long _zeroPfn;
     private readonly Srcu _srcu;
     private readonly CountdownEvent _started;
     private readonly List<string> _violations = [];
@@ -60,6 +61,12 @@ public sealed unsafe class Machine : IDisposable
         int n = options.CpuCount;
         _memory = new PhysicalMemory((int)(options.MemoryBytes / PhysicalMemory.PageSize));
         _frames = new FrameAllocator(_memory, n);
+
+        // The shared zero page (Linux empty_zero_page / my_zero_pfn): one frame for the machine's life, never freed,
+        // never map-counted. Zeroed here, before any CPU runs, and never written again (every PTE that maps it is
+        // read-only), so the thread starts below publish its contents to every CPU.
+        _zeroPfn = _frames.Allocate(-1, FrameState.ZeroPage);
+        new Span<byte>(_memory.FrameData(_zeroPfn), PhysicalMemory.PageSize).Clear();
         _srcu = new Srcu(n);
         System.Diagnostics.Debug.Assert((int)CpuCounter.Count <= CounterBlock.Capacity, "CounterBlock too small for CpuCounter.");
         _counters = new PerCpu<CounterBlock>(n);
@@ -112,6 +119,13 @@ public sealed unsafe class Machine : IDisposable
 
     /// <summary>The frame allocator.</summary>
     public FrameAllocator Frames => _frames;
+
+    /// <summary>
+    /// The shared zero page (Linux <c>my_zero_pfn</c>): the one frame, allocated with the machine and never freed, that
+    /// anonymous read faults map read-only when <c>AddressSpaceOptions.UseZeroPage</c> is on. Its state is
+    /// <see cref="FrameState.ZeroPage"/> and its map count stays 0, as Linux does not count the zero page's mappings.
+    /// </summary>
+    public long ZeroPfn => _zeroPfn;
 
     /// <summary>
     /// Protocol violations that debug checks observed (for example a lockless walker that found its page-table page

@@ -9,11 +9,11 @@ namespace SpecVm.Workloads;
 /// </summary>
 /// <remarks>
 /// On Linux each read fault maps the shared zero page (no allocation; the test's <c>MADV_NOHUGEPAGE</c> keeps it at
-/// 4 KiB pages). The model has no zero page (docs/design.md §7): an anonymous read fault allocates and zeroes a frame,
-/// and maps it writable, as a write fault does. So on the model this workload differs from page-fault1 only in the
-/// access (the faults count as <c>FaultAnonRead</c>), and it is pessimistic against Linux by the allocation and the
-/// zeroing; it is here to keep the read-fault curve next to Linux's once the model gains a zero page.
-/// </remarks>
+/// 4 KiB pages). So does the model by default (<see cref="AddressSpaceOptions.UseZeroPage"/>): the faults count as
+/// <c>FaultAnonRead</c> and <c>FaultZeroPage</c>, allocate and zero nothing, and the unmap frees nothing but page tables;
+/// what is left is the fault path's locking, the PTE table allocation and the shootdowns. With
+/// <c>UseZeroPage = false</c> each read fault allocates and zeroes a frame, as page-fault1's writes do.
+/// /// </remarks>
 /// <param name="mappingBytes">Bytes mapped per round (default 128 MiB, as will-it-scale).</param>
 /// <param name="mode">Threads (one address space) or processes.</param>
 public sealed class PageFaultZero(long mappingBytes = PageFaultWorkload.DefaultMappingBytes, WorkloadMode mode = WorkloadMode.Threads)

@@ -21,7 +21,7 @@ internal sealed class ConcurrentStress(int seed, TimeSpan duration)
     private const int Regions = 4;
     private const int HalfPages = 256;
 
-    public void Run(FaultStrategy strategy, ITestOutputHelper output)
+    public void Run(FaultStrategy strategy, ITestOutputHelper output, PerVmaLockScope scope = PerVmaLockScope.Full)
     {
         using Machine machine = TestMachines.Create(2, 64);
         long freeBefore = machine.Memory.Census().Free;
@@ -30,7 +30,7 @@ internal sealed class ConcurrentStress(int seed, TimeSpan duration)
         new Random(seed).NextBytes(churnFile.Data);
         churnFile.File.Write(0, churnFile.Data);
         SimFile[] files = [stableFile, churnFile.File];
-        using (var mm = new AddressSpace(machine, strategy, new AddressSpaceOptions { ZapBatchPages = 16 }))
+        using (var mm = new AddressSpace(machine, strategy, new AddressSpaceOptions { ZapBatchPages = 16, PerVmaLockScope = scope }))
         {
             machine.Run(0, cpu =>
             {
@@ -56,7 +56,7 @@ internal sealed class ConcurrentStress(int seed, TimeSpan duration)
             machine.Run(0, cpu => VerifyChurn(cpu, mm, churn));
             TestMachines.AssertNoViolations(mm, files);
             CounterSnapshot c = machine.Snapshot();
-            output.WriteLine($"{rounds} writer rounds ({segvs} writes refused while read-only), {ops} mutator ops; faults {c[CpuCounter.Faults]}, speculative {c[CpuCounter.SpecSuccess]}/{c[CpuCounter.SpecAttempts]}, per-VMA {c[CpuCounter.VmaLockSuccess]}, shootdowns {c[CpuCounter.Shootdowns]}, IPIs {c[CpuCounter.IpisSent]}");
+            output.WriteLine($"{rounds} writer rounds ({segvs} writes refused while read-only), {ops} mutator ops; faults {c[CpuCounter.Faults]}, speculative {c[CpuCounter.SpecSuccess]}/{c[CpuCounter.SpecAttempts]}, per-VMA {c[CpuCounter.VmaLockSuccess]} (abort {c[CpuCounter.VmaLockAbort]}, retry {c[CpuCounter.VmaLockRetry]}, miss {c[CpuCounter.VmaLockMiss]}), zero page {c[CpuCounter.FaultZeroPage]}, shootdowns {c[CpuCounter.Shootdowns]}, IPIs {c[CpuCounter.IpisSent]}");
         }
 
         foreach (SimFile f in files)

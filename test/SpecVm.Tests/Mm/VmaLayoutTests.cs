@@ -42,6 +42,7 @@ public sealed class VmaLayoutTests(ITestOutputHelper output)
             Field("_lockSeq", "int", ref data, ref LockSeq(vma)),
             Field("_readers.Value", "int", ref data, ref vma.ReaderCount),
             Field("_detached", "int", ref data, ref Detached(vma)),
+            Field("_anonVma", "int", ref data, ref AnonVma(vma)),
             Field("_poisoned", "int", ref data, ref Poisoned(vma)),
         };
         fields.Sort((a, b) => a.Offset.CompareTo(b.Offset));
@@ -125,6 +126,9 @@ public sealed class VmaLayoutTests(ITestOutputHelper output)
 
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_lockSeq")]
     private static extern ref int LockSeq(Vma vma);
+
+    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_anonVma")]
+    private static extern ref int AnonVma(Vma vma);
 
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_detached")]
     private static extern ref int Detached(Vma vma);
