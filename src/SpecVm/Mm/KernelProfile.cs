@@ -34,6 +34,7 @@ public sealed class KernelProfile
     {
         DowngradeOnUnmap = false,
         PerVmaLocks = false,
+        PerVmaLockScope = PerVmaLockScope.AnonymousOnly,
     };
 
     /// <summary>
@@ -43,6 +44,7 @@ public sealed class KernelProfile
     {
         DowngradeOnUnmap = true,
         PerVmaLocks = true,
+        PerVmaLockScope = PerVmaLockScope.FileRetry,
     };
 
     /// <summary>
@@ -53,6 +55,7 @@ public sealed class KernelProfile
     {
         DowngradeOnUnmap = true,
         PerVmaLocks = true,
+        PerVmaLockScope = PerVmaLockScope.Full,
     };
 
     /// <summary>The profile runs use unless told otherwise: the newest, <see cref="Linux615"/>.</summary>
@@ -86,6 +89,20 @@ public sealed class KernelProfile
     /// <summary>Whether the kernel has per-VMA locks (6.4+). The per-VMA-lock strategy still runs without them, as 6.4's.</summary>
     public bool PerVmaLocks { get; private init; }
 
+    /// <summary>
+    /// Which faults the per-VMA lock handles (<see cref="AddressSpaceOptions.PerVmaLockScope"/>): 6.6 locks file VMAs and
+    /// retries what needs the page cache (<see cref="PerVmaLockScope.FileRetry"/>); 6.15 handles file faults and
+    /// checks the <c>anon_vma</c> where an anonymous page is allocated (<see cref="PerVmaLockScope.Full"/>, 6.10+);
+    /// the 4.14 profile, which has no per-VMA locks, uses 6.4's (<see cref="PerVmaLockScope.AnonymousOnly"/>).
+    /// </summary>
+    public PerVmaLockScope PerVmaLockScope { get; private init; } = PerVmaLockScope.Full;
+
+    /// <summary>
+    /// Anonymous read faults map the shared zero page (<c>do_anonymous_page</c>, every kernel of the profiles); see
+    /// <see cref="AddressSpaceOptions.UseZeroPage"/>.
+    /// </summary>
+    public bool UseZeroPage { get; private init; } = true;
+
     /// <summary>The preset called <paramref name="name"/> (case-insensitive), or null.</summary>
     /// <param name="name">A name from <see cref="Names"/>.</param>
     public static KernelProfile? TryGet(string name)
@@ -99,6 +116,8 @@ public sealed class KernelProfile
     {
         DowngradeOnUnmap = DowngradeOnUnmap,
         ZapBatchPages = ZapBatchPages,
+        PerVmaLockScope = PerVmaLockScope,
+        UseZeroPage = UseZeroPage,
     };
 
     /// <summary>Sets the machine-wide settings this kernel decides on <paramref name="options"/>.</summary>
@@ -114,6 +133,8 @@ public sealed class KernelProfile
         ["downgradeOnUnmap"] = DowngradeOnUnmap ? "true" : "false",
         ["zapBatchPages"] = ZapBatchPages.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["perVmaLocks"] = PerVmaLocks ? "true" : "false",
+        ["perVmaLockScope"] = PerVmaLockScope.ToString(),
+        ["useZeroPage"] = UseZeroPage ? "true" : "false",
     };
 
     /// <inheritdoc/>

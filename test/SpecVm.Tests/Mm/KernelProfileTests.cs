@@ -33,6 +33,10 @@ public class KernelProfileTests
             Assert.True(p.PerVmaLocks, p.Name);
         }
 
+        Assert.Equal(PerVmaLockScope.AnonymousOnly, KernelProfile.Linux414Spf.CreateAddressSpaceOptions().PerVmaLockScope);
+        Assert.Equal(PerVmaLockScope.FileRetry, KernelProfile.Linux66.CreateAddressSpaceOptions().PerVmaLockScope);
+        Assert.Equal(PerVmaLockScope.Full, KernelProfile.Linux615.CreateAddressSpaceOptions().PerVmaLockScope);
+
         // Each call gives fresh options: changing one run's cannot change the preset.
         AddressSpaceOptions a = KernelProfile.Default.CreateAddressSpaceOptions();
         a.DowngradeOnUnmap = false;
@@ -46,6 +50,8 @@ public class KernelProfileTests
         AddressSpaceOptions profile = KernelProfile.Default.CreateAddressSpaceOptions();
         Assert.Equal(plain.DowngradeOnUnmap, profile.DowngradeOnUnmap);
         Assert.Equal(plain.ZapBatchPages, profile.ZapBatchPages);
+        Assert.Equal(plain.PerVmaLockScope, profile.PerVmaLockScope);
+        Assert.Equal(plain.UseZeroPage, profile.UseZeroPage);
     }
 
     [Theory]
