@@ -113,7 +113,7 @@ public static unsafe class FaultCore
         {
             case MappingKind.Anonymous:
             {
-                long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                long pfn = AllocateUserPage(cpu);
                 if (pfn < 0)
                 {
                     return FaultResult.OutOfMemory;
@@ -144,7 +144,7 @@ public static unsafe class FaultCore
                     return FaultResult.Handled;
                 }
 
-                long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                long pfn = AllocateUserPage(cpu);
                 if (pfn < 0)
                 {
                     return FaultResult.OutOfMemory;
@@ -203,6 +203,10 @@ public static unsafe class FaultCore
         {
             frame.MapCount = 1;
             frame.WriteState(FrameState.Anonymous);
+
+            // Under the PTL and before the PTE store, as Linux's do_anonymous_page calls folio_add_lru_vma: a CPU that
+            // can reach the page to free it (through this PTE, under this PTL) finds it in an LRU batch.
+            cpu.Machine.Lru.Add(cpu.Id, page.Pfn);
         }
         else
         {
@@ -226,6 +230,22 @@ public static unsafe class FaultCore
         return true;
     }
 
+    /// <summary>
+    /// Allocates a frame for an anonymous page and charges it to the memory cgroup (Linux <c>alloc_anon_folio</c> →
+    /// <c>mem_cgroup_charge</c>, before the PTL); -1 when there is no frame or the cgroup refuses the charge.
+    /// </summary>
+    private static long AllocateUserPage(Cpu cpu)
+    {
+        long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+        if (pfn >= 0 && !cpu.Machine.Memcg.TryCharge(cpu.Id))
+        {
+            cpu.Machine.Frames.Free(cpu.Id, pfn);
+            return -1;
+        }
+
+        return pfn;
+    }
+
     /// <summary>Releases a prepared page that was not installed.</summary>
     /// <param name="cpu">The CPU.</param>
     /// <param name="mm">The address space.</param>
@@ -236,7 +256,8 @@ public static unsafe class FaultCore
         ArgumentNullException.ThrowIfNull(mm);
         if (page.Fresh)
         {
-            mm.Machine.Frames.Free(cpu.Id, page.Pfn);
+            mm.Machine.Frames.Free(cpu.Id, page.Pfn); // Never installed: never on the LRU.
+            mm.Machine.Memcg.Uncharge(cpu.Id, 1);
             page.Fresh = false;
         }
     }
@@ -266,7 +287,7 @@ public static unsafe class FaultCore
             if (write && (wanted & Pte.Writable) == 0 && state == FrameState.PageCache && vma.Kind == MappingKind.PrivateFile)
             {
                 // Copy-on-write of a page-cache page into a private frame.
-                long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                long copy = AllocateUserPage(cpu);
                 if (copy < 0)
                 {
                     return FaultResult.OutOfMemory;
@@ -277,6 +298,7 @@ public static unsafe class FaultCore
                 ref PageFrame copyFrame = ref memory.Frame(copy);
                 copyFrame.MapCount = 1;
                 copyFrame.WriteState(FrameState.Anonymous);
+                cpu.Machine.Lru.Add(cpu.Id, copy); // Under the PTL, before the PTE store (as in Install).
                 ulong flags = PteFlagsFor(vma, FrameState.Anonymous) | Pte.Present | Pte.Accessed | Pte.Dirty;
 
                 // Release: the copy is complete before the PTE points at it.

@@ -144,6 +144,10 @@ internal sealed unsafe class Simulator : IDisposable
             me.Gate.Reset();
             ThrowIfFailed();
             loop();
+
+            // Still in virtual time: the CPU's LRU batch and memcg stock empty at a deterministic point of the run (the
+            // machine's CPU loop would do it after the simulation, racing the other simulated CPUs in host time).
+            _machine.DrainMmBatches(cpu.Id);
         }
         catch (Exception e) when (e is not SimulatedDeadlockException)
         {
