@@ -55,7 +55,8 @@ public sealed unsafe class FrameAllocator : IDisposable
     private readonly Lock _noCpuLock = new();
     private readonly int _noCpuOwner;
 
-    // Two lines in native memory: the zone lock alone on the first, the free list's head and count on the second.
+    // Two lines in native memory: the zone lock (and its waiter count) on the first, the free list's head and count on
+    // the second.
     private byte* _zone;
     private int _poolCount;
     private long _poolAllocs;
@@ -330,9 +331,50 @@ public sealed unsafe class FrameAllocator : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void LockZone(int cpu)
     {
-        long waited = ZoneLock.LockTimed(cpu, null);
-        _lockCounters.Record(cpu, waited != 0, waited);
+        if (ZoneLock.TryLock(cpu))
+        {
+            _lockCounters.Record(cpu, false, 0);
+            return;
+        }
+
+        LockZoneSlow(cpu);
     }
+
+    /// <summary>
+    /// The contended path: counts itself in the waiter count next to the lock word (the analogue of qspinlock's
+    /// pending bit and tail, which contended waiters write in Linux's lock word too), then spins.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void LockZoneSlow(int cpu)
+    {
+        // Atomic: every waiter writes it; tests read it to know a CPU is spinning here (ParkedFault). No ordering is
+        // needed beyond that: it guards nothing.
+        VirtualTime.Access(_zone, LineAccess.Rmw);
+        Interlocked.Increment(ref ZoneWaitersWord);
+        long waited = ZoneLock.LockTimed(cpu, null);
+        VirtualTime.Access(_zone, LineAccess.Rmw);
+        Interlocked.Decrement(ref ZoneWaitersWord);
+        _lockCounters.Record(cpu, true, Math.Max(1, waited));
+    }
+
+    /// <summary>CPUs spinning for the zone lock now (a racy snapshot, for tests).</summary>
+    internal int ZoneWaiters => Volatile.Read(ref ZoneWaitersWord);
+
+    /// <summary>Takes the zone lock from a thread that is no CPU, closing the pool until <see cref="OpenZone"/> (tests that park a refill).</summary>
+    internal void CloseZone()
+    {
+        _noCpuLock.Enter();
+        ZoneLock.Lock(_noCpuOwner, null);
+    }
+
+    /// <summary>Releases what <see cref="CloseZone"/> took, on the same thread.</summary>
+    internal void OpenZone()
+    {
+        ZoneLock.Unlock(_noCpuOwner);
+        _noCpuLock.Exit();
+    }
+
+    private ref int ZoneWaitersWord => ref *(int*)(_zone + sizeof(int));
 
     /// <summary>
     /// The per-frame cost inside the zone lock: Linux's list manipulation misses once per <c>struct page</c> moved. In
