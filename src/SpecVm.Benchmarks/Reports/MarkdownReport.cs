@@ -122,6 +122,7 @@ internal static class MarkdownReport
 
         Details(sb, r, validation);
         WhereTheTimeGoes.Append(sb, r, validation);
+        MmLocksTable.Append(sb, r, validation);
         foreach (bool mode in Modes(r))
         {
             UslSection(sb, r, mode);
