@@ -29,6 +29,7 @@ internal sealed class ScaleOptions
     private Option<bool> _verify = null!;
     private Option<bool> _targeted = null!;
     private Option<bool> _noDowngrade = null!;
+    private Option<string> _kernel = null!;
     private Option<long> _mappingMib = null!;
     private Option<long> _sliceMib = null!;
     private Option<double> _writerRate = null!;
@@ -96,7 +97,13 @@ internal sealed class ScaleOptions
         },
         _noDowngrade = new Option<bool>("--no-unmap-downgrade")
         {
-            Description = "munmap holds the mmap lock for write through the zap and shootdowns, as the 4.14 kernels did (default: downgrade, as Linux 4.20+).",
+            Description = "munmap holds the mmap lock for write through the zap and shootdowns, as the 4.14 kernels did (default: as the kernel profile says; 4.20+ downgrade).",
+        },
+        _kernel = new Option<string>("--kernel")
+        {
+            Description = $"The Linux version the model behaves as: {string.Join(", ", KernelProfile.Names)} (default {KernelProfile.Default.Name}, the newest). "
+                + "It sets the munmap downgrade, the gather batch and the other version-dependent settings (docs/design.md §6); the result records it.",
+            DefaultValueFactory = _ => KernelProfile.Default.Name,
         },
         _mappingMib = new Option<long>("--mapping-mib")
         {
@@ -189,6 +196,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_verify);
         command.Options.Add(_targeted);
         command.Options.Add(_noDowngrade);
+        command.Options.Add(_kernel);
         command.Options.Add(_mappingMib);
         command.Options.Add(_sliceMib);
         command.Options.Add(_writerRate);
@@ -317,13 +325,17 @@ internal sealed class ScaleOptions
             warmup = virtualTime.Warmup.TotalSeconds;
         }
 
+        string kernelName = p.GetValue(_kernel) ?? KernelProfile.Default.Name;
+        KernelProfile kernel = KernelProfile.TryGet(kernelName)
+            ?? throw new UsageException($"--kernel: unknown kernel profile '{kernelName}' (known: {string.Join(", ", KernelProfile.Names)}).");
         string outDir = p.GetValue(_out) ?? Path.Combine("results", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe, p.GetValue(_verify))
         {
             MappingMib = mapping,
             SliceMib = slice,
             TargetedShootdowns = p.GetValue(_targeted),
-            DowngradeOnUnmap = !p.GetValue(_noDowngrade),
+            Kernel = kernel,
+            DowngradeOnUnmap = kernel.DowngradeOnUnmap && !p.GetValue(_noDowngrade),
             WriterOpsPerSecond = writerRate,
             AllowDebug = p.GetValue(_allowDebug),
             DryRun = p.GetValue(_dryRun),
@@ -489,7 +501,10 @@ internal sealed record ScaleSettings(
     /// <summary>Targeted TLB shootdowns in the model's address spaces.</summary>
     public bool TargetedShootdowns { get; init; }
 
-    /// <summary>munmap downgrades the mmap lock before zapping (Linux 4.20+).</summary>
+    /// <summary>The kernel profile (<c>--kernel</c>).</summary>
+    public KernelProfile Kernel { get; init; } = KernelProfile.Default;
+
+    /// <summary>munmap downgrades the mmap lock before zapping (Linux 4.20+; the profile's, unless <c>--no-unmap-downgrade</c>).</summary>
     public bool DowngradeOnUnmap { get; init; } = true;
 
     /// <summary>database-load bytes per loader, MiB.</summary>

@@ -102,6 +102,15 @@ internal static class ScaleRunner
         interrupt.Cancel();
     }
 
+    /// <summary>The kernel profile's address-space options with the command line's model switches on top.</summary>
+    private static AddressSpaceOptions AddressSpaceOptionsOf(ScaleSettings s)
+    {
+        AddressSpaceOptions o = s.Kernel.CreateAddressSpaceOptions();
+        o.TargetedShootdowns = s.TargetedShootdowns;
+        o.DowngradeOnUnmap = s.DowngradeOnUnmap;
+        return o;
+    }
+
     internal static ScalingOptions Options(ScaleSettings s, IProgress<ScalingProgress>? progress) => new()
     {
         Workloads = [.. s.Workloads],
@@ -112,7 +121,8 @@ internal static class ScaleRunner
         Repeats = s.Repeats,
         Oversubscribe = s.Oversubscribe,
         Verify = s.Verify,
-        AddressSpaceOptions = new AddressSpaceOptions { TargetedShootdowns = s.TargetedShootdowns, DowngradeOnUnmap = s.DowngradeOnUnmap },
+        AddressSpaceOptions = AddressSpaceOptionsOf(s),
+        KernelProfile = s.Kernel,
         VirtualTime = s.VirtualTime,
         Progress = progress,
     };

@@ -77,6 +77,12 @@ internal static class MarkdownReport
             Prediction(sb, r, predicted, validation);
         }
 
+        if (s.KernelProfile != null)
+        {
+            string settings = s.KernelProfileSettings == null ? string.Empty : " (" + string.Join(", ", s.KernelProfileSettings.Select(kv => $"{kv.Key} {kv.Value}")) + ")";
+            sb.AppendLine(Inv, $"- Kernel profile: {s.KernelProfile}{settings}");
+        }
+
         if (s.TargetedShootdowns != null || s.DowngradeOnUnmap != null)
         {
             sb.AppendLine(Inv, $"- Model: targeted shootdowns {(s.TargetedShootdowns == true ? "on" : "off")}; munmap {(s.DowngradeOnUnmap == false ? "holds the mmap lock for write through the zap (4.14)" : "downgrades to read before zapping (4.20+)")}");
@@ -123,6 +129,7 @@ internal static class MarkdownReport
         Details(sb, r, validation);
         WhereTheTimeGoes.Append(sb, r, validation);
         MmLocksTable.Append(sb, r, validation);
+        LinesPerFault.Append(sb, r);
         foreach (bool mode in Modes(r))
         {
             UslSection(sb, r, mode);

@@ -16,7 +16,8 @@ namespace SpecVm.Memory;
 /// <see cref="PcpHigh"/> frames gives <see cref="PcpBatch"/> back under the lock (<c>free_pcppages_bulk</c>). Linux's
 /// hold time is dominated by one cache miss per <c>struct page</c> moved (list manipulation in the buddy lists); the
 /// model's real-thread hold is what its copy of ints costs, and in virtual time each frame moved is one access to that
-/// frame's metadata line through the seam, so the simulated hold grows with the batch as Linux's does.
+/// frame's metadata line through the seam (keyed by the memory and the PFN: Linux's <c>struct page</c>), so the simulated
+/// hold grows with the batch as Linux's does.
 /// </para>
 /// <para>
 /// The zone lock is a spinlock (<see cref="PtLock"/>, Linux's <c>spinlock_t</c>) in native memory, alone on its line,
@@ -382,8 +383,11 @@ public sealed unsafe class FrameAllocator : IDisposable
     /// model's pool holds PFNs, and an artificial spin would only make the host's cost dishonest).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void TouchFrame(int pfn) =>
-        VirtualTime.Access(Unsafe.AsPointer(ref _memory.FrameUnchecked(pfn)), LineAccess.Store);
+    private void TouchFrame(int pfn) => VirtualTime.Access(_memory, pfn, LineAccess.Store);
+
+    /// <summary>What the native line at <paramref name="p"/> holds, if it is one of the zone's (the simulator's line labels).</summary>
+    internal string? LineLabel(byte* p) =>
+        p >= _zone && p < _zone + CacheLine.Size ? "zone->lock" : p >= _zone + CacheLine.Size && p < _zone + (2 * CacheLine.Size) ? "zone free list" : null;
 
     /// <summary>Moves up to <see cref="PcpBatch"/> frames from the pool into an empty cache (Linux <c>rmqueue_bulk</c>).</summary>
     private bool Refill(int cpu, ref Cache cache)

@@ -179,7 +179,7 @@ internal sealed unsafe class LruVec : IDisposable
             {
                 LruLock.Lock(_noCpuOwner, null);
                 VirtualTime.Access(_lines + CacheLine.Size, LineAccess.Store);
-                TakeOffList(ref frame);
+                TakeOffList(pfn);
                 ListCount--;
                 LruLock.Unlock(_noCpuOwner);
             }
@@ -255,7 +255,7 @@ internal sealed unsafe class LruVec : IDisposable
         {
             long pfn = b.Adds[i];
             ref PageFrame frame = ref _memory.FrameUnchecked(pfn);
-            VirtualTime.Access(Unsafe.AsPointer(ref frame), LineAccess.Rmw); // PG_lru and the list links: the page's line.
+            VirtualTime.Access(_memory, (int)pfn, LineAccess.Rmw); // PG_lru and the list links: the page's struct page line.
 
             // CAS (full fence) against Release's: Pending → OnLru publishes that the page is on the list (a zapper that
             // loses its CAS then reads OnLru and takes the page off under this lock). A failure means the page was
@@ -285,7 +285,7 @@ internal sealed unsafe class LruVec : IDisposable
         VirtualTime.Access(_lines + CacheLine.Size, LineAccess.Store);
         for (int i = 0; i < n; i++)
         {
-            TakeOffList(ref _memory.FrameUnchecked(b.Releases[i]));
+            TakeOffList(b.Releases[i]);
         }
 
         ListCount -= n;
@@ -299,11 +299,15 @@ internal sealed unsafe class LruVec : IDisposable
 
     /// <summary>Unlinks one page (its line touched under the lock); only the releaser writes an OnLru page's state.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TakeOffList(ref PageFrame frame)
+    private void TakeOffList(long pfn)
     {
-        VirtualTime.Access(Unsafe.AsPointer(ref frame), LineAccess.Rmw);
-        frame.LruState = None; // Plain: the lock's release publishes it with the list; the frame is ours until freed.
+        VirtualTime.Access(_memory, (int)pfn, LineAccess.Rmw); // The page's struct page line (PG_lru, list links).
+        _memory.FrameUnchecked(pfn).LruState = None; // Plain: the lock's release publishes it; the frame is ours until freed.
     }
+
+    /// <summary>What the native line at <paramref name="p"/> holds, if it is one of the LRU's (the simulator's line labels).</summary>
+    internal string? LineLabel(byte* p) =>
+        p >= _lines && p < _lines + CacheLine.Size ? "lru_lock" : p >= _lines + CacheLine.Size && p < _lines + (2 * CacheLine.Size) ? "LRU list" : null;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void LockLru(int cpu)

@@ -191,6 +191,10 @@ internal sealed unsafe class MemCgroup : IDisposable
         _counters.Record(cpu, false, VirtualTime.Timestamp() - start);
     }
 
+    /// <summary>What the native line at <paramref name="p"/> holds, if it is one of the hierarchy's (the simulator's line labels).</summary>
+    internal string? LineLabel(byte* p) =>
+        p >= _levels && p < _levels + (Math.Max(1, _depth) * CacheLine.Size) ? "memcg page counter" : null;
+
     private ref long Level(int level) => ref *(long*)(_levels + (level * CacheLine.Size));
 
     private struct Stock

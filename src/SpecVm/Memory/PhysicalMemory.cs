@@ -60,6 +60,12 @@ public sealed unsafe class PhysicalMemory : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ref PageFrame FrameUnchecked(long pfn) => ref _frames[pfn];
 
+    /// <summary>True if <paramref name="p"/> points into the frames' data (a PTE, for the simulator's line labels).</summary>
+    internal bool InArena(byte* p) => p >= _arena && p < _arena + ((long)FrameCount << PageShift);
+
+    /// <summary>True if <paramref name="p"/> points into the frame metadata (a PTL, for the simulator's line labels).</summary>
+    internal bool InFrameTable(byte* p) => p >= (byte*)_frames && p < (byte*)(_frames + FrameCount);
+
     /// <summary>The address of frame <paramref name="pfn"/>'s data.</summary>
     /// <param name="pfn">The page frame number.</param>
     public byte* FrameData(long pfn)

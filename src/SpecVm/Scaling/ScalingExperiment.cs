@@ -25,6 +25,8 @@ public sealed class ScalingExperiment
     public const string NativeStrategy = "native";
 
     private readonly ScalingOptions _options;
+    private readonly Mm.AddressSpaceOptions _profileOptions;
+    private readonly Dictionary<Workload, Mm.AddressSpaceOptions?> _ownOptions;
     private readonly int[] _threads;
 
     /// <summary>Validates <paramref name="options"/>; throws <see cref="ArgumentException"/> with a clear message on bad input.</summary>
@@ -32,6 +34,11 @@ public sealed class ScalingExperiment
     public ScalingExperiment(ScalingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.KernelProfile == null)
+        {
+            throw new ArgumentException("ScalingOptions.KernelProfile must not be null (KernelProfile.Default is the newest kernel).", nameof(options));
+        }
+
         int cores = Affinity.AllowedCores.Count;
         _threads = (options.ThreadCounts ?? Enumerable.Range(1, cores).ToList()).Distinct().Order().ToArray();
         if (options.Workloads.Count == 0)
@@ -79,6 +86,8 @@ public sealed class ScalingExperiment
         }
 
         _options = options;
+        _profileOptions = options.KernelProfile.CreateAddressSpaceOptions();
+        _ownOptions = options.Workloads.Distinct().ToDictionary(w => w, w => w.AddressSpaceOptions);
     }
 
     /// <summary>The thread counts, ascending.</summary>
@@ -108,8 +117,10 @@ public sealed class ScalingExperiment
                 ThreadCounts = _threads.ToList(),
                 Oversubscribe = _options.Oversubscribe,
                 Verify = _options.Verify,
-                TargetedShootdowns = (_options.AddressSpaceOptions ?? new Mm.AddressSpaceOptions()).TargetedShootdowns,
-                DowngradeOnUnmap = (_options.AddressSpaceOptions ?? new Mm.AddressSpaceOptions()).DowngradeOnUnmap,
+                TargetedShootdowns = EffectiveAddressSpaceOptions.TargetedShootdowns,
+                DowngradeOnUnmap = EffectiveAddressSpaceOptions.DowngradeOnUnmap,
+                KernelProfile = _options.KernelProfile.Name,
+                KernelProfileSettings = new Dictionary<string, string>(_options.KernelProfile.Settings()),
                 TimeMode = _options.VirtualTime == null ? "wall-clock" : "virtual",
                 VirtualTimePreset = _options.VirtualTime?.Model.Name,
             },
@@ -117,6 +128,11 @@ public sealed class ScalingExperiment
         if (_options.VirtualTime == null)
         {
             result.Warnings.AddRange(PlacementCheck.Warnings(_options.Workloads, _threads)); // Real threads only: virtual CPUs share no cores.
+        }
+
+        if (!_options.KernelProfile.PerVmaLocks && _options.Strategies.Any(s => s is Faults.PerVmaLockStrategy))
+        {
+            result.Warnings.Add($"Kernel profile {_options.KernelProfile.Name} has no per-VMA locks (merged in 6.4): per-vma-lock runs with 6.4's behaviour on this profile's other settings.");
         }
 
         List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
@@ -216,13 +232,28 @@ public sealed class ScalingExperiment
     }
 
     /// <summary>A fresh machine for one run: the measured tasks plus the workload's background CPUs, its memory.</summary>
-    private static Machine NewMachine(Workload workload, int threads, bool pin) => new(new MachineOptions
+    private Machine NewMachine(Workload workload, int threads, bool pin)
     {
-        CpuCount = threads + workload.BackgroundTasks,
-        MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
-        AllowOversubscription = true,
-        Pin = pin,
-    });
+        var options = new MachineOptions
+        {
+            CpuCount = threads + workload.BackgroundTasks,
+            MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
+            AllowOversubscription = true,
+            Pin = pin,
+        };
+        _options.KernelProfile.ApplyTo(options);
+        return new Machine(options);
+    }
+
+    /// <summary>The address-space options of the runs: the experiment's, or else the kernel profile's.</summary>
+    private Mm.AddressSpaceOptions EffectiveAddressSpaceOptions => _options.AddressSpaceOptions ?? _profileOptions;
+
+    /// <summary>
+    /// A workload's address-space options: the experiment's if given, else those the workload came with, else the kernel
+    /// profile's.
+    /// </summary>
+    private Mm.AddressSpaceOptions OptionsFor(Workload workload) =>
+        _options.AddressSpaceOptions ?? _ownOptions.GetValueOrDefault(workload) ?? _profileOptions;
 
     private RunMeasurement RunOnce(Workload workload, FaultStrategy? strategy, int threads)
     {
@@ -234,10 +265,7 @@ public sealed class ScalingExperiment
             machine.Memory.Prefault();
         }
 
-        if (_options.AddressSpaceOptions != null)
-        {
-            workload.AddressSpaceOptions = _options.AddressSpaceOptions;
-        }
+        workload.AddressSpaceOptions = OptionsFor(workload);
 
         workload.Setup(machine, strategy, threads);
         var state = new RunState(cpus);
@@ -339,10 +367,7 @@ public sealed class ScalingExperiment
     {
         int cpus = threads + workload.BackgroundTasks;
         using Machine machine = NewMachine(workload, threads, pin: false); // One CPU runs at a time: the host places the threads.
-        if (_options.AddressSpaceOptions != null)
-        {
-            workload.AddressSpaceOptions = _options.AddressSpaceOptions;
-        }
+        workload.AddressSpaceOptions = OptionsFor(workload);
 
         workload.Setup(machine, strategy, threads);
         double w0 = vt.Warmup.Ticks * 100.0, w1 = w0 + (vt.Duration.Ticks * 100.0); // ns
@@ -364,6 +389,7 @@ public sealed class ScalingExperiment
             WaitAll(Task.WhenAll(tasks));
             double hostSeconds = Stopwatch.GetElapsedTime(hostStart).TotalSeconds;
             long events = sim.Events, switches = sim.Switches;
+            SortedDictionary<string, LineOps> lines = sim.LineTally();
             sim.Dispose();
             simDisposed = true;
             if (verify)
@@ -403,8 +429,16 @@ public sealed class ScalingExperiment
             var metrics = new Dictionary<string, double>();
             workload.EndMeasurement(seconds, metrics);
             long faults = machine.Snapshot()[CpuCounter.Faults] - faultsBefore; // Every simulated fault of the run, warm-up included.
+            double perFault = 1.0 / Math.Max(1, faults);
             result = new RunMeasurement(seconds, perThread, bg, new CounterSnapshot(counters), 0, metrics)
             {
+                LinesPerFault = faults == 0 ? null : lines.ToDictionary(kv => kv.Key, kv => new SharedLineOps
+                {
+                    Loads = Math.Round(kv.Value.Loads * perFault, 3),
+                    Stores = Math.Round(kv.Value.Stores * perFault, 3),
+                    Rmws = Math.Round(kv.Value.Rmws * perFault, 3),
+                    Transfers = Math.Round(kv.Value.Transfers * perFault, 3),
+                }),
                 TaskCounters = new CounterSnapshot(taskCounters),
                 Simulation = new Dictionary<string, double>
                 {
@@ -636,6 +670,7 @@ public sealed class ScalingExperiment
             PredictedLow = runs[0].Band == null ? null : runs.Min(r => r.Band!.Value.Low),
             PredictedHigh = runs[0].Band == null ? null : runs.Max(r => r.Band!.Value.High),
             Simulation = runs[0].Simulation,
+            LinesPerFault = runs[0].LinesPerFault,
             Strategy = s?.Name ?? NativeStrategy,
             Threads = threads,
             Native = w.IsNative,
@@ -723,6 +758,9 @@ public sealed class ScalingExperiment
 
         /// <summary>Predicted runs: the simulation's speed figures.</summary>
         public Dictionary<string, double>? Simulation { get; init; }
+
+        /// <summary>Predicted runs: accesses per fault by kind of line.</summary>
+        public Dictionary<string, SharedLineOps>? LinesPerFault { get; init; }
 
         public double OpsPerSecond => PerThread.Sum();
     }

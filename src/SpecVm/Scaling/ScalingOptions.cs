@@ -37,9 +37,18 @@ public sealed class ScalingOptions
 
     /// <summary>
     /// Options for every model address space the workloads create (targeted shootdowns, the munmap downgrade, the zap
-    /// batch; recorded in the result's settings); null for the defaults. Set on each workload before its setup.
+    /// batch; recorded in the result's settings), taking precedence over the workloads' own and the kernel profile's;
+    /// null for each workload's own <see cref="Workload.AddressSpaceOptions"/>, or else the kernel profile's. Set on each
+    /// workload before its setup.
     /// </summary>
     public Mm.AddressSpaceOptions? AddressSpaceOptions { get; init; }
+
+    /// <summary>
+    /// The Linux version the model behaves as (<see cref="Mm.KernelProfile"/>): it sets the machine's memory-management
+    /// settings and, unless <see cref="AddressSpaceOptions"/> or a workload's own say otherwise, the address spaces'.
+    /// Recorded in the result. Default: <see cref="Mm.KernelProfile.Default"/> (the newest).
+    /// </summary>
+    public Mm.KernelProfile KernelProfile { get; init; } = Mm.KernelProfile.Default;
 
     /// <summary>
     /// Run in virtual time instead of on real threads (model workloads only): every point is predicted by a

@@ -191,6 +191,12 @@ public sealed class ScalingSettings
     /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
     public bool? DowngradeOnUnmap { get; set; }
 
+    /// <summary>The kernel profile the model ran as ("6.15"; see <see cref="Mm.KernelProfile"/>); null in results written before profiles.</summary>
+    public string? KernelProfile { get; set; }
+
+    /// <summary>The kernel profile's settings by name (null in results written before profiles).</summary>
+    public Dictionary<string, string>? KernelProfileSettings { get; set; }
+
     /// <summary>How time was measured: "wall-clock" or "virtual" (null in schema version 1, which knew only wall-clock). In virtual time the window and warm-up above are virtual seconds.</summary>
     public string? TimeMode { get; set; }
 
@@ -258,6 +264,13 @@ public sealed class ScalingPoint
 
     /// <summary>Predicted points: host seconds the simulation took, and simulated events per host second (speed); null otherwise.</summary>
     public Dictionary<string, double>? Simulation { get; set; }
+
+    /// <summary>
+    /// Predicted points: per fault, the accesses to each kind of cache line the model touched (the mmap lock's count, VMA
+    /// sequence counts, PTEs, PTLs, the frame pool's lock…), and how many of them found the line in another CPU's cache
+    /// (transfers), over the whole simulated run, warm-up included; null for measured points.
+    /// </summary>
+    public Dictionary<string, SharedLineOps>? LinesPerFault { get; set; }
 
     /// <summary>Strategy name, or "native" for a native workload.</summary>
     public string Strategy { get; set; } = string.Empty;
@@ -420,4 +433,20 @@ public sealed class MmLockStats
 
     /// <summary>Seconds spent spinning for the lock (virtual seconds for predicted points); for memcg, seconds in the walks.</summary>
     public double WaitSeconds { get; set; }
+}
+
+/// <summary>Accesses per fault to one kind of cache line, in a predicted point (<see cref="ScalingPoint.LinesPerFault"/>).</summary>
+public sealed class SharedLineOps
+{
+    /// <summary>Loads per fault.</summary>
+    public double Loads { get; set; }
+
+    /// <summary>Stores per fault.</summary>
+    public double Stores { get; set; }
+
+    /// <summary>Read-modify-writes (atomics, lock acquisitions) per fault.</summary>
+    public double Rmws { get; set; }
+
+    /// <summary>Accesses per fault that found the line in another CPU's cache (the cost model's expectation).</summary>
+    public double Transfers { get; set; }
 }

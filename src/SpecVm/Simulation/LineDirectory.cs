@@ -11,6 +11,15 @@ internal sealed class Line
     public List<SimCpu>? Waiters;
     public Calendar? Busy;
 
+    /// <summary>What the line holds, for the shared-line tally (<see cref="Simulator.LineTally"/>).</summary>
+    public string Label = "";
+
+    /// <summary>Accesses priced on this line, by kind.</summary>
+    public long Loads, Stores, Rmws;
+
+    /// <summary>The expected number of those accesses that found the line in another CPU's cache (a transfer).</summary>
+    public double Transfers;
+
     /// <summary>True once more than one CPU has touched the line (its accesses are ordering points).</summary>
     public bool Shared => History != null;
 }

@@ -208,11 +208,65 @@ internal sealed unsafe class Simulator : IDisposable
     {
         if (!_lines.TryGetValue((owner, slot), out Line? line))
         {
-            line = new Line();
+            line = new Line { Label = Classify(owner, slot) };
             _lines.Add((owner, slot), line);
         }
 
         return line;
+    }
+
+    /// <summary>
+    /// Every priced access so far, summed by what the line holds (the mmap lock's count, a VMA's sequence count, a PTE,
+    /// a PTL…): loads, stores, read-modify-writes, and the expected transfers among them (accesses that found the line in
+    /// another CPU's cache). Private lines count too: a PTE only this CPU touches is an access without transfers.
+    /// Read once the CPUs have finished.
+    /// </summary>
+    internal SortedDictionary<string, LineOps> LineTally()
+    {
+        var tally = new SortedDictionary<string, LineOps>(StringComparer.Ordinal);
+        foreach (Line line in _lines.Values)
+        {
+            if (line.Loads + line.Stores + line.Rmws == 0)
+            {
+                continue; // Only waited on.
+            }
+
+            LineOps t = tally.GetValueOrDefault(line.Label);
+            tally[line.Label] = new LineOps(t.Lines + 1, t.Loads + line.Loads, t.Stores + line.Stores, t.Rmws + line.Rmws, t.Transfers + line.Transfers);
+        }
+
+        return tally;
+    }
+
+    /// <summary>The name of what (owner, slot) holds, in the kernel's terms.</summary>
+    private string Classify(object? owner, nint slot)
+    {
+        switch (owner)
+        {
+            case RwSemaphore:
+                return "mmap_lock count";
+            case Mm.Vma:
+                return slot switch
+                {
+                    Mm.Vma.LineSeq => "VMA sequence count",
+                    Mm.Vma.LineLockSeq => "VMA lock sequence",
+                    Mm.Vma.LineReaders => "VMA reader count (vm_refcnt)",
+                    Mm.Vma.LineRefs => "VMA refcount",
+                    _ => $"VMA line {slot}",
+                };
+            case Mm.VmaIndex:
+                return "VMA tree root";
+            case TlbContext:
+                return "mm TLB generation";
+            case null:
+                byte* p = (byte*)(slot << 6); // The seam passes native lines as address / 64.
+                Memory.PhysicalMemory memory = _machine.Memory;
+                return memory.InArena(p) ? "PTE" : memory.InFrameTable(p) ? "PTL (split page-table lock)" : _machine.MmLineLabel(p) ?? "per-CPU line (SRCU counter)";
+            case Memory.PhysicalMemory:
+                return "struct page (frame metadata)";
+            default:
+                return slot == 0 ? owner.GetType().Name : $"{owner.GetType().Name} line {slot}";
+        }
     }
 
     /// <summary>
@@ -233,6 +287,13 @@ internal sealed unsafe class Simulator : IDisposable
         bool write = kind != LineAccess.Load;
         long now = me.Now;
         LineHistory? h = line.History;
+        switch (kind)
+        {
+            case LineAccess.Load: line.Loads++; break;
+            case LineAccess.Store: line.Stores++; break;
+            default: line.Rmws++; break;
+        }
+
         if (h == null)
         {
             ulong holders = line.Sharers | (line.Owner >= 0 ? 1UL << line.Owner : 0);
@@ -285,6 +346,7 @@ internal sealed unsafe class Simulator : IDisposable
         }
 
         ns = hitNs + (p * (transferNs - hitNs));
+        line.Transfers += p;
         h.Record(now, id, write);
         long ps = (long)(ns * PsPerNs);
         if (kind == LineAccess.Rmw && p > 0)
@@ -561,3 +623,11 @@ internal sealed unsafe class Simulator : IDisposable
         return best;
     }
 }
+
+/// <summary>The accesses to the lines of one kind (<see cref="Simulator.LineTally"/>).</summary>
+/// <param name="Lines">Distinct lines.</param>
+/// <param name="Loads">Loads.</param>
+/// <param name="Stores">Stores.</param>
+/// <param name="Rmws">Read-modify-writes (atomics, lock acquisitions).</param>
+/// <param name="Transfers">Expected accesses that found the line in another CPU's cache.</param>
+internal readonly record struct LineOps(int Lines, long Loads, long Stores, long Rmws, double Transfers);

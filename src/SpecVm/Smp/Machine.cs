@@ -116,6 +116,9 @@ public sealed unsafe class Machine : IDisposable
     /// <summary>The memory cgroup every anonymous page is charged to (depth 0: off).</summary>
     internal MemCgroup Memcg => _memcg;
 
+    /// <summary>What the native line at <paramref name="p"/> holds if it is an mm lock's (zone, LRU, memcg), or null.</summary>
+    internal string? MmLineLabel(byte* p) => _frames.LineLabel(p) ?? _lru.LineLabel(p) ?? _memcg.LineLabel(p);
+
     /// <summary>
     /// Empties CPU <paramref name="cpu"/>'s per-CPU mm batches — its LRU add batch (freeing pages orphaned in it) and its
     /// memcg stock — when its work item ends; on that CPU's thread (or a quiet machine).

@@ -52,6 +52,7 @@ public sealed class RwSemaphore
 
     private HotLine _hot;
     private StatsLine _stats;
+    private readonly StripedCounter _readStripes = new();
     private readonly object _sleepLock = new();
     private int _sleepers;
     private int _writerOwnerThread;
@@ -73,8 +74,8 @@ public sealed class RwSemaphore
         }
     }
 
-    /// <summary>Read acquisitions so far.</summary>
-    public long ReadAcquisitions => Volatile.Read(ref _hot.ReadAcquisitions);
+    /// <summary>Read acquisitions so far (the sum of the per-core stripes: a racy snapshot while readers run).</summary>
+    public long ReadAcquisitions => _readStripes.Sum();
 
     /// <summary>Write acquisitions so far.</summary>
     public long WriteAcquisitions => Volatile.Read(ref _stats.WriteAcquisitions);
@@ -115,8 +116,7 @@ public sealed class RwSemaphore
             long seen = Interlocked.CompareExchange(ref _hot.Count, count + ReaderUnit, count);
             if (seen == count)
             {
-                // Same line as the count word, which we own exclusively right now: the extra atomic is local.
-                Interlocked.Increment(ref _hot.ReadAcquisitions);
+                _readStripes.Increment();
                 return true;
             }
 
@@ -140,8 +140,8 @@ public sealed class RwSemaphore
             return;
         }
 
-        // Statistics only (same line as the count word, already exclusive here): atomic so no increment is lost.
-        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        // Statistics only, off the count's line (a per-core stripe): down_read has no statistics at all.
+        _readStripes.Increment();
     }
 
     /// <summary>
@@ -160,8 +160,8 @@ public sealed class RwSemaphore
             return EnterReadSlowTimed(waiter);
         }
 
-        // Statistics only (same line as the count word, already exclusive here): atomic so no increment is lost.
-        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        // Statistics only, off the count's line (a per-core stripe): down_read has no statistics at all.
+        _readStripes.Increment();
         return 0;
     }
 
@@ -194,7 +194,7 @@ public sealed class RwSemaphore
         }
 
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
-        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        _readStripes.Increment();
         Interlocked.Increment(ref _stats.ContendedReads);
         Interlocked.Add(ref _stats.ReadWaitTicks, VirtualTime.Timestamp() - start);
     }
@@ -375,7 +375,7 @@ public sealed class RwSemaphore
         // Full fence (fetch-add): become a reader and drop the writer bit in one step.
         VirtualTime.Access(this, 0, LineAccess.Rmw);
         Interlocked.Add(ref _hot.Count, ReaderUnit - WriterLocked);
-        Interlocked.Increment(ref _hot.ReadAcquisitions);
+        _readStripes.Increment();
         WakeSleepers();
     }
 
@@ -491,9 +491,6 @@ public sealed class RwSemaphore
     {
         [FieldOffset(CacheLine.Size)]
         public long Count;
-
-        [FieldOffset(CacheLine.Size + 8)]
-        public long ReadAcquisitions;
     }
 
     [StructLayout(LayoutKind.Explicit, Size = 2 * CacheLine.Size)]

@@ -17,9 +17,9 @@ public sealed unsafe class SyncLayoutTests(ITestOutputHelper output)
             .Add("_sleepLock", ObjectOffsets.Of(sem, ref SleepLock(sem)), IntPtr.Size)
             .Add("_sleepers", ObjectOffsets.Of(sem, ref Sleepers(sem)), sizeof(int))
             .Add("_writerOwnerThread", ObjectOffsets.Of(sem, ref WriterOwnerThread(sem)), sizeof(int))
+            .Add("_readStripes", ObjectOffsets.Of(sem, ref ReadStripes(sem)), IntPtr.Size)
             .Add("_hot", ObjectOffsets.Of(sem, ref hot), Unsafe.SizeOf<RwSemaphore.HotLine>())
             .Add("_hot.Count", ObjectOffsets.Of(sem, ref hot.Count), sizeof(long))
-            .Add("_hot.ReadAcquisitions", ObjectOffsets.Of(sem, ref hot.ReadAcquisitions), sizeof(long))
             .Add("_stats", ObjectOffsets.Of(sem, ref stats), Unsafe.SizeOf<RwSemaphore.StatsLine>())
             .Add("_stats.WriteAcquisitions", ObjectOffsets.Of(sem, ref stats.WriteAcquisitions), sizeof(long))
             .Add("_stats.ContendedReads", ObjectOffsets.Of(sem, ref stats.ContendedReads), sizeof(long))
@@ -28,18 +28,19 @@ public sealed unsafe class SyncLayoutTests(ITestOutputHelper output)
             .Add("_stats.WriteWaitTicks", ObjectOffsets.Of(sem, ref stats.WriteWaitTicks), sizeof(long))
             .Add("_stats.WriteHoldTicks", ObjectOffsets.Of(sem, ref stats.WriteHoldTicks), sizeof(long))
             .Add("_stats.WriteStart", ObjectOffsets.Of(sem, ref stats.WriteStart), sizeof(long));
-        AddNextObject(table, "_sleepLock", "_sleepers", "_writerOwnerThread", "_hot", "_stats");
+        AddNextObject(table, "_sleepLock", "_sleepers", "_writerOwnerThread", "_readStripes", "_hot", "_stats");
         output.WriteLine(table.ToString());
 
         // Every reader and writer RMWs Count: nothing else may ride on its line, neither our own cold fields nor
         // the header (touched by lock(obj) and the GC) nor whatever object the GC put next to ours.
-        foreach (string other in new[] { "(object header)", "(method table pointer)", "_sleepLock", "_sleepers", "_writerOwnerThread", "_stats", "(next object)" })
+        foreach (string other in new[] { "(object header)", "(method table pointer)", "_sleepLock", "_sleepers", "_writerOwnerThread", "_readStripes", "_stats", "(next object)" })
         {
             table.AssertNeverShareALine("_hot.Count", other);
         }
 
-        // By design ReadAcquisitions shares Count's line: the reader that just won the CAS owns that line already.
-        table.AssertTrue(table["_hot.ReadAcquisitions"].Offset - table["_hot.Count"].Offset == sizeof(long), "ReadAcquisitions should sit right after Count.");
+        // Nothing but the count on its line: the read statistics live in per-core stripes elsewhere (down_read writes the
+        // count's line once in and once out, and so does the model).
+        table.AssertTrue(Unsafe.SizeOf<RwSemaphore.HotLine>() == 3 * CacheLine.Size, "HotLine should be the count with a line of padding each side.");
         table.AssertTrue(table["_hot.Count"].Offset - table["_hot"].Offset == CacheLine.Size, "Count should sit one line into the hot line.");
     }
 
@@ -163,6 +164,9 @@ public sealed unsafe class SyncLayoutTests(ITestOutputHelper output)
 
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_stats")]
     private static extern ref RwSemaphore.StatsLine Stats(RwSemaphore sem);
+
+    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_readStripes")]
+    private static extern ref StripedCounter ReadStripes(RwSemaphore sem);
 
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_sleepLock")]
     private static extern ref object SleepLock(RwSemaphore sem);

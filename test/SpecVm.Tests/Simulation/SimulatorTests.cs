@@ -151,6 +151,37 @@ public sealed unsafe class SimulatorTests
     }
 
     [Fact]
+    public void LinesPerFault_CountWhatEachStrategyTouches()
+    {
+        // The shared-line tally behind the report's "Cache lines per fault": each strategy's signature lines, per fault.
+        ScalingResult r = Predict(2, "mmap-lock", "speculative", "per-vma-lock");
+        SharedLineOps Line(string strategy, string line) =>
+            r.Points.Single(p => p.Workload == "page-fault1" && p.Strategy == strategy).LinesPerFault![line];
+
+        // down_read + up_read: two read-modify-writes of the count per fault, and with two CPUs most of them transfers.
+        SharedLineOps mmapLock = Line("mmap-lock", "mmap_lock count");
+        Assert.InRange(mmapLock.Rmws, 1.9, 2.2);
+        Assert.InRange(mmapLock.Transfers, 0.5, 2.2);
+
+        // The speculative path reads the VMA's sequence count twice (begin, recheck under the PTL) and never takes the lock.
+        Assert.InRange(Line("speculative", "VMA sequence count").Loads, 1.9, 2.2);
+        Assert.True(Line("speculative", "mmap_lock count").Rmws < 0.2);
+
+        // The per-VMA lock takes and drops the VMA's reader count: two read-modify-writes of one shared line.
+        Assert.InRange(Line("per-vma-lock", "VMA reader count (vm_refcnt)").Rmws, 1.9, 2.2);
+
+        // Every strategy installs one PTE under the split PTL per fault: the lock is a read-modify-write, the unlock a
+        // release store.
+        foreach (string s in new[] { "mmap-lock", "speculative", "per-vma-lock" })
+        {
+            Assert.InRange(Line(s, "PTE").Stores, 0.9, 1.3);
+            SharedLineOps ptl = Line(s, "PTL (split page-table lock)");
+            Assert.InRange(ptl.Rmws, 0.9, 1.3);
+            Assert.InRange(ptl.Stores, 0.9, 1.3);
+        }
+    }
+
+    [Fact]
     public void PredictedPoints_AreLabelledAndCarryABand()
     {
         ScalingResult r = new ScalingExperiment(new ScalingOptions
