@@ -211,19 +211,6 @@ internal sealed unsafe class LruVec : IDisposable
         }
     }
 
-    /// <summary>
-    /// Every CPU's add batch onto the list (orphans freed), for a quiet machine only: its CPU threads have stopped or
-    /// are idle, and the caller's joins or waits order their batches before this read.
-    /// </summary>
-    public void DrainAllQuiet()
-    {
-        for (int cpu = 0; cpu < _batches.Count; cpu++)
-        {
-            DrainAdds(cpu);
-            FinishRelease(cpu);
-        }
-    }
-
     /// <summary>Frees the batches' native storage and the lock's lines.</summary>
     public void Dispose()
     {
