@@ -128,6 +128,7 @@ internal static class MarkdownReport
 
         Details(sb, r, validation);
         WhereTheTimeGoes.Append(sb, r, validation);
+        MmLocksTable.Append(sb, r, validation);
         LinesPerFault.Append(sb, r);
         foreach (bool mode in Modes(r))
         {

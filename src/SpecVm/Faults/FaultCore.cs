@@ -201,7 +201,7 @@ public static unsafe class FaultCore
 
             case MappingKind.Anonymous:
             {
-                long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                long pfn = AllocateUserPage(cpu);
                 if (pfn < 0)
                 {
                     return FaultResult.OutOfMemory;
@@ -232,7 +232,7 @@ public static unsafe class FaultCore
                     return FaultResult.Handled;
                 }
 
-                long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                long pfn = AllocateUserPage(cpu);
                 if (pfn < 0)
                 {
                     return FaultResult.OutOfMemory;
@@ -295,6 +295,10 @@ public static unsafe class FaultCore
         {
             frame.MapCount = 1;
             frame.WriteState(FrameState.Anonymous);
+
+            // Under the PTL and before the PTE store, as Linux's do_anonymous_page calls folio_add_lru_vma: a CPU that
+            // can reach the page to free it (through this PTE, under this PTL) finds it in an LRU batch.
+            cpu.Machine.Lru.Add(cpu.Id, page.Pfn);
         }
         else
         {
@@ -323,6 +327,22 @@ public static unsafe class FaultCore
         return true;
     }
 
+    /// <summary>
+    /// Allocates a frame for an anonymous page and charges it to the memory cgroup (Linux <c>alloc_anon_folio</c> →
+    /// <c>mem_cgroup_charge</c>, before the PTL); -1 when there is no frame or the cgroup refuses the charge.
+    /// </summary>
+    private static long AllocateUserPage(Cpu cpu)
+    {
+        long pfn = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+        if (pfn >= 0 && !cpu.Machine.Memcg.TryCharge(cpu.Id))
+        {
+            cpu.Machine.Frames.Free(cpu.Id, pfn);
+            return -1;
+        }
+
+        return pfn;
+    }
+
     /// <summary>Releases a prepared page that was not installed.</summary>
     /// <param name="cpu">The CPU.</param>
     /// <param name="mm">The address space.</param>
@@ -333,7 +353,8 @@ public static unsafe class FaultCore
         ArgumentNullException.ThrowIfNull(mm);
         if (page.Fresh)
         {
-            mm.Machine.Frames.Free(cpu.Id, page.Pfn);
+            mm.Machine.Frames.Free(cpu.Id, page.Pfn); // Never installed: never on the LRU.
+            mm.Machine.Memcg.Uncharge(cpu.Id, 1);
             page.Fresh = false;
         }
     }
@@ -381,7 +402,7 @@ public static unsafe class FaultCore
                 }
 
                 ThrowIfShootdownImpossible(cpu);
-                long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+                long copy = AllocateUserPage(cpu);
                 if (copy < 0)
                 {
                     return FaultResult.OutOfMemory;
@@ -392,6 +413,7 @@ public static unsafe class FaultCore
                 ref PageFrame copyFrame = ref memory.Frame(copy);
                 copyFrame.MapCount = 1;
                 copyFrame.WriteState(FrameState.Anonymous);
+                cpu.Machine.Lru.Add(cpu.Id, copy); // Under the PTL, before the PTE store (as in Install).
                 ulong flags = PteFlagsFor(vma, FrameState.Anonymous) | Pte.Present | Pte.Accessed | Pte.Dirty;
 
                 // Release: the copy is complete before the PTE points at it.
@@ -458,7 +480,7 @@ public static unsafe class FaultCore
 
         ThrowIfShootdownImpossible(cpu);
         PhysicalMemory memory = mm.Machine.Memory;
-        long copy = cpu.Machine.Frames.TryAllocate(cpu.Id, FrameState.Preparing);
+        long copy = AllocateUserPage(cpu);
         if (copy < 0)
         {
             return FaultResult.OutOfMemory;
@@ -478,6 +500,7 @@ public static unsafe class FaultCore
                 ref PageFrame copyFrame = ref memory.Frame(copy);
                 copyFrame.MapCount = 1;
                 copyFrame.WriteState(FrameState.Anonymous);
+                cpu.Machine.Lru.Add(cpu.Id, copy); // Under the PTL, before the PTE store (as in Install).
                 ulong flags = PteFlagsFor(vma, FrameState.Anonymous) | Pte.Present | Pte.Accessed | Pte.Dirty;
 
                 // Release: the zeroed frame and its metadata are visible before the PTE that maps it.
@@ -497,7 +520,8 @@ public static unsafe class FaultCore
 
         if (!installed)
         {
-            cpu.Machine.Frames.Free(cpu.Id, copy); // Never mapped: no flush needed before freeing.
+            cpu.Machine.Frames.Free(cpu.Id, copy); // Never mapped (nor on the LRU): no flush needed before freeing.
+            cpu.Machine.Memcg.Uncharge(cpu.Id, 1);
             cpu.Count(CpuCounter.FaultRaced);
             return FaultResult.Handled;
         }

@@ -73,12 +73,27 @@ public struct PageFrame
     [FieldOffset(32)]
     public ulong TlbCpus;
 
+    /// <summary>
+    /// For an anonymous frame: where it stands with the LRU (<see cref="LruVec"/>'s states: not on it, in a CPU's add
+    /// batch, on the list, or freed while still in an add batch). Changed by CAS; internal, as the protocol is LruVec's.
+    /// </summary>
+    [FieldOffset(40)]
+    private int _lruState;
+
     /// <summary>The split page-table lock, by reference (never a copy: a copied lock excludes nobody).</summary>
     [UnscopedRef]
     internal ref PtLock Ptl
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get => ref _ptl;
+    }
+
+    /// <summary>The LRU state (<see cref="_lruState"/>), by reference, for <see cref="LruVec"/>'s CASes.</summary>
+    [UnscopedRef]
+    internal ref int LruState
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref _lruState;
     }
 
     /// <summary>Reads <see cref="State"/> with acquire semantics.</summary>

@@ -430,13 +430,31 @@ public sealed unsafe partial class AddressSpace
         }
     }
 
+    /// <summary>
+    /// Frees the gathered anonymous frames after the shootdown and after the PTL is dropped (Linux <c>tlb_flush_mmu</c> →
+    /// <c>folios_put_refs</c>): off the LRU a folio batch per lock acquisition, uncharged from the memory cgroup in one
+    /// walk (<c>uncharge_batch</c>), back to the allocator.
+    /// </summary>
     private void FreeGathered(Cpu cpu, int count)
     {
+        if (count == 0)
+        {
+            return;
+        }
+
         long[]? gather = _gathers[cpu.Id];
+        LruVec lru = _machine.Lru;
+
+        // Linux's unmap_region starts with lru_add_drain(): this CPU's new pages go onto the list first, so that its
+        // own pages leave the list below rather than being freed from its batch.
+        lru.DrainAdds(cpu.Id);
         for (int i = 0; i < count; i++)
         {
-            _machine.Frames.Free(cpu.Id, gather![i]);
+            lru.Release(cpu.Id, gather![i]);
         }
+
+        lru.FinishRelease(cpu.Id);
+        _machine.Memcg.Uncharge(cpu.Id, count);
     }
 
     /// <summary>

@@ -191,15 +191,24 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 throw new InvalidOperationException($"AddressSpace.Dispose: {stillRunning} kept running in the address space for {_machine.Options.WatchdogTimeout.TotalSeconds:F0} s without touching it; its memory is leaked rather than freed under that CPU.");
             }
 
-            FrameAllocator frames = _machine.Frames;
+            // exit_mmap's lru_add_drain: this CPU's new pages go onto the list before they are taken off it. Pages in
+            // other CPUs' batches are orphaned by Release and freed by those CPUs when their work ends.
+            if (current != null)
+            {
+                _machine.Lru.DrainAdds(current.Id);
+            }
+
+            LruVec lru = _machine.Lru;
             PhysicalMemory memory = _memory;
+            long anonymous = 0;
             _pageTable.FreeAll(-1, pte =>
             {
                 ref PageFrame frame = ref memory.Frame(pte.Pfn);
                 FrameState state = frame.ReadState();
                 if (state == FrameState.Anonymous)
                 {
-                    frames.Free(-1, pte.Pfn);
+                    lru.Release(-1, pte.Pfn);
+                    anonymous++;
                 }
                 else if (state == FrameState.ZeroPage)
                 {
@@ -211,6 +220,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
                     Interlocked.Decrement(ref frame.MapCount);
                 }
             });
+            _machine.Memcg.Uncharge(-1, anonymous);
             ReleaseFileMappings();
             _index.Replace(_index.SnapshotLive().ToArray(), []);
         }

@@ -176,6 +176,13 @@ public sealed class ScalingExperiment
         return result;
     }
 
+    /// <summary>
+    /// The memory-management locks a point reports (<see cref="ScalingPoint.MmLocks"/>), each its name and the first of
+    /// its three counters (acquisitions, contentions, wait ticks, in that order in <see cref="CpuCounter"/>).
+    /// </summary>
+    internal static IReadOnlyList<(string Name, CpuCounter First)> MmLockCounters { get; } =
+        [("zone", CpuCounter.ZoneLockAcquisitions), ("lru", CpuCounter.LruLockAcquisitions), ("memcg", CpuCounter.MemcgCounterWalks)];
+
     /// <summary>A USL fit for every workload × strategy in <paramref name="points"/>.</summary>
     /// <param name="points">Measured points.</param>
     public static List<UslFit> FitAll(IEnumerable<ScalingPoint> points)
@@ -647,6 +654,12 @@ public sealed class ScalingExperiment
             waitSeconds[WaitHistogram.Name(kind)] = T(WaitHistogram.TicksCounter(kind)) / (double)Stopwatch.Frequency;
         }
 
+        var mmLocks = new Dictionary<string, MmLockStats>();
+        foreach ((string name, CpuCounter first) in MmLockCounters)
+        {
+            mmLocks[name] = new MmLockStats { Acquisitions = C(first), Contentions = C(first + 1), WaitSeconds = C(first + 2) / (double)Stopwatch.Frequency };
+        }
+
         List<double> perThread = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList();
         long attempts = C(CpuCounter.SpecAttempts);
         long hits = C(CpuCounter.TlbHits), misses = C(CpuCounter.TlbMisses);
@@ -672,6 +685,7 @@ public sealed class ScalingExperiment
             OpsPerCpuSecond = mean / threads,
             WaitHistograms = histograms,
             WaitSeconds = waitSeconds,
+            MmLocks = mmLocks,
             BackgroundOpsPerSecond = runs.Average(r => r.BackgroundOpsPerSecond),
             MeasuredSeconds = seconds,
             SpeculativeAttempts = attempts,

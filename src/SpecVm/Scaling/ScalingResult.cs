@@ -333,6 +333,12 @@ public sealed class ScalingPoint
     /// </summary>
     public Dictionary<string, double>? WaitSeconds { get; set; }
 
+    /// <summary>
+    /// The memory-management locks by name ("zone", "lru", "memcg": <see cref="ScalingExperiment.MmLockCounters"/>),
+    /// summed over every CPU and the repeats' windows; null in older results.
+    /// </summary>
+    public Dictionary<string, MmLockStats>? MmLocks { get; set; }
+
     /// <summary>Background-task (writer) operations per second, mean over repeats.</summary>
     public double BackgroundOpsPerSecond { get; set; }
 
@@ -411,6 +417,22 @@ public sealed class MachineInfo
 
     /// <summary>True when the working tree had uncommitted changes.</summary>
     public bool? GitDirty { get; set; }
+}
+
+/// <summary>One memory-management lock's statistics in a point's windows (<see cref="ScalingPoint.MmLocks"/>).</summary>
+public sealed class MmLockStats
+{
+    /// <summary>
+    /// Acquisitions: the zone lock per per-CPU list refill or drain, the LRU lock per folio batch added or freed; for
+    /// memcg (atomic counters, no lock), walks of the page-counter hierarchy.
+    /// </summary>
+    public long Acquisitions { get; set; }
+
+    /// <summary>Acquisitions that had to spin; for memcg, charges the cgroup's limit refused.</summary>
+    public long Contentions { get; set; }
+
+    /// <summary>Seconds spent spinning for the lock (virtual seconds for predicted points); for memcg, seconds in the walks.</summary>
+    public double WaitSeconds { get; set; }
 }
 
 /// <summary>Accesses per fault to one kind of cache line, in a predicted point (<see cref="ScalingPoint.LinesPerFault"/>).</summary>

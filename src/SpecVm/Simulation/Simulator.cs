@@ -144,6 +144,10 @@ internal sealed unsafe class Simulator : IDisposable
             me.Gate.Reset();
             ThrowIfFailed();
             loop();
+
+            // Still in virtual time: the CPU's LRU batch and memcg stock empty at a deterministic point of the run (the
+            // machine's CPU loop would do it after the simulation, racing the other simulated CPUs in host time).
+            _machine.DrainMmBatches(cpu.Id);
         }
         catch (Exception e) when (e is not SimulatedDeadlockException)
         {
@@ -252,14 +256,14 @@ internal sealed unsafe class Simulator : IDisposable
                 };
             case Mm.VmaIndex:
                 return "VMA tree root";
-            case Memory.FrameAllocator:
-                return "frame pool lock (zone->lock)";
             case TlbContext:
                 return "mm TLB generation";
             case null:
                 byte* p = (byte*)(slot << 6); // The seam passes native lines as address / 64.
                 Memory.PhysicalMemory memory = _machine.Memory;
-                return memory.InArena(p) ? "PTE" : memory.InFrameTable(p) ? "PTL (split page-table lock)" : "per-CPU line (SRCU counter)";
+                return memory.InArena(p) ? "PTE" : memory.InFrameTable(p) ? "PTL (split page-table lock)" : _machine.MmLineLabel(p) ?? "per-CPU line (SRCU counter)";
+            case Memory.PhysicalMemory:
+                return "struct page (frame metadata)";
             default:
                 return slot == 0 ? owner.GetType().Name : $"{owner.GetType().Name} line {slot}";
         }

@@ -248,6 +248,43 @@ public enum CpuCounter
     /// <summary>Wait histogram: total time of the TLB shootdown acknowledgement waits, in Stopwatch ticks (virtual ticks in virtual time).</summary>
     ShootdownAckWaitTicks,
 
+    /// <summary>
+    /// Zone-lock acquisitions (Linux <c>zone->lock</c>, taken once per per-CPU list refill or drain of
+    /// <see cref="MachineOptions.PcpBatch"/> frames). This counter and the next two are one lock's statistics, in this
+    /// order: acquisitions, contended acquisitions, ticks spun.
+    /// </summary>
+    ZoneLockAcquisitions,
+
+    /// <summary>Zone-lock acquisitions that had to spin.</summary>
+    ZoneLockContentions,
+
+    /// <summary>Time spent spinning for the zone lock, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    ZoneLockWaitTicks,
+
+    /// <summary>
+    /// LRU-lock acquisitions (Linux <c>lruvec->lru_lock</c>, taken once per full folio batch added to the LRU and once per
+    /// batch of freed pages taken off it; <see cref="MachineOptions.FolioBatchSize"/>).
+    /// </summary>
+    LruLockAcquisitions,
+
+    /// <summary>LRU-lock acquisitions that had to spin.</summary>
+    LruLockContentions,
+
+    /// <summary>Time spent spinning for the LRU lock, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    LruLockWaitTicks,
+
+    /// <summary>
+    /// Walks of the memory cgroup's page-counter hierarchy (one atomic per level, <see cref="MachineOptions.MemcgDepth"/>):
+    /// a stock refill of 64 pages, an uncharge of a batch of freed pages, or a stock drain.
+    /// </summary>
+    MemcgCounterWalks,
+
+    /// <summary>Memory cgroup charges refused by the cgroup's limit (the fault reports out of memory).</summary>
+    MemcgChargeFailures,
+
+    /// <summary>Time spent in the memory cgroup's counter walks, in Stopwatch ticks (virtual ticks in virtual time).</summary>
+    MemcgWalkTicks,
+
     /// <summary>Number of counters (not a counter).</summary>
     Count,
 }

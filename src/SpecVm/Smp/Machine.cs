@@ -32,6 +32,8 @@ public sealed unsafe class Machine : IDisposable
     private readonly PhysicalMemory _memory;
     private readonly FrameAllocator _frames;
     private readonly long _zeroPfn;
+    private readonly LruVec _lru;
+    private readonly MemCgroup _memcg;
     private readonly Srcu _srcu;
     private readonly CountdownEvent _started;
     private readonly List<string> _violations = [];
@@ -59,17 +61,23 @@ public sealed unsafe class Machine : IDisposable
         options.Validate();
         Options = options;
         int n = options.CpuCount;
+        System.Diagnostics.Debug.Assert((int)CpuCounter.Count <= CounterBlock.Capacity, "CounterBlock too small for CpuCounter.");
+        _counters = new PerCpu<CounterBlock>(n);
         _memory = new PhysicalMemory((int)(options.MemoryBytes / PhysicalMemory.PageSize));
-        _frames = new FrameAllocator(_memory, n);
+
+        // The mm locks record into each CPU's counter block (owner-only increments), at the counters named for them.
+        long* blocks = (long*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _counters[0]);
+        int stride = PerCpu<CounterBlock>.SlotStride / sizeof(long);
+        _frames = new FrameAllocator(_memory, n, options.PcpBatch, options.PcpHigh, new LockCounters(blocks, stride, (int)CpuCounter.ZoneLockAcquisitions));
+        _lru = new LruVec(_frames, n, options.FolioBatchSize, new LockCounters(blocks, stride, (int)CpuCounter.LruLockAcquisitions));
+        _memcg = new MemCgroup(n, options.MemcgDepth, new LockCounters(blocks, stride, (int)CpuCounter.MemcgCounterWalks));
 
         // The shared zero page (Linux empty_zero_page / my_zero_pfn): one frame for the machine's life, never freed,
-        // never map-counted. Zeroed here, before any CPU runs, and never written again (every PTE that maps it is
-        // read-only), so the thread starts below publish its contents to every CPU.
+        // never map-counted, never on the LRU or charged. Zeroed here, before any CPU runs, and never written again
+        // (every PTE that maps it is read-only), so the thread starts below publish its contents to every CPU.
         _zeroPfn = _frames.Allocate(-1, FrameState.ZeroPage);
         new Span<byte>(_memory.FrameData(_zeroPfn), PhysicalMemory.PageSize).Clear();
         _srcu = new Srcu(n);
-        System.Diagnostics.Debug.Assert((int)CpuCounter.Count <= CounterBlock.Capacity, "CounterBlock too small for CpuCounter.");
-        _counters = new PerCpu<CounterBlock>(n);
         _cpus = new Cpu[n];
         _threads = new Thread[n];
         _queues = new BlockingCollection<WorkItem>[n];
@@ -119,6 +127,26 @@ public sealed unsafe class Machine : IDisposable
 
     /// <summary>The frame allocator.</summary>
     public FrameAllocator Frames => _frames;
+
+    /// <summary>The LRU of anonymous pages, with its lock and per-CPU folio batches.</summary>
+    internal LruVec Lru => _lru;
+
+    /// <summary>The memory cgroup every anonymous page is charged to (depth 0: off).</summary>
+    internal MemCgroup Memcg => _memcg;
+
+    /// <summary>What the native line at <paramref name="p"/> holds if it is an mm lock's (zone, LRU, memcg), or null.</summary>
+    internal string? MmLineLabel(byte* p) => _frames.LineLabel(p) ?? _lru.LineLabel(p) ?? _memcg.LineLabel(p);
+
+    /// <summary>
+    /// Empties CPU <paramref name="cpu"/>'s per-CPU mm batches — its LRU add batch (freeing pages orphaned in it) and its
+    /// memcg stock — when its work item ends; on that CPU's thread (or a quiet machine).
+    /// </summary>
+    internal void DrainMmBatches(int cpu)
+    {
+        _lru.DrainAdds(cpu);
+        _lru.FinishRelease(cpu);
+        _memcg.Drain(cpu);
+    }
 
     /// <summary>
     /// The shared zero page (Linux <c>my_zero_pfn</c>): the one frame, allocated with the machine and never freed, that
@@ -453,6 +481,15 @@ public sealed unsafe class Machine : IDisposable
             c.Tlb.Dispose();
         }
 
+        // The CPU threads are joined (their batches are ordered before this by the joins): pages still in a batch (an
+        // attached thread's, say) are freed before the allocator goes.
+        for (int i = 0; i < _cpus.Length; i++)
+        {
+            DrainMmBatches(i);
+        }
+
+        _lru.Dispose();
+        _memcg.Dispose();
         _frames.Dispose();
         _memory.Dispose();
         lock (RegistryLock)
@@ -570,13 +607,29 @@ public sealed unsafe class Machine : IDisposable
                     throw new InvalidOperationException($"Work returned with interrupts disabled (depth {depth}).");
                 }
 
+                // Before the completion: whoever waits for this work sees its pages out of this CPU's batches.
+                DrainMmBatches(id);
                 item.Completion.SetResult();
             }
             catch (Exception ex)
             {
                 cpu.ResetIrqStateAfterFailure();
+                DrainAfterFailure(id);
                 item.Completion.SetException(new CpuException(id, ex));
             }
+        }
+    }
+
+    /// <summary>Drains after failed work; a second failure there is reported with the first, not instead of it.</summary>
+    private void DrainAfterFailure(int id)
+    {
+        try
+        {
+            DrainMmBatches(id);
+        }
+        catch (Exception ex)
+        {
+            ReportViolation($"CPU {id}: draining the mm batches after failed work threw {ex.GetType().Name}: {ex.Message}");
         }
     }
 

@@ -1,3 +1,5 @@
+using SpecVm.Memory;
+
 namespace SpecVm.Smp;
 
 /// <summary>How to build a <see cref="Machine"/>. Every property has a sensible default.</summary>
@@ -30,6 +32,36 @@ public sealed class MachineOptions
     /// <summary>Poison VMAs when they return to the slab, and count reads of poisoned VMAs (a debugging aid).</summary>
     public bool PoisonRetiredVmas { get; set; }
 
+    /// <summary>
+    /// Pages per per-CPU LRU folio batch: a CPU takes the LRU lock once per this many new anonymous pages, and once per
+    /// this many freed ones (Linux mm/swap.c <c>folio_add_lru</c> / <c>folio_batch_move_lru</c>; include/linux/pagevec.h
+    /// <c>PAGEVEC_SIZE</c> 14 in 4.14, 15 until 6.8, <c>FOLIO_BATCH_SIZE</c> 31 since 6.9). Default 31; 0 turns the LRU
+    /// off (no batches, no lock: the model before issue 17).
+    /// </summary>
+    public int FolioBatchSize { get; set; } = LruVec.DefaultFolioBatchSize;
+
+    /// <summary>
+    /// Frames a CPU's free list takes from, or gives back to, the global pool under the zone lock at a time (Linux
+    /// <c>pcp->batch</c>, mm/page_alloc.c <c>zone_batchsize</c>: 63 for any zone over 256 MiB). Default 63; at least 1.
+    /// </summary>
+    public int PcpBatch { get; set; } = FrameAllocator.DefaultPcpBatch;
+
+    /// <summary>
+    /// Frames a CPU's free list may hold before it gives <see cref="PcpBatch"/> back (Linux <c>pcp->high</c>). Default 378,
+    /// 6 × 63: mm/page_alloc.c's rule before 5.14 (<c>new_high = 6 * new_batch</c>); since 5.14 <c>zone_highsize</c>
+    /// gives the zone's low watermark split over the node's CPUs, at least 4 × batch, a few hundred pages on a server.
+    /// At least <see cref="PcpBatch"/>.
+    /// </summary>
+    public int PcpHigh { get; set; } = FrameAllocator.DefaultPcpHigh;
+
+    /// <summary>
+    /// Levels of memory-cgroup page counters a charge walks (Linux <c>page_counter_try_charge</c>: one atomic per
+    /// ancestor, per refill of the per-CPU stock of 64 pages, <c>MEMCG_CHARGE_BATCH</c>, and per batch of freed pages).
+    /// Default 0, off: whether a process is charged, and how deep, depends on the system (under systemd a login session's
+    /// process is 2–3 levels deep; the root cgroup is not charged); set the depth of the system compared with. At most 16.
+    /// </summary>
+    public int MemcgDepth { get; set; }
+
     internal void Validate()
     {
         if (CpuCount < 1 || CpuCount > MaxCpus)
@@ -52,6 +84,26 @@ public sealed class MachineOptions
         if (TlbEntries < 16 || TlbEntries > (1 << 20) || (TlbEntries & (TlbEntries - 1)) != 0)
         {
             throw new ArgumentOutOfRangeException(nameof(TlbEntries), TlbEntries, "TLB size must be a power of two from 16 to 1048576.");
+        }
+
+        if (FolioBatchSize < 0 || FolioBatchSize > LruVec.MaxFolioBatchSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(FolioBatchSize), FolioBatchSize, $"The folio batch size must be in 0..{LruVec.MaxFolioBatchSize} (0: no LRU).");
+        }
+
+        if (PcpBatch < 1 || PcpBatch > FrameAllocator.MaxPcp)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PcpBatch), PcpBatch, $"The per-CPU list batch must be in 1..{FrameAllocator.MaxPcp}.");
+        }
+
+        if (PcpHigh < PcpBatch || PcpHigh > FrameAllocator.MaxPcp)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PcpHigh), PcpHigh, $"The per-CPU list high mark must be in {PcpBatch} (PcpBatch)..{FrameAllocator.MaxPcp}.");
+        }
+
+        if (MemcgDepth < 0 || MemcgDepth > MemCgroup.MaxDepth)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MemcgDepth), MemcgDepth, $"The memory cgroup depth must be in 0..{MemCgroup.MaxDepth} (0: off).");
         }
 
         if (WatchdogTimeout <= TimeSpan.Zero)

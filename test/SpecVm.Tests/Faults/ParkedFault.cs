@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using SpecVm.Memory;
 using SpecVm.Smp;
 
@@ -12,22 +11,21 @@ namespace SpecVm.Tests.Faults;
 /// </summary>
 /// <remarks>
 /// The fault's first frame allocation is the parking spot: the CPU's per-CPU frame cache is emptied first, so the
-/// allocation must refill from the global pool, whose lock this gate holds. No hook in the library is needed; the
-/// CPU blocks with interrupts enabled, as a fault that sleeps in the allocator would. Whatever runs while it is
-/// parked must not allocate frames from the pool or wait for the parked CPU (no shootdown it would have to answer).
+/// allocation must refill from the global pool, whose zone lock this gate holds (<c>FrameAllocator.CloseZone</c>); the
+/// CPU spins for it as Linux's <c>rmqueue_bulk</c> would, and the zone's waiter count says when it is there. Whatever
+/// runs while it is parked must not allocate frames from the pool or wait for the parked CPU (no shootdown it would have
+/// to answer: the zone lock is taken with interrupts off).
 /// </remarks>
 internal sealed class ParkedFault : IDisposable
 {
     private readonly Machine _machine;
     private readonly int _cpu;
-    private readonly object _poolLock;
     private bool _closed;
 
     private ParkedFault(Machine machine, int cpu)
     {
         _machine = machine;
         _cpu = cpu;
-        _poolLock = PoolLock(machine.Frames);
     }
 
     /// <summary>Empties <paramref name="cpu"/>'s frame cache and closes the pool: that CPU's next frame allocation blocks.</summary>
@@ -53,17 +51,16 @@ internal sealed class ParkedFault : IDisposable
         }
 
         var gate = new ParkedFault(machine, cpu);
-        Monitor.Enter(gate._poolLock);
+        frames.CloseZone();
         gate._closed = true;
         return gate;
     }
 
-    /// <summary>Waits until the CPU has entered a fault (the counter moved) and is blocked on the closed pool.</summary>
+    /// <summary>Waits until the CPU has entered a fault (the counter moved) and spins on the closed pool.</summary>
     public void WaitUntilParked(CpuCounter faultEntered, long before, Task work)
     {
-        Thread thread = Threads(_machine)[_cpu];
         var clock = Stopwatch.StartNew();
-        while (_machine.Cpu(_cpu).Read(faultEntered) == before || (thread.ThreadState & System.Threading.ThreadState.WaitSleepJoin) == 0)
+        while (_machine.Cpu(_cpu).Read(faultEntered) == before || _machine.Frames.ZoneWaiters == 0)
         {
             if (work.IsCompleted || clock.Elapsed > TimeSpan.FromSeconds(5))
             {
@@ -82,15 +79,9 @@ internal sealed class ParkedFault : IDisposable
         if (_closed)
         {
             _closed = false;
-            Monitor.Exit(_poolLock);
+            _machine.Frames.OpenZone();
         }
     }
 
     public void Dispose() => Open();
-
-    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_poolLock")]
-    private static extern ref object PoolLock(FrameAllocator allocator);
-
-    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_threads")]
-    private static extern ref Thread[] Threads(Machine machine);
 }
