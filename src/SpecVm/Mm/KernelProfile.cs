@@ -35,6 +35,7 @@ public sealed class KernelProfile
         DowngradeOnUnmap = false,
         PerVmaLocks = false,
         PerVmaLockScope = PerVmaLockScope.AnonymousOnly,
+        FolioBatchSize = 14,
     };
 
     /// <summary>
@@ -45,6 +46,7 @@ public sealed class KernelProfile
         DowngradeOnUnmap = true,
         PerVmaLocks = true,
         PerVmaLockScope = PerVmaLockScope.FileRetry,
+        FolioBatchSize = 15,
     };
 
     /// <summary>
@@ -56,6 +58,7 @@ public sealed class KernelProfile
         DowngradeOnUnmap = true,
         PerVmaLocks = true,
         PerVmaLockScope = PerVmaLockScope.Full,
+        FolioBatchSize = 31,
     };
 
     /// <summary>The profile runs use unless told otherwise: the newest, <see cref="Linux615"/>.</summary>
@@ -103,6 +106,26 @@ public sealed class KernelProfile
     /// </summary>
     public bool UseZeroPage { get; private init; } = true;
 
+    /// <summary>
+    /// Pages per per-CPU LRU batch before the <c>lru_lock</c> is taken (<see cref="MachineOptions.FolioBatchSize"/>):
+    /// <c>PAGEVEC_SIZE</c> 14 in 4.14 (15 from 4.15, when the pagevec lost its <c>cold</c> field), 15 in 6.6,
+    /// <c>FOLIO_BATCH_SIZE</c> 31 since 6.9.
+    /// </summary>
+    public int FolioBatchSize { get; private init; } = 31;
+
+    /// <summary>
+    /// Frames per refill of a CPU's free list under <c>zone-&gt;lock</c> (<see cref="MachineOptions.PcpBatch"/>): 63 in
+    /// every profile (mm/page_alloc.c <c>zone_batchsize</c>, unchanged in shape since 2.6).
+    /// </summary>
+    public int PcpBatch { get; private init; } = 63;
+
+    /// <summary>
+    /// Frames a CPU's free list may hold (<see cref="MachineOptions.PcpHigh"/>): 6 × batch = 378 in every profile, 4.14's
+    /// rule. Since 5.14 Linux sizes it from the zone's low watermark over the node's CPUs (at least 4 × batch), which
+    /// depends on the machine; the model keeps the static rule for 6.x too (a known difference, docs/design.md §6).
+    /// </summary>
+    public int PcpHigh { get; private init; } = 378;
+
     /// <summary>The preset called <paramref name="name"/> (case-insensitive), or null.</summary>
     /// <param name="name">A name from <see cref="Names"/>.</param>
     public static KernelProfile? TryGet(string name)
@@ -122,9 +145,13 @@ public sealed class KernelProfile
 
     /// <summary>Sets the machine-wide settings this kernel decides on <paramref name="options"/>.</summary>
     /// <param name="options">The machine options to change.</param>
+    /// <remarks>The memory cgroup depth is left as it is: it depends on the system, not the kernel version.</remarks>
     public void ApplyTo(MachineOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.FolioBatchSize = FolioBatchSize;
+        options.PcpBatch = PcpBatch;
+        options.PcpHigh = PcpHigh;
     }
 
     /// <summary>Every setting of the profile by name, as results record them.</summary>
@@ -135,6 +162,9 @@ public sealed class KernelProfile
         ["perVmaLocks"] = PerVmaLocks ? "true" : "false",
         ["perVmaLockScope"] = PerVmaLockScope.ToString(),
         ["useZeroPage"] = UseZeroPage ? "true" : "false",
+        ["folioBatchSize"] = FolioBatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["pcpBatch"] = PcpBatch.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["pcpHigh"] = PcpHigh.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 
     /// <inheritdoc/>

@@ -2,6 +2,7 @@ using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Scaling;
 using SpecVm.Simulation;
+using SpecVm.Smp;
 using SpecVm.Workloads;
 
 namespace SpecVm.Tests.Mm;
@@ -41,6 +42,28 @@ public class KernelProfileTests
         AddressSpaceOptions a = KernelProfile.Default.CreateAddressSpaceOptions();
         a.DowngradeOnUnmap = false;
         Assert.True(KernelProfile.Default.CreateAddressSpaceOptions().DowngradeOnUnmap);
+    }
+
+    [Fact]
+    public void ProfilesSetTheMachinesLruBatchAndTheDefaultsAreTheNewestKernels()
+    {
+        var expected = new Dictionary<KernelProfile, int> { [KernelProfile.Linux414Spf] = 14, [KernelProfile.Linux66] = 15, [KernelProfile.Linux615] = 31 };
+        foreach ((KernelProfile profile, int batch) in expected)
+        {
+            var options = new MachineOptions { MemcgDepth = 2 };
+            profile.ApplyTo(options);
+            Assert.Equal(batch, options.FolioBatchSize);
+            Assert.Equal(63, options.PcpBatch);
+            Assert.Equal(378, options.PcpHigh);
+            Assert.Equal(2, options.MemcgDepth); // The system's, not the kernel's: left alone.
+        }
+
+        var plain = new MachineOptions();
+        var newest = new MachineOptions();
+        KernelProfile.Default.ApplyTo(newest);
+        Assert.Equal(plain.FolioBatchSize, newest.FolioBatchSize);
+        Assert.Equal(plain.PcpBatch, newest.PcpBatch);
+        Assert.Equal(plain.PcpHigh, newest.PcpHigh);
     }
 
     [Fact]
