@@ -337,7 +337,22 @@ public sealed unsafe class Machine : IDisposable
         return sum;
     }
 
-    /// <summary>Every counter summed over CPUs.</summary>
+    /// <summary>The sum of one registered counter over every CPU.</summary>
+    /// <param name="counter">Which counter.</param>
+    public long Counter(RegisteredCounter counter)
+    {
+        ArgumentNullException.ThrowIfNull(counter);
+        ThrowIfDisposed();
+        long sum = 0;
+        foreach (Cpu c in _cpus)
+        {
+            sum += c.Read(counter);
+        }
+
+        return sum;
+    }
+
+    /// <summary>Every counter (registered ones included) summed over CPUs.</summary>
     public CounterSnapshot Snapshot() => Snapshot(_cpus.Length);
 
     /// <summary>Every counter summed over CPUs 0 to <paramref name="cpus"/> - 1 (a workload's tasks, without its background CPUs).</summary>
@@ -345,12 +360,12 @@ public sealed unsafe class Machine : IDisposable
     {
         ThrowIfDisposed();
         ArgumentOutOfRangeException.ThrowIfGreaterThan(cpus, _cpus.Length);
-        var values = new long[(int)CpuCounter.Count];
+        var values = new long[RegisteredCounter.Capacity]; // Every slot: registrations may come after this snapshot.
         foreach (Cpu c in _cpus.AsSpan(0, cpus))
         {
             for (int i = 0; i < values.Length; i++)
             {
-                values[i] += c.Read((CpuCounter)i);
+                values[i] += c.ReadSlot(i);
             }
         }
 
@@ -520,8 +535,9 @@ public sealed unsafe class Machine : IDisposable
 
     private struct CounterBlock
     {
-        // Room for every CpuCounter (asserted in the constructor), whole cache lines: 1 KiB per CPU.
-        public const int Capacity = 128;
+        // Room for every CpuCounter (asserted in the constructor) and the registered counters, whole cache lines:
+        // 1 KiB per CPU.
+        public const int Capacity = RegisteredCounter.Capacity;
 
         public fixed long Values[Capacity];
     }
@@ -538,6 +554,10 @@ public sealed class CounterSnapshot
     /// <param name="counter">Which counter.</param>
     public long this[CpuCounter counter] => _values[(int)counter];
 
+    /// <summary>One registered counter's total.</summary>
+    /// <param name="counter">Which counter.</param>
+    public long this[RegisteredCounter counter] => _values[(counter ?? throw new ArgumentNullException(nameof(counter))).Index];
+
     /// <summary>The difference <c>this - earlier</c>, counter by counter.</summary>
     /// <param name="earlier">An earlier snapshot of the same machine.</param>
     public CounterSnapshot Minus(CounterSnapshot earlier)
@@ -552,11 +572,11 @@ public sealed class CounterSnapshot
         return new CounterSnapshot(d);
     }
 
-    /// <summary>Every counter as name → value.</summary>
+    /// <summary>Every <see cref="CpuCounter"/> as name → value (registered counters are read by their owners' declarations).</summary>
     public IReadOnlyDictionary<string, long> ToDictionary()
     {
         var d = new Dictionary<string, long>();
-        for (int i = 0; i < _values.Length; i++)
+        for (int i = 0; i < (int)CpuCounter.Count; i++)
         {
             d[((CpuCounter)i).ToString()] = _values[i];
         }
