@@ -59,11 +59,18 @@ internal sealed class ParkedFault : IDisposable
     }
 
     /// <summary>Waits until the CPU has entered a fault (the counter moved) and is blocked on the closed pool.</summary>
-    public void WaitUntilParked(CpuCounter faultEntered, long before, Task work)
+    public void WaitUntilParked(CpuCounter faultEntered, long before, Task work) =>
+        WaitUntilParked(() => _machine.Cpu(_cpu).Read(faultEntered), before, work);
+
+    /// <summary>As above, for a strategy that counts its attempts with a registered counter.</summary>
+    public void WaitUntilParked(RegisteredCounter faultEntered, long before, Task work) =>
+        WaitUntilParked(() => _machine.Cpu(_cpu).Read(faultEntered), before, work);
+
+    private void WaitUntilParked(Func<long> faultEntered, long before, Task work)
     {
         Thread thread = Threads(_machine)[_cpu];
         var clock = Stopwatch.StartNew();
-        while (_machine.Cpu(_cpu).Read(faultEntered) == before || (thread.ThreadState & System.Threading.ThreadState.WaitSleepJoin) == 0)
+        while (faultEntered() == before || (thread.ThreadState & System.Threading.ThreadState.WaitSleepJoin) == 0)
         {
             if (work.IsCompleted || clock.Elapsed > TimeSpan.FromSeconds(5))
             {
