@@ -7,7 +7,7 @@ namespace SpecVm.Benchmarks.Reports;
 
 /// <summary>
 /// Plots (PNG and SVG) with ScottPlot: throughput vs threads (the model on the left axis, the kernel on its own right
-/// axis), per-thread efficiency with its uncertainty, and speculative fault outcomes on a log axis. Every plot carries
+/// axis), per-thread efficiency with its uncertainty, and every outcome the strategies declare (successes, each abort reason) on a log axis. Every plot carries
 /// the run's identity in a footer; every strategy keeps its colour across plots (<see cref="Series.ColorIndex"/>);
 /// error bars are ±1 SD over the point's repeats, capped, and series are offset slightly on x so bars never overlap.
 /// A family with predicted points is drawn against CPUs on a log2 axis: each prediction a line over its shaded

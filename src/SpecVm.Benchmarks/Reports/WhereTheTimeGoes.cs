@@ -11,7 +11,7 @@ namespace SpecVm.Benchmarks.Reports;
 /// The report's "Where the time goes" section (issue #16): rates and fairness of every point (ops per wall-second and
 /// per CPU-second, will-it-scale's per-task min/max and <c>linear</c>), then, for each workload × strategy × mode at
 /// its largest thread count, the wait-time histograms and an estimated attribution of the throughput lost against
-/// linear scaling to mmap-lock waits, PTL waits, shootdown waits, aborted speculative work and an unexplained rest.
+/// linear scaling to mmap-lock waits, PTL waits, shootdown waits, aborted attempts and an unexplained rest.
 /// Wait kinds are enumerated from <see cref="WaitHistogram"/>, never spelt here.
 /// </summary>
 internal static class WhereTheTimeGoes
