@@ -88,6 +88,9 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
     /// <inheritdoc/>
     public override IReadOnlyList<FaultOutcome> Outcomes => AllOutcomes;
 
+    /// <summary>Planted bug for tests: skip the mm-sequence checks before and under the PTL (seq1 and seq2).</summary>
+    internal bool PlantSkipSeqRecheck { get; init; }
+
     /// <inheritdoc/>
     public override FaultResult HandleFault(Cpu cpu, AddressSpace mm, ulong address, bool write)
     {
@@ -146,7 +149,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
     }
 
     /// <summary>The speculative attempt; null with <paramref name="abort"/> set when it must fall back.</summary>
-    private static FaultResult? TrySpeculative(Cpu cpu, AddressSpace mm, ulong address, bool write, out RegisteredCounter abort)
+    private FaultResult? TrySpeculative(Cpu cpu, AddressSpace mm, ulong address, bool write, out RegisteredCounter abort)
     {
         abort = AbortFault;
         if (!TryReadBegin(mm, out int seq))
@@ -240,7 +243,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
 
             // pte_map_lock's first check: a writer since the start means the walk may have gone through tables it is
             // tearing down; give up before contending for the PTL (no fence: early abort only, as above).
-            if (!MmSeqUnchanged(mm, seq))
+            if (!PlantSkipSeqRecheck && !MmSeqUnchanged(mm, seq))
             {
                 abort = AbortSeq1;
                 return null;
@@ -278,7 +281,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
                 // prepared page are all still right, and a writer that comes now must take this PTL to zap the PTE we
                 // install. The trylock's successful CAS just above is a full fence after our reads of the VMA and the
                 // tables (the smp_rmb of mmap_seq_read_check): none of them can be satisfied after this recheck.
-                if (!MmSeqUnchanged(mm, seq))
+                if (!PlantSkipSeqRecheck && !MmSeqUnchanged(mm, seq))
                 {
                     abort = AbortSeq2;
                     return null;
