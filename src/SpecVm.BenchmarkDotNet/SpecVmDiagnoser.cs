@@ -13,13 +13,14 @@ using BenchmarkDotNet.Toolchains.InProcess.NoEmit;
 using BenchmarkDotNet.Validators;
 using SpecVm.Smp;
 
-namespace SpecVm.BenchmarkDotNet;
+namespace SpecVm.Diagnosers;
 
 /// <summary>
 /// A BenchmarkDotNet diagnoser that adds SpecVm's counters per operation as columns (as BenchmarkDotNet's own
 /// <c>ThreadingDiagnoser</c> adds lock contentions): faults, mmap-lock acquisitions and waits, speculative attempts,
 /// successes and each abort reason, per-VMA-lock outcomes, fallbacks, IPIs, shootdowns, TLB misses — every
-/// <see cref="CpuCounter"/> that counts events, and for each wait kind of <see cref="WaitHistogram"/> the waits that
+/// <see cref="CpuCounter"/> that counts events, every <see cref="RegisteredCounter"/> (a strategy's own outcomes), and for
+/// each wait kind of <see cref="WaitHistogram"/> the waits that
 /// waited. A column appears only when some benchmark of the run moved its counter.
 /// </summary>
 /// <remarks>
@@ -159,6 +160,12 @@ public sealed class SpecVmDiagnoser : IDiagnoser
             foreach (CpuCounter c in Counters)
             {
                 yield return new CounterColumn(diagnoser, "SpecVm." + c, c.ToString(), $"SpecVm counter {c} per operation, summed over every CPU of every machine in the process (CpuCounter.{c}).", priority++, d => d[c]);
+            }
+
+            // Counters strategies registered for themselves (their own outcomes), named as registered.
+            foreach (RegisteredCounter r in RegisteredCounter.All)
+            {
+                yield return new CounterColumn(diagnoser, "SpecVm.Registered." + r.Name, r.Name, $"SpecVm registered counter '{r.Name}' per operation.", priority++, d => d[r]);
             }
 
             foreach (WaitKind kind in WaitHistogram.Kinds)

@@ -3,7 +3,7 @@ using BenchmarkDotNet.ConsoleArguments;
 using BenchmarkDotNet.Loggers;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
-using SpecVm.BenchmarkDotNet;
+using SpecVm.Diagnosers;
 using SpecVm.Benchmarks.Cli;
 using SpecVm.Benchmarks.Suites;
 

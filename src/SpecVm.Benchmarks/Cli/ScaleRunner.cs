@@ -342,7 +342,7 @@ internal static class ScaleRunner
             return;
         }
 
-        var table = new Table().AddColumns("workload", "strategy", "threads", "mode", "ops/s", "± sd / band", "spec success");
+        var table = new Table().AddColumns("workload", "strategy", "threads", "mode", "ops/s", "± sd / band", "success");
         foreach (ScalingPoint p in r.Points)
         {
             table.AddRow(
@@ -352,7 +352,7 @@ internal static class ScaleRunner
                 Series.ModeName(p),
                 p.OpsPerSecond.ToString("N0", CultureInfo.InvariantCulture),
                 Spread(p),
-                p.SpeculativeSuccessRate is double sr ? sr.ToString("P1", CultureInfo.InvariantCulture) : "-");
+                p.SuccessRate() is double sr ? sr.ToString("P1", CultureInfo.InvariantCulture) : "-");
         }
 
         AnsiConsole.Write(table);

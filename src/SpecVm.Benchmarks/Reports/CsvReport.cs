@@ -5,22 +5,26 @@ using SpecVm.Scaling;
 namespace SpecVm.Benchmarks.Reports;
 
 /// <summary>
-/// One CSV row per point (invariant culture; per-thread values joined with ';'). The abort-reason and per-VMA-lock
-/// columns are the keys the result holds (the library declares them once), in the order it lists them. The last three
-/// columns (added with results schema 3) are the point's mode and, for a predicted point, its band.
+/// One CSV row per point (invariant culture; per-thread values joined with ';'). The outcome columns are the outcomes
+/// the result's strategies declared (each point's <see cref="ScalingPoint.Outcomes"/>), one column per distinct name in
+/// first-seen order ("abort: seq-changed" becomes <c>outcome_abort_seq_changed</c>); a row is one strategy's, so a
+/// name two strategies share ("success") shares a column, and a point leaves the outcomes its strategy does not
+/// declare empty. Before them, <c>success_rate</c> (<see cref="ScalingPoint.SuccessRate"/>).
+/// The last three columns are the point's mode and, for a predicted point, its band.
 /// </summary>
 internal static class CsvReport
 {
     public static string Build(ScalingResult r)
     {
-        var abortKeys = r.Points.SelectMany(p => p.AbortReasons.Keys).Distinct().ToList();
-        var vmaKeys = r.Points.SelectMany(p => p.VmaLock.Keys).Distinct().ToList();
+        var outcomeKeys = r.Points.SelectMany(p => (p.Outcomes ?? []).Select(o => o.Name)).Distinct().ToList();
         var sb = new StringBuilder();
         sb.Append("workload,strategy,threads,native,unit,ops_per_s,ops_per_s_stddev,ops_per_s_median,repeats,per_thread_ops_per_s,background_ops_per_s,");
-        sb.Append("spec_attempts,spec_success_rate,");
-        sb.Append(string.Join(",", abortKeys.Select(k => "abort_" + k.Replace('-', '_'))));
-        sb.Append(',');
-        sb.Append(string.Join(",", vmaKeys.Select(k => "vma_lock_" + k)));
+        sb.Append("success_rate");
+        foreach (string name in outcomeKeys)
+        {
+            sb.Append(",outcome_").Append(Column(name));
+        }
+
         sb.AppendLine(",mmap_wait_ms_per_s,ipis_per_s,tlb_hit_rate,frames_per_s,mmap_write_held_share,mode,predicted_low,predicted_high");
         foreach (ScalingPoint p in r.Points)
         {
@@ -29,10 +33,9 @@ internal static class CsvReport
                 p.Workload, p.Strategy, I(p.Threads), p.Native ? "true" : "false", Quote(p.OperationUnit),
                 D(p.OpsPerSecond), D(p.OpsPerSecondStdDev), D(p.OpsPerSecondMedian), I(p.RepeatOpsPerSecond.Count),
                 string.Join(";", p.PerThreadOpsPerSecond.Select(D)), D(p.BackgroundOpsPerSecond),
-                I(p.SpeculativeAttempts), p.SpeculativeSuccessRate is double s ? D(s) : string.Empty,
+                p.SuccessRate() is double s ? D(s) : string.Empty,
             };
-            f.AddRange(abortKeys.Select(k => I(p.AbortReasons.GetValueOrDefault(k))));
-            f.AddRange(vmaKeys.Select(k => I(p.VmaLock.GetValueOrDefault(k))));
+            f.AddRange(outcomeKeys.Select(k => p.Outcomes?.Find(o => o.Name == k) is { } o ? I(o.Count) : string.Empty));
             f.Add(D(p.MmapLockWaitMsPerSecond));
             f.Add(D(p.IpisPerSecond));
             f.Add(p.TlbHitRate is double t ? D(t) : string.Empty);
@@ -45,6 +48,25 @@ internal static class CsvReport
         }
 
         return sb.ToString();
+    }
+
+    /// <summary>A name as a column name: lower case, every run of other characters one underscore ("abort: seq-odd" → abort_seq_odd).</summary>
+    private static string Column(string name)
+    {
+        var sb = new StringBuilder(name.Length);
+        foreach (char c in name.ToLowerInvariant())
+        {
+            if (char.IsAsciiLetterOrDigit(c))
+            {
+                sb.Append(c);
+            }
+            else if (sb.Length > 0 && sb[^1] != '_')
+            {
+                sb.Append('_');
+            }
+        }
+
+        return sb.ToString().TrimEnd('_');
     }
 
     private static string I(long v) => v.ToString(CultureInfo.InvariantCulture);

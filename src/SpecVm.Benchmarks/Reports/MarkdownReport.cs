@@ -522,29 +522,26 @@ internal static class MarkdownReport
 
     private static void Details(StringBuilder sb, ScalingResult r, ValidationReport? validation)
     {
-        var reasons = r.Points.SelectMany(p => p.AbortReasons.Keys).Distinct().ToList();
-        var vmaKeys = r.Points.SelectMany(p => p.VmaLock.Keys).Distinct().ToList();
         sb.AppendLine("## Details per point");
         sb.AppendLine();
-        sb.AppendLine("Speculative success = successes / attempts; aborts fall back to the mmap lock. "
-            + $"Per-VMA lock: {string.Join("/", vmaKeys)}. mmap wait: ms waited for the mmap lock per second (all CPUs). Write held: share of time the mmap lock was held for write."
+        sb.AppendLine("Success = the strategy's successes / its attempts (what each strategy declares it counts; aborts fall back to the mmap lock). "
+            + "Outcomes: every outcome the strategy declares that happened, with its count, in the strategy's order. "
+            + "mmap wait: ms waited for the mmap lock per second (all CPUs). Write held: share of time the mmap lock was held for write."
             + (Series.HasPredicted(r) ? " Predicted points count in virtual time (their seconds are simulated seconds)." : string.Empty));
         sb.AppendLine();
-        sb.AppendLine("| workload | strategy | threads | mode | median ops/s | per-thread ops/s | spec success | aborts (count) | per-VMA lock | mmap wait ms/s | write held | IPIs/s | TLB hit | frames/s | writer ops/s |");
-        sb.AppendLine("|---|---|---:|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| workload | strategy | threads | mode | median ops/s | per-thread ops/s | success | outcomes (count) | mmap wait ms/s | write held | IPIs/s | TLB hit | frames/s | writer ops/s |");
+        sb.AppendLine("|---|---|---:|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|");
         foreach (ScalingPoint p in r.Points)
         {
             string perThread = string.Join(" / ", p.PerThreadOpsPerSecond.Select(x => x.ToString("N0", Inv)));
-            string success = p.SpeculativeSuccessRate is double sr ? sr.ToString("P2", Inv) : "–";
-            string aborts = string.Join(", ", reasons.Where(k => p.AbortReasons.GetValueOrDefault(k) > 0).Select(k => $"{k} {p.AbortReasons[k].ToString("N0", Inv)}"));
-            long vmaTotal = p.VmaLock.Values.Sum();
-            string vma = vmaTotal > 0 ? string.Join("/", vmaKeys.Select(k => p.VmaLock.GetValueOrDefault(k).ToString("N0", Inv))) : "–";
+            string success = p.SuccessRate() is double sr ? sr.ToString("P2", Inv) : "–";
+            string outcomes = string.Join(", ", (p.Outcomes ?? []).Where(o => o.Count > 0).Select(o => $"{o.Name} {o.Count.ToString("N0", Inv)}"));
             string tlb = p.TlbHitRate is double t ? t.ToString("P1", Inv) : "–";
             string bg = WriterOps(p) > 0 ? WriterOps(p).ToString("N0", Inv) : "–";
             string mmapWait = p.Native ? "–" : p.MmapLockWaitMsPerSecond.ToString("0.0", Inv);
             string ipis = p.Native ? "–" : p.IpisPerSecond.ToString("N0", Inv);
             string frames = p.Native || Series.IsPredicted(p) ? "–" : p.FramesAllocatedPerSecond.ToString("N0", Inv);
-            sb.AppendLine(Inv, $"| {p.Workload} | {(p.Native ? Series.KernelLabel : p.Strategy)} | {p.Threads} | {ModeLabel(p, validation)} | {p.OpsPerSecondMedian.ToString("N0", Inv)} | {perThread} | {success} | {(aborts.Length == 0 ? "–" : aborts)} | {vma} | {mmapWait} | {Share(p)} | {ipis} | {tlb} | {frames} | {bg} |");
+            sb.AppendLine(Inv, $"| {p.Workload} | {(p.Native ? Series.KernelLabel : p.Strategy)} | {p.Threads} | {ModeLabel(p, validation)} | {p.OpsPerSecondMedian.ToString("N0", Inv)} | {perThread} | {success} | {(outcomes.Length == 0 ? "–" : outcomes)} | {mmapWait} | {Share(p)} | {ipis} | {tlb} | {frames} | {bg} |");
         }
 
         sb.AppendLine();

@@ -1,12 +1,13 @@
 using System.Globalization;
 using ScottPlot;
+using SpecVm.Mm;
 using SpecVm.Scaling;
 
 namespace SpecVm.Benchmarks.Reports;
 
 /// <summary>
 /// Plots (PNG and SVG) with ScottPlot: throughput vs threads (the model on the left axis, the kernel on its own right
-/// axis), per-thread efficiency with its uncertainty, and speculative fault outcomes on a log axis. Every plot carries
+/// axis), per-thread efficiency with its uncertainty, and every outcome the strategies declare (successes, each abort reason) on a log axis. Every plot carries
 /// the run's identity in a footer; every strategy keeps its colour across plots (<see cref="Series.ColorIndex"/>);
 /// error bars are ±1 SD over the point's repeats, capped, and series are offset slightly on x so bars never overlap.
 /// A family with predicted points is drawn against CPUs on a log2 axis: each prediction a line over its shaded
@@ -43,7 +44,7 @@ internal static class PlotReport
             }
         }
 
-        PlotFile? aborts = SpeculativeOutcomes(r, dir, footer);
+        PlotFile? aborts = FaultOutcomes(r, dir, footer);
         if (aborts != null)
         {
             files.Add(aborts);
@@ -264,27 +265,29 @@ internal static class PlotReport
     }
 
     /// <summary>
-    /// Speculative outcomes per point as counts on a log axis: successes next to every abort reason, so a reason seen
-    /// 3 times in 10 million attempts is as visible as the successes; each bar is labelled with its count.
+    /// The strategies' outcomes per point as counts on a log axis: every outcome a point's strategy declares (its
+    /// successes, each abort reason, retries...) next to each other, so a reason seen 3 times in 10 million attempts is
+    /// as visible as the successes; each bar is labelled with its count. Attempt counts label the point instead of a bar.
     /// </summary>
-    private static PlotFile? SpeculativeOutcomes(ScalingResult r, string dir, string footer)
+    private static PlotFile? FaultOutcomes(ScalingResult r, string dir, string footer)
     {
-        var points = r.Points.Where(p => p.SpeculativeAttempts > 0).ToList();
+        static IEnumerable<OutcomeCount> Bars(ScalingPoint p) => (p.Outcomes ?? []).Where(o => o.Kind != FaultOutcomeKind.Attempt);
+        var points = r.Points.Where(p => Bars(p).Any(o => o.Count > 0)).ToList();
         if (points.Count == 0)
         {
             return null;
         }
 
-        // The reasons are the keys the result holds, in its order (so each keeps its colour from run to run); only
-        // those that occurred get a bar and a legend entry.
-        var allReasons = r.Points.SelectMany(p => p.AbortReasons.Keys).Distinct().ToList();
-        var reasons = allReasons.Where(k => points.Any(p => p.AbortReasons.GetValueOrDefault(k) > 0)).ToList();
-        var outcomes = new List<string> { "success" };
-        outcomes.AddRange(reasons);
-        Color OutcomeColor(int k) => k == 0 ? Colors.Gray.WithAlpha(0.7) : ReasonPalette.GetColor(allReasons.IndexOf(outcomes[k]));
+        // The outcomes are the names the result holds, in its order (so each keeps its colour from run to run); only
+        // those that occurred get a bar and a legend entry. Successes are grey, everything else from a palette apart
+        // from the strategies'.
+        var allNames = r.Points.SelectMany(Bars).Select(o => o.Name).Distinct().ToList();
+        var successNames = r.Points.SelectMany(Bars).Where(o => o.Kind == FaultOutcomeKind.Success).Select(o => o.Name).ToHashSet();
+        var outcomes = allNames.Where(n => points.Any(p => Bars(p).Any(o => o.Name == n && o.Count > 0))).ToList();
+        Color OutcomeColor(int k) => successNames.Contains(outcomes[k]) ? Colors.Gray.WithAlpha(0.7) : ReasonPalette.GetColor(allNames.IndexOf(outcomes[k]));
         double slot = 0.8 / outcomes.Count;
         var plt = new Plot();
-        var bars = new List<Bar>();   // success in a neutral grey, each abort reason from a palette apart from the strategies'
+        var bars = new List<Bar>();
         var ticks = new List<Tick>();
         double maxLog = 1;
         for (int g = 0; g < points.Count; g++)
@@ -292,7 +295,7 @@ internal static class PlotReport
             ScalingPoint p = points[g];
             for (int k = 0; k < outcomes.Count; k++)
             {
-                long count = k == 0 ? p.SpeculativeSuccesses : p.AbortReasons.GetValueOrDefault(outcomes[k]);
+                long count = Bars(p).FirstOrDefault(o => o.Name == outcomes[k])?.Count ?? 0;
                 if (count <= 0)
                 {
                     continue;
@@ -309,13 +312,15 @@ internal static class PlotReport
                 maxLog = Math.Max(maxLog, log);
             }
 
-            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}{(Series.IsPredicted(p) ? " CPUs, predicted" : "T")}\n{p.SpeculativeAttempts.ToString("N0", Inv)} attempts"));
+            long attempts = p.OutcomeTotal(FaultOutcomeKind.Attempt);
+            string attemptLine = attempts > 0 ? $"\n{attempts.ToString("N0", Inv)} attempts" : string.Empty;
+            ticks.Add(new Tick(g, $"{p.Workload}\n{p.Strategy}, {p.Threads}{(Series.IsPredicted(p) ? " CPUs, predicted" : "T")}{attemptLine}"));
         }
 
         plt.Add.Bars(bars);
         for (int k = 0; k < outcomes.Count; k++)
         {
-            plt.Legend.ManualItems.Add(new LegendItem { LabelText = k == 0 ? "success" : $"abort: {outcomes[k]}", FillColor = OutcomeColor(k) });
+            plt.Legend.ManualItems.Add(new LegendItem { LabelText = outcomes[k], FillColor = OutcomeColor(k) });
         }
 
         var yTicks = Enumerable.Range(0, (int)Math.Ceiling(maxLog) + 2).Select(e => new Tick(e, e == 0 ? "0.1" : Math.Pow(10, e - 1).ToString("N0", Inv))).ToArray();
@@ -323,13 +328,13 @@ internal static class PlotReport
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.ToArray());
         plt.Axes.Bottom.TickLabelStyle.FontSize = 10;
         plt.Axes.Bottom.MajorTickStyle.Length = 0;
-        plt.Title("Speculative faults: outcomes per point (count, log scale)");
+        plt.Title("Fault strategies: outcomes per point (count, log scale)");
         plt.YLabel("faults (log scale; bars labelled with counts)");
         plt.Axes.SetLimitsY(0, maxLog + 1.6);
         plt.Axes.SetLimitsX(-0.6, points.Count - 0.4);
         plt.ShowLegend(Alignment.UpperRight, Orientation.Horizontal);
         int width = Math.Max(Width, 170 * points.Count);
-        return Save(plt, dir, footer, "speculative-outcomes", "Speculative faults: successes and each abort reason (counts, log scale)", width);
+        return Save(plt, dir, footer, "fault-outcomes", "Fault strategies: each declared outcome per point, successes and every abort reason (counts, log scale)", width);
     }
 
     private static PlotFile Save(Plot plt, string dir, string footer, string name, string title, int width = Width)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using SpecVm.Mm;
 using SpecVm.Scaling;
 using SpecVm.Smp;
 
@@ -10,7 +11,7 @@ namespace SpecVm.Benchmarks.Reports;
 /// The report's "Where the time goes" section (issue #16): rates and fairness of every point (ops per wall-second and
 /// per CPU-second, will-it-scale's per-task min/max and <c>linear</c>), then, for each workload × strategy × mode at
 /// its largest thread count, the wait-time histograms and an estimated attribution of the throughput lost against
-/// linear scaling to mmap-lock waits, PTL waits, shootdown waits, aborted speculative work and an unexplained rest.
+/// linear scaling to mmap-lock waits, PTL waits, shootdown waits, aborted attempts and an unexplained rest.
 /// Wait kinds are enumerated from <see cref="WaitHistogram"/>, never spelt here.
 /// </summary>
 internal static class WhereTheTimeGoes
@@ -150,12 +151,12 @@ internal static class WhereTheTimeGoes
             + "*behind writers* — mmap-lock read waits up to the time the lock was held for write × threads (a faulter cannot wait on a write hold longer than it lasts); "
             + "*mmap-lock contention* — the read waits beyond that (waiting while a writer queued for readers to drain, and wake-up latency) plus the tasks' own write waits; "
             + "*PTL* and *shootdown* — page-table-lock spins and shootdown ack waits; "
-            + "*aborted speculation* — speculative attempts that fell back to the mmap lock × the CPU time of one fault at 1 thread (an upper bound: an abort usually stops before the page is zeroed); "
+            + "*aborted attempts* — the strategy's attempts that fell back to the mmap lock (its declared fallbacks, or else its aborts) × the CPU time of one fault at 1 thread (an upper bound: an abort usually stops before the page is zeroed); "
             + "*rest* — what the waits do not explain: cache-line contention on shared words (the lock counts, the allocator), lost caches, and the host. "
             + "Waits count the measured tasks' CPUs only, but they overlap (a task's munmap waiting for acks holds the lock that other tasks' faults wait for), and the write-held time includes a background writer's holds, so the rest can be negative. "
             + "Virtual-time points count virtual time throughout.");
         sb.AppendLine();
-        sb.AppendLine("| workload | strategy | threads | mode | lost | behind writers | mmap-lock contention | PTL | shootdown | aborted speculation | rest |");
+        sb.AppendLine("| workload | strategy | threads | mode | lost | behind writers | mmap-lock contention | PTL | shootdown | aborted attempts | rest |");
         sb.AppendLine("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         foreach (string row in rows)
         {
@@ -165,10 +166,14 @@ internal static class WhereTheTimeGoes
         sb.AppendLine();
     }
 
-    /// <summary>CPU seconds wasted on aborted speculative attempts: aborts × CPU seconds per fault at 1 thread; NaN without a 1-thread point that faulted.</summary>
+    /// <summary>
+    /// CPU seconds wasted on attempts that fell back: the strategy's declared <see cref="FaultOutcomeKind.Fallback"/>
+    /// count (its <see cref="FaultOutcomeKind.Abort"/> counts summed when it declares no total) × CPU seconds per fault
+    /// at 1 thread; NaN without a 1-thread point that faulted.
+    /// </summary>
     private static double AbortedWork(ScalingResult r, ScalingPoint p)
     {
-        long aborts = p.Counters.GetValueOrDefault(nameof(CpuCounter.SpecFallbacks));
+        long aborts = p.Outcomes?.Exists(o => o.Kind == FaultOutcomeKind.Fallback) == true ? p.OutcomeTotal(FaultOutcomeKind.Fallback) : p.OutcomeTotal(FaultOutcomeKind.Abort);
         if (aborts <= 0)
         {
             return 0;

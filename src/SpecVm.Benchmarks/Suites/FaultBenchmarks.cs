@@ -28,20 +28,22 @@ public enum FaultKind
 }
 
 /// <summary>
-/// One page fault on one CPU, per strategy and fault kind, zeroing/copying included; MmapLock is the baseline, so the
-/// Ratio column is the uncontended cost of each alternative (the kernel's speculative series cost 2–6% system time).
+/// One page fault on one CPU, per strategy (every correct one of <see cref="StrategyCatalog"/>) and fault kind,
+/// zeroing/copying included; the catalog's baseline (mmap-lock) is the reference, so the "Ratio vs" column is the
+/// uncontended cost of each alternative (the kernel's speculative series cost 2–6% system time).
 /// Each invocation faults <see cref="Pages"/> pages on CPU 0 after an iteration setup that zapped them
 /// (<c>DontNeed</c>, untimed, so zap cost is not in any strategy's time).
 /// </summary>
 /// <remarks>
 /// <c>[IterationSetup]</c> forces one invocation per iteration, so an iteration must be long on its own:
 /// <see cref="Pages"/> (256 MiB) makes it about 5–100 ms depending on the kind (tens of milliseconds for anonymous
-/// faults), nearer BenchmarkDotNet's 100 ms guideline than the 1–10 ms a 4096-page run gave. Each benchmark builds only its own strategy's address space
-/// (per-target global setup), so the untimed zap of one strategy never evicts the caches of another's measurement.
+/// faults), nearer BenchmarkDotNet's 100 ms guideline than the 1–10 ms a 4096-page run gave. Each case builds only its own strategy's address space
+/// (global setup per parameter case), so the untimed zap of one strategy never evicts the caches of another's measurement.
 /// The closure and <see cref="Machine.Run"/> dispatch happen once per 65536 faults, so the Allocated column is the
 /// fault path's bytes per fault (0 B expected; the CI gate is HotPathAllocationTests).
 /// </remarks>
 [OpsPerSecondColumn]
+[StrategyRatioColumn]
 [MinColumn]
 [MedianColumn]
 [Config(typeof(BenchConfig))]
@@ -60,17 +62,16 @@ public class FaultBenchmarks
     [Params(FaultKind.AnonWrite, FaultKind.AnonRead, FaultKind.PrivateFileRead, FaultKind.PrivateFileWrite, FaultKind.SharedFileWrite, FaultKind.CowWrite)]
     public FaultKind Kind { get; set; }
 
-    /// <summary>Builds the machine and the mmap-lock address space.</summary>
-    [GlobalSetup(Target = nameof(MmapLock))]
-    public void SetupMmapLock() => Setup(new MmapLockStrategy());
+    /// <summary>The strategy: every correct one of <see cref="StrategyCatalog"/>, its baseline first.</summary>
+    [ParamsSource(nameof(Strategies))]
+    public string Strategy { get; set; } = StrategyCatalog.Baseline;
 
-    /// <summary>Builds the machine and the speculative address space.</summary>
-    [GlobalSetup(Target = nameof(Speculative))]
-    public void SetupSpeculative() => Setup(new SpeculativeStrategy());
+    /// <summary>The catalog's strategies (<see cref="StrategyParams.Names"/>).</summary>
+    public static IEnumerable<string> Strategies => StrategyParams.Names;
 
-    /// <summary>Builds the machine and the per-VMA-lock address space.</summary>
-    [GlobalSetup(Target = nameof(PerVmaLock))]
-    public void SetupPerVmaLock() => Setup(new PerVmaLockStrategy());
+    /// <summary>Builds the machine and the address space of <see cref="Strategy"/> only.</summary>
+    [GlobalSetup]
+    public void GlobalSetup() => Setup(StrategyCatalog.Create(Strategy));
 
     /// <summary>Zaps every page (and, for copy-on-write, maps the page-cache pages read-only again). Untimed.</summary>
     [IterationSetup]
@@ -99,17 +100,9 @@ public class FaultBenchmarks
         _machine.Dispose();
     }
 
-    /// <summary>The classic path (baseline).</summary>
-    [Benchmark(Baseline = true, OperationsPerInvoke = Pages)]
-    public void MmapLock() => Fault();
-
-    /// <summary>The speculative path.</summary>
+    /// <summary>Faults with <see cref="Strategy"/> (the "Ratio vs" column compares it with the catalog's baseline).</summary>
     [Benchmark(OperationsPerInvoke = Pages)]
-    public void Speculative() => Fault();
-
-    /// <summary>Per-VMA locks.</summary>
-    [Benchmark(OperationsPerInvoke = Pages)]
-    public void PerVmaLock() => Fault();
+    public void Faults() => Fault();
 
     private void Setup(FaultStrategy strategy)
     {

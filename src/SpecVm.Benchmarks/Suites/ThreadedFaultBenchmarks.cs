@@ -14,6 +14,7 @@ namespace SpecVm.Benchmarks.Suites;
 /// tool for curves — this suite is for quick side-by-side ratios.
 /// </summary>
 [OpsPerSecondColumn]
+[StrategyRatioColumn]
 [MinColumn]
 [MedianColumn]
 [Config(typeof(BenchConfig))]
@@ -43,17 +44,16 @@ public class ThreadedFaultBenchmarks
 
     private ulong SliceBytes => (ulong)(TotalPages / Threads) * 4096;
 
-    /// <summary>Builds the machine and the mmap-lock address space.</summary>
-    [GlobalSetup(Target = nameof(MmapLock))]
-    public void SetupMmapLock() => Setup(new MmapLockStrategy());
+    /// <summary>The strategy: every correct one of <see cref="StrategyCatalog"/>, its baseline first.</summary>
+    [ParamsSource(nameof(Strategies))]
+    public string Strategy { get; set; } = StrategyCatalog.Baseline;
 
-    /// <summary>Builds the machine and the speculative address space.</summary>
-    [GlobalSetup(Target = nameof(Speculative))]
-    public void SetupSpeculative() => Setup(new SpeculativeStrategy());
+    /// <summary>The catalog's strategies (<see cref="StrategyParams.Names"/>).</summary>
+    public static IEnumerable<string> Strategies => StrategyParams.Names;
 
-    /// <summary>Builds the machine and the per-VMA-lock address space.</summary>
-    [GlobalSetup(Target = nameof(PerVmaLock))]
-    public void SetupPerVmaLock() => Setup(new PerVmaLockStrategy());
+    /// <summary>Builds the machine and the address space of <see cref="Strategy"/> only.</summary>
+    [GlobalSetup]
+    public void GlobalSetup() => Setup(StrategyCatalog.Create(Strategy));
 
     /// <summary>Zaps the region (untimed).</summary>
     [IterationSetup]
@@ -68,17 +68,9 @@ public class ThreadedFaultBenchmarks
         _machine.Dispose();
     }
 
-    /// <summary>The classic path (baseline).</summary>
-    [Benchmark(Baseline = true, OperationsPerInvoke = TotalPages)]
-    public void MmapLock() => Fault();
-
-    /// <summary>The speculative path.</summary>
+    /// <summary>Faults with <see cref="Strategy"/> (the "Ratio vs" column compares it with the catalog's baseline).</summary>
     [Benchmark(OperationsPerInvoke = TotalPages)]
-    public void Speculative() => Fault();
-
-    /// <summary>Per-VMA locks.</summary>
-    [Benchmark(OperationsPerInvoke = TotalPages)]
-    public void PerVmaLock() => Fault();
+    public void Faults() => Fault();
 
     /// <summary>Builds the machine (threads + 1 CPUs when there is a mapper) and one address space.</summary>
     private void Setup(FaultStrategy strategy)

@@ -29,9 +29,12 @@ public class VirtualTimeBenchmarks
     [Params(1, 60)]
     public int Cpus { get; set; }
 
-    /// <summary>The fault strategy.</summary>
-    [Params("mmap-lock", "speculative")]
-    public string Strategy { get; set; } = "mmap-lock";
+    /// <summary>The fault strategy: every correct one of <see cref="StrategyCatalog"/>, its baseline first.</summary>
+    [ParamsSource(nameof(Strategies))]
+    public string Strategy { get; set; } = StrategyCatalog.Baseline;
+
+    /// <summary>The catalog's strategies (<see cref="StrategyParams.Names"/>).</summary>
+    public static IEnumerable<string> Strategies => StrategyParams.Names;
 
     private ulong SliceBytes => (ulong)(TotalPages / Cpus) * 4096;
 
@@ -40,7 +43,7 @@ public class VirtualTimeBenchmarks
     public void Setup()
     {
         _machine = new Machine(new MachineOptions { CpuCount = Cpus, MemoryBytes = ((long)TotalPages * 4096) + (64L << 20), Pin = false, AllowOversubscription = true });
-        _mm = new AddressSpace(_machine, StrategyCatalog.TryCreate(Strategy)!);
+        _mm = new AddressSpace(_machine, StrategyCatalog.Create(Strategy));
         _start = _machine.Run(0, cpu => _mm.Map(cpu, SliceBytes * (ulong)Cpus, Protection.ReadWrite));
     }
 

@@ -23,10 +23,22 @@ namespace SpecVm.Faults;
 /// </remarks>
 public sealed class PerVmaLockStrategy : FaultStrategy
 {
+    /// <summary>Every outcome, once (Linux's <c>VMA_LOCK_*</c> vmstat events).</summary>
+    private static readonly FaultOutcome[] AllOutcomes =
+    [
+        new("success", FaultOutcomeKind.Success, CpuCounter.VmaLockSuccess, "Read-locked the VMA and completed (VMA_LOCK_SUCCESS)."),
+        new("abort", FaultOutcomeKind.Abort, CpuCounter.VmaLockAbort, "Could not lock a suitable VMA: fell back to the mmap lock (VMA_LOCK_ABORT)."),
+        new("retry", FaultOutcomeKind.Abort, CpuCounter.VmaLockRetry, "Locked, but the fault had to be retried under the mmap lock (VMA_LOCK_RETRY)."),
+        new("miss", FaultOutcomeKind.Retry, CpuCounter.VmaLockMiss, "Locked a VMA that was replaced meanwhile: looked up again (VMA_LOCK_MISS)."),
+    ];
+
     private readonly MmapLockStrategy _fallback = new();
 
     /// <inheritdoc/>
     public override string Name => "per-vma-lock";
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<FaultOutcome> Outcomes => AllOutcomes;
 
     /// <inheritdoc/>
     public override FaultResult HandleFault(Cpu cpu, AddressSpace mm, ulong address, bool write)

@@ -19,6 +19,9 @@ public sealed class SpeculativeRefcountStrategy : FaultStrategy
     public override string Name => "speculative-refcount";
 
     /// <inheritdoc/>
+    public override IReadOnlyList<FaultOutcome> Outcomes => _inner.Outcomes;
+
+    /// <inheritdoc/>
     public override FaultResult HandleFault(Cpu cpu, AddressSpace mm, ulong address, bool write)
     {
         ArgumentNullException.ThrowIfNull(cpu);

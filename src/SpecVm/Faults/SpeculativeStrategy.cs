@@ -52,10 +52,29 @@ public enum SpeculativeAbort
 /// </remarks>
 public sealed unsafe class SpeculativeStrategy : FaultStrategy
 {
+    /// <summary>Every outcome, once: the abort reasons are the <see cref="SpeculativeAbort"/> members, in order.</summary>
+    private static readonly FaultOutcome[] AllOutcomes =
+    [
+        new("attempt", FaultOutcomeKind.Attempt, CpuCounter.SpecAttempts, "Faults that tried the speculative path."),
+        new("success", FaultOutcomeKind.Success, CpuCounter.SpecSuccess, "Installed the page without the mmap lock."),
+        new("abort: vma-not-found", FaultOutcomeKind.Abort, CpuCounter.SpecAbortVmaNotFound, "No VMA at the address (the classic path decides SIGSEGV)."),
+        new("abort: seq-odd", FaultOutcomeKind.Abort, CpuCounter.SpecAbortSeqOdd, "The VMA's sequence count was odd: a writer inside."),
+        new("abort: seq-changed", FaultOutcomeKind.Abort, CpuCounter.SpecAbortSeqChanged, "The VMA's sequence count changed, or the VMA was detached."),
+        new("abort: unsupported-kind", FaultOutcomeKind.Abort, CpuCounter.SpecAbortUnsupported, "A file-backed VMA, or a write-protect fault."),
+        new("abort: no-page-table", FaultOutcomeKind.Abort, CpuCounter.SpecAbortNoPageTable, "A page-table level was missing (never allocated speculatively)."),
+        new("abort: ptl-busy", FaultOutcomeKind.Abort, CpuCounter.SpecAbortPtlBusy, "The PTL trylock failed."),
+        new("abort: pte-changed", FaultOutcomeKind.Abort, CpuCounter.SpecAbortPteChanged, "The PTE changed between the walk and the PTL."),
+        new("access-error", FaultOutcomeKind.Other, CpuCounter.SpecAccessError, "SIGSEGV decided on the speculative path (no fallback)."),
+        new("fallback", FaultOutcomeKind.Fallback, CpuCounter.SpecFallbacks, "Attempts that fell back to the mmap lock."),
+    ];
+
     private readonly MmapLockStrategy _fallback = new();
 
     /// <inheritdoc/>
     public override string Name => SpinOnPtl ? "speculative-spin" : "speculative";
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<FaultOutcome> Outcomes => AllOutcomes;
 
     /// <summary>Spin on the PTL with interrupts disabled instead of trylock (reproduces the article's deadlock).</summary>
     public bool SpinOnPtl { get; init; }

@@ -30,6 +30,14 @@ public abstract class FaultStrategy
     /// <summary>A short name for reports ("mmap-lock", "speculative", "per-vma-lock").</summary>
     public abstract string Name { get; }
 
+    /// <summary>
+    /// The outcomes this strategy counts, in the order reports should list them (none by default). The harness reads
+    /// each one's counter after a run and the reports print whatever is declared here, so a strategy's vocabulary
+    /// (its abort reasons, say) is written once, beside the code that counts it. Return the same list on every call
+    /// (a <c>static readonly</c> array): it is read per run, never per fault.
+    /// </summary>
+    public virtual IReadOnlyList<FaultOutcome> Outcomes => [];
+
     /// <summary>Handles a fault at <paramref name="address"/> on <paramref name="cpu"/> (interrupts enabled on entry and exit).</summary>
     /// <param name="cpu">The faulting CPU.</param>
     /// <param name="mm">The address space.</param>

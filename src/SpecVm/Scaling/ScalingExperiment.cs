@@ -410,7 +410,7 @@ public sealed class ScalingExperiment
                 bg += (edges[i].Ops1 - edges[i].Ops0) / seconds;
             }
 
-            var counters = new long[(int)CpuCounter.Count];
+            var counters = new long[RegisteredCounter.Capacity];
             var taskCounters = new long[counters.Length];
             for (int i = 0; i < cpus; i++)
             {
@@ -490,7 +490,7 @@ public sealed class ScalingExperiment
     {
         double ops = 0;
         double t0 = sim.Checkpoint(cpu);
-        long[] before = ReadCounters(cpu, new long[(int)CpuCounter.Count]);
+        long[] before = ReadCounters(cpu, new long[RegisteredCounter.Capacity]);
         long[] after = new long[before.Length];
         while (true)
         {
@@ -540,7 +540,7 @@ public sealed class ScalingExperiment
     {
         for (int c = 0; c < a.Length; c++)
         {
-            a[c] = cpu.Read((CpuCounter)c);
+            a[c] = cpu.ReadSlot(c); // Every slot, registered counters included.
         }
 
         return a;
@@ -661,7 +661,6 @@ public sealed class ScalingExperiment
         }
 
         List<double> perThread = Enumerable.Range(0, threads).Select(i => runs.Average(r => r.PerThread[i])).ToList();
-        long attempts = C(CpuCounter.SpecAttempts);
         long hits = C(CpuCounter.TlbHits), misses = C(CpuCounter.TlbMisses);
         var point = new ScalingPoint
         {
@@ -688,27 +687,8 @@ public sealed class ScalingExperiment
             MmLocks = mmLocks,
             BackgroundOpsPerSecond = runs.Average(r => r.BackgroundOpsPerSecond),
             MeasuredSeconds = seconds,
-            SpeculativeAttempts = attempts,
-            SpeculativeSuccesses = C(CpuCounter.SpecSuccess),
-            SpeculativeSuccessRate = attempts > 0 ? C(CpuCounter.SpecSuccess) / (double)attempts : null,
-            AbortReasons = new Dictionary<string, long>
-            {
-                ["vma-not-found"] = C(CpuCounter.SpecAbortVmaNotFound),
-                ["seq-odd"] = C(CpuCounter.SpecAbortSeqOdd),
-                ["seq-changed"] = C(CpuCounter.SpecAbortSeqChanged),
-                ["unsupported-kind"] = C(CpuCounter.SpecAbortUnsupported),
-                ["no-page-table"] = C(CpuCounter.SpecAbortNoPageTable),
-                ["ptl-busy"] = C(CpuCounter.SpecAbortPtlBusy),
-                ["pte-changed"] = C(CpuCounter.SpecAbortPteChanged),
-                ["access-error"] = C(CpuCounter.SpecAccessError),
-            },
-            VmaLock = new Dictionary<string, long>
-            {
-                ["success"] = C(CpuCounter.VmaLockSuccess),
-                ["abort"] = C(CpuCounter.VmaLockAbort),
-                ["retry"] = C(CpuCounter.VmaLockRetry),
-                ["miss"] = C(CpuCounter.VmaLockMiss),
-            },
+            // Whatever the strategy declares, read from each run's counters (registered counters included).
+            Outcomes = s == null ? [] : [.. s.Outcomes.Select(o => new OutcomeCount(o.Name, o.Kind, runs.Sum(r => o.Read(r.Counters))))],
             MmapLockWaitMsPerSecond = seconds > 0 ? C(CpuCounter.MmapWaitTicks) * 1000.0 / Stopwatch.Frequency / seconds : 0,
             IpisPerSecond = seconds > 0 ? C(CpuCounter.IpisSent) / seconds : 0,
             TlbHitRate = hits + misses > 0 ? hits / (double)(hits + misses) : null,

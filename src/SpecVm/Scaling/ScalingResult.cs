@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using SpecVm.Mm;
 
 namespace SpecVm.Scaling;
 
@@ -15,14 +16,18 @@ namespace SpecVm.Scaling;
 /// workload-changing option in <see cref="Settings"/>; 3 adds predicted points (virtual time): each point's
 /// <see cref="ScalingPoint.Mode"/>, band and simulation speed, the cost model, quantum and band in the settings of a
 /// virtual run, <see cref="PredictedSettings"/> for a result that holds measured and predicted points together, and
-/// <see cref="Failures"/>.
+/// <see cref="Failures"/>; 4 replaces the speculative and per-VMA-lock fields of each point
+/// (<see cref="ScalingPoint.SpeculativeAttempts"/>, <see cref="ScalingPoint.AbortReasons"/>, <see cref="ScalingPoint.VmaLock"/>
+/// and the rest) with <see cref="ScalingPoint.Outcomes"/>, whatever the point's strategy declares
+/// (<see cref="FaultStrategy.Outcomes"/>). A version 1 to 3 document loads with its points' outcomes rebuilt from
+/// the old fields (<see cref="ScalingPoint.OutcomesFromLegacyFields"/>), which stay readable.
 /// Older documents load with the newer fields null (a point without a mode is measured). Optional fields added
 /// within version 2: <c>settings.targetedShootdowns</c>, <c>settings.downgradeOnUnmap</c> and <see cref="Warnings"/>.
 /// </remarks>
 public sealed class ScalingResult
 {
     /// <summary>The JSON schema version this code writes.</summary>
-    public const int CurrentSchemaVersion = 3;
+    public const int CurrentSchemaVersion = 4;
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
@@ -116,6 +121,14 @@ public sealed class ScalingResult
         if (r.SchemaVersion > CurrentSchemaVersion)
         {
             throw new InvalidDataException($"Scaling result schema version {r.SchemaVersion} is newer than this build understands ({CurrentSchemaVersion}).");
+        }
+
+        if (r.SchemaVersion < 4)
+        {
+            foreach (ScalingPoint p in r.Points)
+            {
+                p.Outcomes ??= p.OutcomesFromLegacyFields();
+            }
         }
 
         return r;
@@ -345,20 +358,29 @@ public sealed class ScalingPoint
     /// <summary>Measured seconds, summed over repeats (the window counters below cover).</summary>
     public double MeasuredSeconds { get; set; }
 
-    /// <summary>Speculative attempts in the windows.</summary>
+    /// <summary>
+    /// What the point's strategy declares it counts (<see cref="FaultStrategy.Outcomes"/>), in its order, summed over
+    /// the repeats' windows; empty for a strategy that declares none, and for native points. Null only in a document
+    /// written before schema version 4 and not read through <see cref="ScalingResult.FromJson"/>, which fills it.
+    /// </summary>
+    public List<OutcomeCount>? Outcomes { get; set; }
+
+    /// <summary>Schema 3 and older: speculative attempts in the windows (0, and not written, from version 4: see <see cref="Outcomes"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public long SpeculativeAttempts { get; set; }
 
-    /// <summary>Speculative successes in the windows.</summary>
+    /// <summary>Schema 3 and older: speculative successes in the windows (0, and not written, from version 4: see <see cref="Outcomes"/>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public long SpeculativeSuccesses { get; set; }
 
-    /// <summary>Successes / attempts, or null when there were no attempts.</summary>
+    /// <summary>Schema 3 and older: speculative successes / attempts (null from version 4: see <see cref="SuccessRate"/>).</summary>
     public double? SpeculativeSuccessRate { get; set; }
 
-    /// <summary>Speculative aborts by reason (kernel-style names).</summary>
-    public Dictionary<string, long> AbortReasons { get; set; } = [];
+    /// <summary>Schema 3 and older: speculative aborts by reason (null from version 4: see <see cref="Outcomes"/>).</summary>
+    public Dictionary<string, long>? AbortReasons { get; set; }
 
-    /// <summary>Per-VMA lock outcomes: success, abort, retry, miss.</summary>
-    public Dictionary<string, long> VmaLock { get; set; } = [];
+    /// <summary>Schema 3 and older: per-VMA lock outcomes, success, abort, retry, miss (null from version 4: see <see cref="Outcomes"/>).</summary>
+    public Dictionary<string, long>? VmaLock { get; set; }
 
     /// <summary>Time CPUs waited for the mmap lock, milliseconds per measured second (summed over CPUs).</summary>
     public double MmapLockWaitMsPerSecond { get; set; }
@@ -377,7 +399,70 @@ public sealed class ScalingPoint
 
     /// <summary>Every CPU counter, summed over CPUs and over the repeats' windows.</summary>
     public Dictionary<string, long> Counters { get; set; } = [];
+
+    /// <summary>
+    /// The strategy's success rate: its <see cref="FaultOutcomeKind.Success"/> counts over its
+    /// <see cref="FaultOutcomeKind.Attempt"/> counts when it declares any, else over its success and
+    /// <see cref="FaultOutcomeKind.Abort"/> counts; null when the denominator is 0 or nothing is declared.
+    /// </summary>
+    public double? SuccessRate()
+    {
+        long attempts = OutcomeTotal(FaultOutcomeKind.Attempt);
+        long successes = OutcomeTotal(FaultOutcomeKind.Success);
+        long denominator = Outcomes?.Exists(o => o.Kind == FaultOutcomeKind.Attempt) == true ? attempts : successes + OutcomeTotal(FaultOutcomeKind.Abort);
+        return denominator > 0 ? successes / (double)denominator : null;
+    }
+
+    /// <summary>The sum of the point's outcomes of one kind (0 without outcomes).</summary>
+    /// <param name="kind">The kind.</param>
+    public long OutcomeTotal(FaultOutcomeKind kind) => Outcomes?.Where(o => o.Kind == kind).Sum(o => o.Count) ?? 0;
+
+    /// <summary>
+    /// The outcomes a schema 1–3 point recorded in its own fields, in the version 4 form: attempts and successes, each
+    /// abort reason as "abort: reason" (access errors as an <see cref="FaultOutcomeKind.Other"/> outcome, as
+    /// version 3 counted them apart), then the per-VMA lock's counts; groups that counted nothing are left out.
+    /// </summary>
+    public List<OutcomeCount> OutcomesFromLegacyFields()
+    {
+        var list = new List<OutcomeCount>();
+        if (SpeculativeAttempts > 0)
+        {
+            list.Add(new OutcomeCount("attempt", FaultOutcomeKind.Attempt, SpeculativeAttempts));
+            list.Add(new OutcomeCount("success", FaultOutcomeKind.Success, SpeculativeSuccesses));
+            foreach ((string reason, long count) in AbortReasons ?? [])
+            {
+                // Version 3 wrote access errors among the abort reasons, though they end in SIGSEGV, not a fallback.
+                list.Add(reason == "access-error" ? new OutcomeCount(reason, FaultOutcomeKind.Other, count) : new OutcomeCount("abort: " + reason, FaultOutcomeKind.Abort, count));
+            }
+        }
+
+        if (VmaLock is { } vma && vma.Values.Sum() > 0)
+        {
+            foreach ((string name, long count) in vma)
+            {
+                // Version 3's per-VMA keys: success; abort and retry (both fell back); miss (looked up again).
+                FaultOutcomeKind kind = name switch
+                {
+                    "success" => FaultOutcomeKind.Success,
+                    "miss" => FaultOutcomeKind.Retry,
+                    _ => FaultOutcomeKind.Abort,
+                };
+                list.Add(new OutcomeCount(name, kind, count));
+            }
+        }
+
+        return list;
+    }
 }
+
+/// <summary>One declared outcome of a point's strategy (<see cref="FaultOutcome"/>) and how many times it happened.</summary>
+/// <param name="Name">The outcome's name ("success", "abort: seq-changed").</param>
+/// <param name="Kind">What it counts.</param>
+/// <param name="Count">The count, summed over CPUs and over the repeats' windows.</param>
+public sealed record OutcomeCount(
+    string Name,
+    [property: JsonConverter(typeof(JsonStringEnumConverter<FaultOutcomeKind>))] FaultOutcomeKind Kind,
+    long Count);
 
 /// <summary>The machine an experiment ran on.</summary>
 public sealed class MachineInfo

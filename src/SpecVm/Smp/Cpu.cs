@@ -94,19 +94,40 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Count(CpuCounter counter, long delta = 1) => _counters[(int)counter] += delta;
 
+    /// <summary>Adds one to one of this CPU's registered counters (owner only; no atomics).</summary>
+    /// <param name="counter">Which counter.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Count(RegisteredCounter counter) => _counters[counter.Index]++;
+
     /// <summary>This CPU's value of one counter (a racy read when taken from another thread).</summary>
     /// <param name="counter">Which counter.</param>
     /// <exception cref="ObjectDisposedException">The machine was disposed (the counters went with it).</exception>
     public long Read(CpuCounter counter)
     {
-        ObjectDisposedException.ThrowIf(_machine.IsDisposed, _machine);
         if ((uint)counter >= (uint)CpuCounter.Count)
         {
             throw new ArgumentOutOfRangeException(nameof(counter), counter, "Unknown counter.");
         }
 
+        return ReadSlot((int)counter);
+    }
+
+    /// <summary>This CPU's value of one registered counter (a racy read when taken from another thread).</summary>
+    /// <param name="counter">Which counter.</param>
+    /// <exception cref="ObjectDisposedException">The machine was disposed (the counters went with it).</exception>
+    public long Read(RegisteredCounter counter)
+    {
+        ArgumentNullException.ThrowIfNull(counter);
+        return ReadSlot(counter.Index);
+    }
+
+    /// <summary>Slot <paramref name="slot"/> of this CPU's counter block (0 to <see cref="RegisteredCounter.Capacity"/> - 1).</summary>
+    internal long ReadSlot(int slot)
+    {
+        ObjectDisposedException.ThrowIf(_machine.IsDisposed, _machine);
+
         // Acquire read of the owner's plain increments: a racy but untorn snapshot (64-bit aligned).
-        return Volatile.Read(ref _counters[(int)counter]);
+        return Volatile.Read(ref _counters[slot]);
     }
 
     /// <summary>Disables interrupts (<c>local_irq_disable</c>); nests.</summary>

@@ -2,7 +2,7 @@ namespace SpecVm.Smp;
 
 /// <summary>
 /// Every per-CPU event counter SpecVm keeps (Linux vmstat/perf-event style). Each CPU increments its own copy
-/// without atomics; totals are sums over CPUs (<see cref="Machine.Counter"/>).
+/// without atomics; totals are sums over CPUs (<see cref="Machine.Counter(CpuCounter)"/>).
 /// </summary>
 public enum CpuCounter
 {

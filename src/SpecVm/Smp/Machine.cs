@@ -45,7 +45,7 @@ public sealed unsafe class Machine : IDisposable
     // and the final counts of disposed ones.
     private static readonly Lock RegistryLock = new();
     private static readonly List<WeakReference<Machine>> LiveMachines = [];
-    private static readonly long[] RetiredCounts = new long[(int)CpuCounter.Count];
+    private static readonly long[] RetiredCounts = new long[RegisteredCounter.Capacity];
 
     /// <summary>Builds a machine with default options (one CPU per usable core, 4 GiB).</summary>
     public Machine()
@@ -390,13 +390,28 @@ public sealed unsafe class Machine : IDisposable
         return sum;
     }
 
-    /// <summary>Every counter summed over CPUs.</summary>
+    /// <summary>The sum of one registered counter over every CPU.</summary>
+    /// <param name="counter">Which counter.</param>
+    public long Counter(RegisteredCounter counter)
+    {
+        ArgumentNullException.ThrowIfNull(counter);
+        ThrowIfDisposed();
+        long sum = 0;
+        foreach (Cpu c in _cpus)
+        {
+            sum += c.Read(counter);
+        }
+
+        return sum;
+    }
+
+    /// <summary>Every counter (registered ones included) summed over CPUs.</summary>
     public CounterSnapshot Snapshot() => Snapshot(_cpus.Length);
 
     /// <summary>
     /// Every counter summed over every machine this process has built, live or disposed: what a benchmark harness
     /// subtracts before from after a measured phase when it cannot see the machines a benchmark builds (the
-    /// BenchmarkDotNet diagnoser of the SpecVm.BenchmarkDotNet package does). Live machines' counters are read without
+    /// BenchmarkDotNet diagnoser of the SpecVm.BenchmarkDotNet package does); registered counters included. Live machines' counters are read without
     /// stopping their CPUs, so take it while they are idle for an exact figure.
     /// </summary>
     public static CounterSnapshot ProcessSnapshot()
@@ -412,7 +427,7 @@ public sealed unsafe class Machine : IDisposable
                     {
                         for (int i = 0; i < values.Length; i++)
                         {
-                            values[i] += c.Read((CpuCounter)i);
+                            values[i] += c.ReadSlot(i); // Registered counters too.
                         }
                     }
                 }
@@ -427,12 +442,12 @@ public sealed unsafe class Machine : IDisposable
     {
         ThrowIfDisposed();
         ArgumentOutOfRangeException.ThrowIfGreaterThan(cpus, _cpus.Length);
-        var values = new long[(int)CpuCounter.Count];
+        var values = new long[RegisteredCounter.Capacity]; // Every slot: registrations may come after this snapshot.
         foreach (Cpu c in _cpus.AsSpan(0, cpus))
         {
             for (int i = 0; i < values.Length; i++)
             {
-                values[i] += c.Read((CpuCounter)i);
+                values[i] += c.ReadSlot(i);
             }
         }
 
@@ -642,8 +657,9 @@ public sealed unsafe class Machine : IDisposable
 
     private struct CounterBlock
     {
-        // Room for every CpuCounter (asserted in the constructor), whole cache lines: 1 KiB per CPU.
-        public const int Capacity = 128;
+        // Room for every CpuCounter (asserted in the constructor) and the registered counters, whole cache lines:
+        // 1 KiB per CPU.
+        public const int Capacity = RegisteredCounter.Capacity;
 
         public fixed long Values[Capacity];
     }
@@ -660,6 +676,10 @@ public sealed class CounterSnapshot
     /// <param name="counter">Which counter.</param>
     public long this[CpuCounter counter] => _values[(int)counter];
 
+    /// <summary>One registered counter's total.</summary>
+    /// <param name="counter">Which counter.</param>
+    public long this[RegisteredCounter counter] => _values[(counter ?? throw new ArgumentNullException(nameof(counter))).Index];
+
     /// <summary>The difference <c>this - earlier</c>, counter by counter.</summary>
     /// <param name="earlier">An earlier snapshot of the same machine.</param>
     public CounterSnapshot Minus(CounterSnapshot earlier)
@@ -674,11 +694,11 @@ public sealed class CounterSnapshot
         return new CounterSnapshot(d);
     }
 
-    /// <summary>Every counter as name → value.</summary>
+    /// <summary>Every <see cref="CpuCounter"/> as name → value (registered counters are read by their owners' declarations).</summary>
     public IReadOnlyDictionary<string, long> ToDictionary()
     {
         var d = new Dictionary<string, long>();
-        for (int i = 0; i < _values.Length; i++)
+        for (int i = 0; i < (int)CpuCounter.Count; i++)
         {
             d[((CpuCounter)i).ToString()] = _values[i];
         }

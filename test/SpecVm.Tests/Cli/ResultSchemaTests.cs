@@ -98,7 +98,7 @@ public class ResultSchemaTests
             r.Points.Add(new ScalingPoint
             {
                 Workload = "w", Strategy = "s", Threads = n, OperationUnit = "fault", OpsPerSecond = 1, RepeatOpsPerSecond = [1, 1], PerThreadOpsPerSecond = [1],
-                SpeculativeSuccessRate = 1, TlbHitRate = 1, AbortReasons = new() { ["a"] = 1 }, VmaLock = new() { ["b"] = 1 }, Metrics = new() { ["m"] = 1 }, Counters = new() { ["c"] = 1 },
+                SpeculativeSuccessRate = 1, TlbHitRate = 1, Outcomes = [new("a", SpecVm.Mm.FaultOutcomeKind.Abort, 1)], Metrics = new() { ["m"] = 1 }, Counters = new() { ["c"] = 1 },
                 Mode = "predicted", PredictedLow = 0.5, PredictedHigh = 1.5, Simulation = new() { ["hostSeconds"] = 1 },
                 PerThreadMin = 1, PerThreadMax = 1, OpsPerCpuSecond = 1, Linear = n,
                 WaitHistograms = new() { ["mmapRead"] = [1, 0, 0, 0, 0, 0] }, WaitSeconds = new() { ["mmapRead"] = 1e-6 },

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using SpecVm.Benchmarks.Reports;
+using SpecVm.Mm;
 using SpecVm.Scaling;
 using SpecVm.Smp;
 
@@ -89,9 +90,9 @@ public class WhereTheTimeGoesReportTests
             Counters = new()
             {
                 [nameof(CpuCounter.Faults)] = 2000,
-                [nameof(CpuCounter.SpecFallbacks)] = 1000,
                 [nameof(CpuCounter.MmapWriteHoldTicks)] = Ticks(0.05),
             },
+            Outcomes = [new("success", FaultOutcomeKind.Success, 1000), new("abort: x", FaultOutcomeKind.Abort, 1000), new("fallback", FaultOutcomeKind.Fallback, 1000)],
         });
         r.Usl = ScalingExperiment.FitAll(r.Points);
         return r;

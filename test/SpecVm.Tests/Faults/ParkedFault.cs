@@ -56,11 +56,18 @@ internal sealed class ParkedFault : IDisposable
         return gate;
     }
 
-    /// <summary>Waits until the CPU has entered a fault (the counter moved) and spins on the closed pool.</summary>
-    public void WaitUntilParked(CpuCounter faultEntered, long before, Task work)
+    /// <summary>Waits until the CPU has entered a fault (the counter moved) and is blocked on the closed pool.</summary>
+    public void WaitUntilParked(CpuCounter faultEntered, long before, Task work) =>
+        WaitUntilParked(() => _machine.Cpu(_cpu).Read(faultEntered), before, work);
+
+    /// <summary>As above, for a strategy that counts its attempts with a registered counter.</summary>
+    public void WaitUntilParked(RegisteredCounter faultEntered, long before, Task work) =>
+        WaitUntilParked(() => _machine.Cpu(_cpu).Read(faultEntered), before, work);
+
+    private void WaitUntilParked(Func<long> faultEntered, long before, Task work)
     {
         var clock = Stopwatch.StartNew();
-        while (_machine.Cpu(_cpu).Read(faultEntered) == before || _machine.Frames.ZoneWaiters == 0)
+        while (faultEntered() == before || _machine.Frames.ZoneWaiters == 0)
         {
             if (work.IsCompleted || clock.Elapsed > TimeSpan.FromSeconds(5))
             {

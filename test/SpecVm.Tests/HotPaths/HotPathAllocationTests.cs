@@ -13,7 +13,7 @@ public class HotPathAllocationTests(ITestOutputHelper output)
 {
     private const ulong Region = 8 << 20;
 
-    public static TheoryData<string> Strategies => new() { "mmap-lock", "speculative", "per-vma-lock" };
+    public static TheoryData<string> Strategies => [.. StrategyCatalog.CorrectNames];
 
     [Theory]
     [MemberData(nameof(Strategies))]

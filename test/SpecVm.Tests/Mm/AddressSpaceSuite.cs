@@ -7,43 +7,56 @@ using Xunit.Abstractions;
 namespace SpecVm.Tests.Mm;
 
 /// <summary>
-/// The address-space suite, run once per fault strategy: seeded random sequences against a sequential oracle,
-/// copy-on-write and shared-file semantics, and a bounded two-CPU stress that ends with the oracle and the invariant
-/// checker. Every strategy must give exactly the results the oracle predicts.
+/// The address-space suite, run once per fault strategy of the catalog (<see cref="StrategyCatalog.CorrectNames"/>: a
+/// new strategy is in it without an edit here): seeded random sequences against a sequential oracle, copy-on-write and
+/// shared-file semantics, and a bounded two-CPU stress that ends with the oracle and the invariant checker. Every
+/// strategy must give exactly the results the oracle predicts.
 /// </summary>
 [Collection(MachineCollection.Name)]
-public abstract class AddressSpaceSuite(ITestOutputHelper output)
+public sealed class AddressSpaceSuite(ITestOutputHelper output)
 {
     private const ulong Page = 4096;
 
-    protected ITestOutputHelper Output { get; } = output;
+    private ITestOutputHelper Output { get; } = output;
 
-    protected abstract FaultStrategy CreateStrategy();
+    /// <summary>Every correct strategy of the catalog.</summary>
+    public static TheoryData<string> Strategies => [.. TestMachines.StrategyNames];
+
+    /// <summary>Every strategy × seeds 1 to 6.</summary>
+    public static TheoryData<string, int> StrategiesAndSeeds()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (string name in TestMachines.StrategyNames)
+        {
+            for (int seed = 1; seed <= 6; seed++)
+            {
+                data.Add(name, seed);
+            }
+        }
+
+        return data;
+    }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
-    [InlineData(6)]
-    public void RandomSequencesMatchTheOracle(int seed)
+    [MemberData(nameof(StrategiesAndSeeds))]
+    public void RandomSequencesMatchTheOracle(string name, int seed)
     {
-        FaultStrategy strategy = CreateStrategy();
+        FaultStrategy strategy = TestMachines.Strategy(name);
         Output.WriteLine($"strategy {strategy.Name}, seed {seed}");
         List<string> trace = RandomSequence.Run(strategy, seed, steps: 2000);
         Output.WriteLine($"{trace.Count} results checked; last: {trace[^1]}");
     }
 
-    [Fact]
-    public void PrivateFileMappingSeesTheFileAndKeepsWritesPrivate()
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void PrivateFileMappingSeesTheFileAndKeepsWritesPrivate(string name)
     {
         using Machine machine = TestMachines.Create(2, 32);
         long freeBefore = machine.Memory.Census().Free;
         var file = new SimFile(machine, 4 * (long)Page);
         byte[] content = Pattern(4 * (int)Page, 7);
         file.Write(0, content);
-        using (var mm = new AddressSpace(machine, CreateStrategy()))
+        using (var mm = new AddressSpace(machine, TestMachines.Strategy(name)))
         {
             machine.Run(0, cpu =>
             {
@@ -76,15 +89,16 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         TestMachines.AssertAllFramesFree(machine, freeBefore);
     }
 
-    [Fact]
-    public void SharedFileWritesReachTheFileAndEveryOtherSharedMapping()
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void SharedFileWritesReachTheFileAndEveryOtherSharedMapping(string name)
     {
         using Machine machine = TestMachines.Create(2, 32);
         long freeBefore = machine.Memory.Census().Free;
         var file = new SimFile(machine, 4 * (long)Page);
         byte[] content = Pattern(4 * (int)Page, 3);
         file.Write(0, content);
-        using (var mm = new AddressSpace(machine, CreateStrategy()))
+        using (var mm = new AddressSpace(machine, TestMachines.Strategy(name)))
         {
             ulong a = machine.Run(0, cpu => mm.Map(cpu, 4 * Page, Protection.ReadWrite, MappingKind.SharedFile, file));
             ulong b = machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite, MappingKind.SharedFile, file, 2 * (long)Page));
@@ -118,11 +132,12 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         TestMachines.AssertAllFramesFree(machine, freeBefore);
     }
 
-    [Fact]
-    public void AnIdleCpuNeverUsesAStaleTranslationAfterItWakes()
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void AnIdleCpuNeverUsesAStaleTranslationAfterItWakes(string name)
     {
         using Machine machine = TestMachines.Create(2, 16);
-        using var mm = new AddressSpace(machine, CreateStrategy());
+        using var mm = new AddressSpace(machine, TestMachines.Strategy(name));
         ulong a = machine.Run(0, cpu => mm.Map(cpu, 2 * Page, Protection.ReadWrite));
 
         // CPU 1 caches both translations, then goes idle (lazy): CPU 0's shootdowns skip it.
@@ -142,13 +157,14 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         TestMachines.AssertNoViolations(mm);
     }
 
-    [Fact]
-    public void RunningOutOfFramesIsAnErrorNotACrashAndNothingLeaks()
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void RunningOutOfFramesIsAnErrorNotACrashAndNothingLeaks(string name)
     {
         using Machine machine = TestMachines.Create(2, 1); // 256 frames.
         long freeBefore = machine.Memory.Census().Free;
         var file = new SimFile(machine, 64 * (long)Page);
-        using (var mm = new AddressSpace(machine, CreateStrategy()))
+        using (var mm = new AddressSpace(machine, TestMachines.Strategy(name)))
         {
             machine.Run(0, cpu =>
             {
@@ -187,12 +203,13 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
     /// oracle) and flips the stable mappings read-only and back. At the end every stable page holds CPU 1's last
     /// successful write, every churn page matches CPU 0's oracle, and the invariants hold.
     /// </summary>
-    [Fact]
-    public void ConcurrentFaultsWhileAnotherCpuMapsUnmapsAndProtectsKeepEveryByte()
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void ConcurrentFaultsWhileAnotherCpuMapsUnmapsAndProtectsKeepEveryByte(string name)
     {
         int seed = Environment.TickCount;
         Output.WriteLine($"seed {seed}");
-        FaultStrategy strategy = CreateStrategy();
+        FaultStrategy strategy = TestMachines.Strategy(name);
         Output.WriteLine($"strategy {strategy.Name}");
         var stress = new ConcurrentStress(seed, TimeSpan.FromSeconds(1.5));
         stress.Run(strategy, Output);
@@ -203,11 +220,12 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
     /// file), so their faults race to install and to copy on write; then both check that neither write was lost, and
     /// CPU 0 zaps everything for the next round.
     /// </summary>
-    [Fact]
-    public void TwoCpusFaultingTheSamePagesAtOnceLoseNoWrite()
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void TwoCpusFaultingTheSamePagesAtOnceLoseNoWrite(string name)
     {
         const int Pages = 64;
-        FaultStrategy strategy = CreateStrategy();
+        FaultStrategy strategy = TestMachines.Strategy(name);
         Output.WriteLine($"strategy {strategy.Name}");
         using Machine machine = TestMachines.Create(2, 32);
         long freeBefore = machine.Memory.Census().Free;
@@ -295,7 +313,7 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
         TestMachines.AssertAllFramesFree(machine, freeBefore);
     }
 
-    protected static byte[] Pattern(int length, int seed)
+    private static byte[] Pattern(int length, int seed)
     {
         byte[] bytes = new byte[length];
         new Random(seed).NextBytes(bytes);
@@ -351,21 +369,6 @@ public abstract class AddressSpaceSuite(ITestOutputHelper output)
     }
 }
 
-public sealed class MmapLockAddressSpaceTests(ITestOutputHelper output) : AddressSpaceSuite(output)
-{
-    protected override FaultStrategy CreateStrategy() => new MmapLockStrategy();
-}
-
-public sealed class SpeculativeAddressSpaceTests(ITestOutputHelper output) : AddressSpaceSuite(output)
-{
-    protected override FaultStrategy CreateStrategy() => new SpeculativeStrategy();
-}
-
-public sealed class PerVmaLockAddressSpaceTests(ITestOutputHelper output) : AddressSpaceSuite(output)
-{
-    protected override FaultStrategy CreateStrategy() => new PerVmaLockStrategy();
-}
-
 /// <summary>Every strategy gives exactly the same results for the same random sequence.</summary>
 [Collection(MachineCollection.Name)]
 public sealed class FaultStrategyEquivalenceTests(ITestOutputHelper output)
@@ -390,6 +393,6 @@ public sealed class FaultStrategyEquivalenceTests(ITestOutputHelper output)
             Assert.True(i == reference.Count && i == trace.Count, $"{name} differs from {TestMachines.StrategyNames[0]} at result {i}: '{(i < trace.Count ? trace[i] : "(end)")}' vs '{(i < reference.Count ? reference[i] : "(end)")}'.");
         }
 
-        output.WriteLine($"{reference.Count} results identical for {TestMachines.StrategyNames.Length} strategies in {sw.ElapsedMilliseconds} ms");
+        output.WriteLine($"{reference.Count} results identical for {TestMachines.StrategyNames.Count} strategies in {sw.ElapsedMilliseconds} ms");
     }
 }

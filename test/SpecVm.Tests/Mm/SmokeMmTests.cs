@@ -6,14 +6,9 @@ namespace SpecVm.Tests.Mm;
 
 public class SmokeMmTests
 {
-    public static TheoryData<string> Strategies => new() { "mmap-lock", "speculative", "per-vma-lock" };
+    public static TheoryData<string> Strategies => [.. TestMachines.StrategyNames];
 
-    internal static FaultStrategy Make(string name) => name switch
-    {
-        "mmap-lock" => new MmapLockStrategy(),
-        "speculative" => new SpeculativeStrategy(),
-        _ => new PerVmaLockStrategy(),
-    };
+    internal static FaultStrategy Make(string name) => StrategyCatalog.Create(name);
 
     [Theory]
     [MemberData(nameof(Strategies))]

@@ -16,7 +16,8 @@ public sealed class MachineCollection
 
 internal static class TestMachines
 {
-    public static readonly string[] StrategyNames = ["mmap-lock", "speculative", "per-vma-lock"];
+    /// <summary>Every correct strategy of the catalog, its baseline first.</summary>
+    public static IReadOnlyList<string> StrategyNames => StrategyCatalog.CorrectNames;
 
     public static Machine Create(int cpus, long memoryMiB, TimeSpan? watchdog = null) =>
         new(new MachineOptions
@@ -26,13 +27,7 @@ internal static class TestMachines
             WatchdogTimeout = watchdog ?? TimeSpan.FromSeconds(5),
         });
 
-    public static FaultStrategy Strategy(string name) => name switch
-    {
-        "mmap-lock" => new MmapLockStrategy(),
-        "speculative" => new SpeculativeStrategy(),
-        "per-vma-lock" => new PerVmaLockStrategy(),
-        _ => throw new ArgumentOutOfRangeException(nameof(name), name, "Unknown strategy."),
-    };
+    public static FaultStrategy Strategy(string name) => StrategyCatalog.Create(name);
 
     /// <summary>FNV-1a, stable across runs, to put read bytes in a trace.</summary>
     public static ulong Hash(ReadOnlySpan<byte> bytes)

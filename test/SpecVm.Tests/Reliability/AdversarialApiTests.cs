@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CsCheck;
+using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Smp;
 using SpecVm.Tests.Mm;
@@ -39,7 +40,7 @@ public sealed class AdversarialApiTests(ITestOutputHelper output)
     {
         string? seed = Environment.GetEnvironmentVariable("CsCheck_Seed");
         using Machine foreign = TestMachines.Create(cpus: 1, memoryMiB: 4);
-        Gen<(int Strategy, AdversarialOp[] Ops)> gen = Gen.Select(Gen.Int[0, 2], AdversarialGen.Sequence(KnownOpenMisuse, MaxSteps));
+        Gen<(int Strategy, AdversarialOp[] Ops)> gen = Gen.Select(Gen.Int[0, StrategyCatalog.CorrectNames.Count - 1], AdversarialGen.Sequence(KnownOpenMisuse, MaxSteps));
         var sw = Stopwatch.StartNew();
         int run = 0;
         int skipped = 0;

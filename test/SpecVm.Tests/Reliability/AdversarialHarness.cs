@@ -92,12 +92,9 @@ internal sealed class AdversarialHarness : IDisposable
         }
     }
 
-    private static FaultStrategy TestStrategy(int strategy) => (strategy % 3) switch
-    {
-        0 => new MmapLockStrategy(),
-        1 => new SpeculativeStrategy(),
-        _ => new PerVmaLockStrategy(),
-    };
+    /// <summary>The catalog's correct strategies by index (0 is mmap-lock, 1 speculative, 2 per-vma-lock, then the rest in catalog order).</summary>
+    private static FaultStrategy TestStrategy(int strategy) =>
+        StrategyCatalog.Create(StrategyCatalog.CorrectNames[strategy % StrategyCatalog.CorrectNames.Count]);
 
     /// <summary>Where each step is appended before it runs when <c>SPECVM_ADVERSARIAL_TRACE</c> names a file: a step that
     /// crashes the process (no exception to catch) is then the trace's last line.</summary>
