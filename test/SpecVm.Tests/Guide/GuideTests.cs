@@ -25,6 +25,7 @@ public class GuideTests(ITestOutputHelper output)
         Assert.Contains("slice-toucher write-only-speculation x1", printed);
         Assert.Contains("time mode: virtual, cost model epyc-2s-128", printed);
         Assert.Contains("slice-toucher speculative on 8 simulated CPUs", printed);
+        Assert.Contains("kernel 4.14-spf: munmap downgrade False, LRU batch 14", printed);
     }
 
     [Fact]
