@@ -68,6 +68,25 @@ public class SyncBenchmarks
         _srcu.ReadUnlock(Cpu, idx);
     }
 
+    /// <summary><see cref="Srcu.ReadLock"/> + <see cref="Srcu.ReadUnlockLocal"/> on CPU 0: the full section without the atomic unlock.</summary>
+    [Benchmark]
+    public void SrcuReadLockUnlockLocal()
+    {
+        int idx = _srcu.ReadLock(Cpu);
+        _srcu.ReadUnlockLocal(Cpu, idx);
+    }
+
+    /// <summary>
+    /// <see cref="Srcu.ReadLockLite"/> + <see cref="Srcu.ReadUnlockLocal"/> on CPU 0: the per-VMA path's section, no
+    /// fence (its ordering is paid by grace periods).
+    /// </summary>
+    [Benchmark]
+    public void SrcuReadLockLiteUnlock()
+    {
+        int idx = _srcu.ReadLockLite(Cpu);
+        _srcu.ReadUnlockLocal(Cpu, idx);
+    }
+
     /// <summary>The mmap lock taken for read: <see cref="RwSemaphore.EnterRead"/> + <see cref="RwSemaphore.ExitRead"/>.</summary>
     [Benchmark]
     public void RwSemaphoreRead()

@@ -84,7 +84,11 @@ public sealed class PerVmaLockStrategy : FaultStrategy
         // A few retries at most: each one means a writer replaced the VMA between our lookup and our lock.
         for (int attempt = 0; attempt < MaxMissRetries; attempt++)
         {
-            int idx = cpu.Machine.Srcu.ReadLock(cpu.Id);
+            // A read section without a fence, as lock_vma_under_rcu's rcu_read_lock() has none: the per-VMA path runs on
+            // every fault, grace periods come only when VMAs are retired, so the ordering is paid there (a process-wide
+            // barrier; Srcu.ReadLockLite explains why that is enough). The VMA's reader-count CAS below is a full fence
+            // of its own, so only the lookup itself runs unfenced, which is exactly the case the grace period covers.
+            int idx = cpu.Machine.Srcu.ReadLockLite(cpu.Id);
             try
             {
                 Vma? vma = mm.Vmas.Find(address);

@@ -43,6 +43,7 @@ public sealed unsafe class Srcu : IDisposable
     private int _completed;
     private readonly object _gpMutex = new();
     private long _gracePeriods;
+    private int _liteReaders;
 
     private readonly object _queueLock = new();
     private List<(Action<object?> Callback, object? State)> _pending = [];
@@ -93,6 +94,9 @@ public sealed unsafe class Srcu : IDisposable
         }
     }
 
+    /// <summary>True once a reader has used <see cref="ReadLockLite"/>: grace periods then use a process-wide barrier.</summary>
+    internal bool HasLiteReaders => Volatile.Read(ref _liteReaders) != 0;
+
     /// <summary>Test hook: when true, <see cref="Synchronize"/> skips the index flip (a planted bug for tests).</summary>
     internal bool PlantSkipFlip { get; set; }
 
@@ -117,6 +121,49 @@ public sealed unsafe class Srcu : IDisposable
         // or a grace period could see "no readers" while we already read a pointer it is about to free.
         Interlocked.MemoryBarrier();
         return idx;
+    }
+
+    /// <summary>
+    /// Enters a read-side critical section without a memory fence (Linux 6.13 <c>srcu_read_lock_lite</c>): the CPU's lock
+    /// count is a plain store, and the ordering the fence would give is paid by the grace period instead, with a
+    /// process-wide barrier (<see cref="Interlocked.MemoryBarrierProcessWide"/>, Linux's <c>membarrier</c>; the kernel
+    /// calls <c>synchronize_rcu()</c> there). For hot readers and rare grace periods, as RCU's read side in
+    /// <c>lock_vma_under_rcu</c>, which has no fence at all. Leave it with <see cref="ReadUnlockLocal"/> or
+    /// <see cref="ReadUnlock"/>; lite and full readers may share a domain (the grace period then orders both).
+    /// </summary>
+    /// <param name="cpu">The reader's CPU id; only that CPU's thread may use its slot.</param>
+    /// <returns>The index to pass to the unlock.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ReadLockLite(int cpu)
+    {
+        ref Slot slot = ref _slots[cpu];
+        if (Volatile.Read(ref _liteReaders) == 0)
+        {
+            MarkLiteReaders(); // Once per domain: from now on every grace period uses the process-wide barrier.
+        }
+
+        // Acquire read of the index, as in ReadLock (a stale index is what Synchronize's first drain is for).
+        int idx = Volatile.Read(ref _completed) & 1;
+        ref long counter = ref idx == 0 ? ref slot.Lock0 : ref slot.Lock1;
+
+        // Plain store of our own slot, no fence (srcu_read_lock_lite's this_cpu_inc + barrier()). The reads of the
+        // section may then pass it on this CPU (store-load reordering); a grace period makes that harmless: its
+        // process-wide barrier (ReadersDrained) runs on every CPU, so either our count is visible to its lock sum, or
+        // our section's reads come after the barrier and see what the updater published before it (the pointer is
+        // gone, so the section cannot reach what the grace period frees). Without that barrier a grace period could
+        // sum our slot before the store landed and free a VMA this section already read.
+        VirtualTime.Access(Unsafe.AsPointer(ref counter), LineAccess.Store);
+        Volatile.Write(ref counter, counter + 1);
+        return idx;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void MarkLiteReaders()
+    {
+        // Full fence (Interlocked): the flag is visible before this CPU's first lite section's count, so a grace
+        // period that can miss that count (no reader fence) is one that has seen the flag and uses the barrier. A
+        // grace period already past its flag read when we set it started before our section and does not wait for it.
+        Interlocked.Exchange(ref _liteReaders, 1);
     }
 
     /// <summary>Leaves a read-side critical section (<c>srcu_read_unlock</c>).</summary>
@@ -247,6 +294,15 @@ public sealed unsafe class Srcu : IDisposable
 
     private void WaitForReaders(int idx, ISpinWaiter? waiter, long start)
     {
+        if (Volatile.Read(ref _liteReaders) != 0 && VirtualTime.Current == null)
+        {
+            // Process-wide barrier (Linux: synchronize_rcu() in place of smp_mb() A for SRCU_READ_FLAVOR_LITE), once per
+            // wait: it serialises every CPU, so a lite reader's lock count stored before it is visible to every check
+            // below, and a lite reader whose count comes after it reads only what the updater left published before
+            // this grace period (see ReadLockLite). Simulated CPUs run one at a time, each handoff a full barrier.
+            Interlocked.MemoryBarrierProcessWide();
+        }
+
         int spins = 0;
         while (!ReadersDrained(idx))
         {
@@ -296,7 +352,8 @@ public sealed unsafe class Srcu : IDisposable
 
         // Full fence (Linux: smp_mb() A): the unlock sums are taken before the lock sums, so a reader counted
         // as unlocked is certainly counted as locked; reading in the other order could count an unlock whose lock
-        // we missed and conclude "drained" while a reader is inside.
+        // we missed and conclude "drained" while a reader is inside. (Lite readers, which have no fence of their own,
+        // are ordered by the process-wide barrier WaitForReaders issues before its first check.)
         Interlocked.MemoryBarrier();
 
         long locks = 0;

@@ -181,6 +181,42 @@ public sealed class SrcuTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void NoLiteReaderSeesANodeRetiredThroughDefer()
+    {
+        // Readers without a fence (srcu_read_lock_lite): the grace period's process-wide barrier must still keep every
+        // reader away from what it frees.
+        using var srcu = new Srcu(RetireChecker.Readers);
+        Assert.False(srcu.HasLiteReaders);
+        RetireCheckResult result = RetireChecker.Run(srcu, RetireChecker.RetireAfterGracePeriod, TimeSpan.FromMilliseconds(300), Seed, lite: true);
+        output.WriteLine($"seed 0x{Seed:X}: {result}");
+
+        Assert.True(srcu.HasLiteReaders);
+        Assert.True(result.FirstViolation == null, result.FirstViolation);
+        Assert.True(result.Reads >= 1000 && result.Updates >= 100, $"The stress did too little to mean anything: {result}");
+        Assert.Equal(result.Updates, srcu.CallbacksRun);
+    }
+
+    [Fact]
+    public void RetireCheckerCatchesFreeingWithoutAGracePeriodUnderLiteReaders()
+    {
+        using var srcu = new Srcu(RetireChecker.Readers);
+        RetireCheckResult result = RetireChecker.Run(srcu, RetireChecker.RetireAtOnce, TestThreads.Bound, Seed, lite: true);
+        Assert.True(result.FirstViolation != null, $"The checker missed the planted bug (retire without a grace period): {result}");
+    }
+
+    [Fact]
+    public void SynchronizeWaitsForALiteReaderInside()
+    {
+        using var srcu = new Srcu(2);
+        int idx = srcu.ReadLockLite(0);
+        Task gp = Task.Run(() => srcu.Synchronize());
+        Assert.False(gp.Wait(TimeSpan.FromMilliseconds(100)), "a grace period ended while a lite reader was inside");
+        srcu.ReadUnlockLocal(0, idx);
+        Assert.True(gp.Wait(TimeSpan.FromSeconds(10)), "the grace period did not end after the lite reader left");
+        Assert.Equal(0, srcu.OpenSections(0));
+    }
+
+    [Fact]
     public void RetireCheckerCatchesFreeingWithoutAGracePeriod()
     {
         // Planted bug: the updater poisons the old node at once instead of through Defer.
@@ -338,7 +374,7 @@ internal static class RetireChecker
     /// <summary>Planted bug: poison the node at once.</summary>
     public static void RetireAtOnce(Srcu srcu, RetiredNode node) => Volatile.Write(ref node.Retired, 1);
 
-    public static RetireCheckResult Run(Srcu srcu, Action<Srcu, RetiredNode> retire, TimeSpan duration, int seed)
+    public static RetireCheckResult Run(Srcu srcu, Action<Srcu, RetiredNode> retire, TimeSpan duration, int seed, bool lite = false)
     {
         var current = new RetiredNode(0);
         int stop = 0;
@@ -354,7 +390,7 @@ internal static class RetireChecker
                 var rng = new Random(seed + cpu);
                 while (Volatile.Read(ref stop) == 0)
                 {
-                    int idx = srcu.ReadLock(cpu);
+                    int idx = lite ? srcu.ReadLockLite(cpu) : srcu.ReadLock(cpu);
                     RetiredNode node = Volatile.Read(ref current);
                     TestThreads.Spin(rng.Next(200));
                     if (Volatile.Read(ref node.Retired) != 0)
