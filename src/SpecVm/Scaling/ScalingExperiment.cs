@@ -97,6 +97,9 @@ public sealed class ScalingExperiment
     /// <summary>Runs in the experiment ((points + physical floors) × repeats).</summary>
     public int TotalRuns => (Plan().Count + FloorPlan().Count) * _options.Repeats;
 
+    /// <summary>The runs of <see cref="TotalRuns"/> that measure a physical floor (<see cref="ScalingOptions.MeasureFloor"/>).</summary>
+    internal int FloorRuns => FloorPlan().Count * _options.Repeats;
+
     /// <summary>Runs everything and returns the result.</summary>
     /// <param name="cancellationToken">
     /// Stops between runs: the result then holds the points finished so far (some with fewer repeats) and is marked
