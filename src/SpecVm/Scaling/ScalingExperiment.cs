@@ -168,7 +168,7 @@ public sealed class ScalingExperiment
                 double ops = PhysicalFloor.Measure(f, n, _options.Warmup, _options.Duration);
                 floorRuns[i].Add(ops);
                 done++;
-                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}: {ops:N0} pages/s"));
+                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}: {ops:N0} ops/s"));
             }
 
             for (int i = 0; i < plan.Count && !cancellationToken.IsCancellationRequested; i++)
