@@ -54,9 +54,9 @@ public sealed unsafe class NativePageFault : Workload
     public override long MemoryBytes(int threads) => 1L << 20;
 
     /// <summary>As the model's page_fault tests (<see cref="PageFaultWorkload"/>): page_fault2 copies, the others zero.</summary>
-    internal override Scaling.FloorSpec? Floor => _number == 2
-        ? new Scaling.FloorSpec(Scaling.FloorKind.Copy, 2 * MappingBytes)
-        : new Scaling.FloorSpec(Scaling.FloorKind.Zero, MappingBytes);
+    internal override FloorSpec? Floor => _number == 2
+        ? new FloorSpec(FloorKind.Copy, 2 * MappingBytes)
+        : new FloorSpec(FloorKind.Zero, MappingBytes);
 
     /// <inheritdoc/>
     public override void Setup(Machine machine, FaultStrategy? strategy, int threads)

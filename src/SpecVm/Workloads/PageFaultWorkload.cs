@@ -82,10 +82,10 @@ public abstract class PageFaultWorkload : Workload
     /// page with zeroes; later rounds find it cached, so the floor is then a bound, not the fault's own work). Read
     /// faults map the zero page or a cached page and fill nothing: no floor.
     /// </summary>
-    internal override Scaling.FloorSpec? Floor => ReadFaults ? null : _kind switch
+    internal override FloorSpec? Floor => ReadFaults ? null : _kind switch
     {
-        MappingKind.PrivateFile => new Scaling.FloorSpec(Scaling.FloorKind.Copy, 2 * MappingBytes),
-        _ => new Scaling.FloorSpec(Scaling.FloorKind.Zero, MappingBytes),
+        MappingKind.PrivateFile => new FloorSpec(FloorKind.Copy, 2 * MappingBytes),
+        _ => new FloorSpec(FloorKind.Zero, MappingBytes),
     };
 
     /// <inheritdoc/>

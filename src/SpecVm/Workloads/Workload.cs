@@ -80,7 +80,7 @@ public abstract class Workload
     /// harness's physical floor (<c>ScalingOptions.MeasureFloor</c>); null, the default, for a workload whose operation
     /// is not a page fault that fills a page.
     /// </summary>
-    internal virtual Scaling.FloorSpec? Floor => null;
+    internal virtual FloorSpec? Floor => null;
 
     /// <summary>The model address spaces <see cref="Setup"/> created (for invariant checks between the run and <see cref="Teardown"/>); empty by default.</summary>
     public virtual IEnumerable<AddressSpace> AddressSpaces => [];
