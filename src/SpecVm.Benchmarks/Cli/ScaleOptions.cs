@@ -42,6 +42,7 @@ internal sealed class ScaleOptions
     private Option<double?> _virtualDurationMs = null!;
     private Option<double?> _virtualWarmupMs = null!;
     private Option<bool> _noBand = null!;
+    private Option<bool> _noFloor = null!;
     private Option<bool>? _noPrediction;
 
     /// <summary>The options of <c>scale</c>; with <paramref name="root"/>, those of the default comparison, which adds a predicted sweep.</summary>
@@ -133,6 +134,11 @@ internal sealed class ScaleOptions
         {
             Description = "Check the options, print the plan (runs and estimated time) and exit without measuring or writing anything.",
         },
+        _noFloor = new Option<bool>("--no-floor")
+        {
+            Description = "Skip the physical floor: pinned threads zeroing (or, for copy-on-write workloads, copying) 4 KiB pages at each thread count, "
+                + "which the report and plots show as each fault workload's limit (measured runs only; about one window per thread count).",
+        },
         _virtual = new Option<string?>("--virtual")
         {
             Description = $"Predict instead of measure: run the model workloads in virtual time with a cost model, a preset ({string.Join(", ", CostModel.PresetNames)}) or a cost-model JSON file. "
@@ -209,6 +215,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_virtualDurationMs);
         command.Options.Add(_virtualWarmupMs);
         command.Options.Add(_noBand);
+        command.Options.Add(_noFloor);
         if (_noPrediction != null)
         {
             command.Options.Add(_noPrediction);
@@ -313,7 +320,7 @@ internal sealed class ScaleOptions
         if (predicted)
         {
             // In virtual time the window is virtual: the wall-clock options would be silently ignored.
-            foreach (Option o in (Option[])[_duration, _warmup, _oversubscribe, _allowDebug])
+            foreach (Option o in (Option[])[_duration, _warmup, _oversubscribe, _allowDebug, _noFloor])
             {
                 if (Given(p, o))
                 {
@@ -343,6 +350,7 @@ internal sealed class ScaleOptions
             MappingGiven = Given(p, _mappingMib),
             SliceGiven = Given(p, _sliceMib),
             CalibrationFile = predicted ? null : p.GetValue(_calibration),
+            MeasureFloor = !p.GetValue(_noFloor),
             Predict = _noPrediction != null && !predicted && !p.GetValue(_noPrediction),
         };
     }
@@ -530,6 +538,9 @@ internal sealed record ScaleSettings(
 
     /// <summary>The default comparison: add a predicted sweep after measuring.</summary>
     public bool Predict { get; init; }
+
+    /// <summary>Measure the physical floor of the fault workloads (on unless <c>--no-floor</c>; virtual runs have none).</summary>
+    public bool MeasureFloor { get; init; } = true;
 
     /// <summary>The default comparison: the predicted sweep's calibration file (null: calibrate first).</summary>
     public string? CalibrationFile { get; init; }

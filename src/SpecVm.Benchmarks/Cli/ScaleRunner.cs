@@ -124,6 +124,7 @@ internal static class ScaleRunner
         AddressSpaceOptions = AddressSpaceOptionsOf(s),
         KernelProfile = s.Kernel,
         VirtualTime = s.VirtualTime,
+        MeasureFloor = s.MeasureFloor,
         Progress = progress,
     };
 
@@ -149,7 +150,9 @@ internal static class ScaleRunner
 
         // 0.3 s per run: an allowance for building, prefaulting and tearing down each run's machine.
         double perRun = s.Warmup.TotalSeconds + s.Duration.TotalSeconds + 0.3;
-        return $"SpecVm scaling: {experiment.TotalRuns} runs, about {TimeSpan.FromSeconds(experiment.TotalRuns * perRun):m\\:ss}; "
+        int floors = experiment.FloorRuns;
+        string floor = floors > 0 ? $"{floors} of them the physical floor" : s.MeasureFloor ? "no physical floor (no workload zeroes or copies pages)" : "physical floor off";
+        return $"SpecVm scaling: {experiment.TotalRuns} runs ({floor}), about {TimeSpan.FromSeconds(experiment.TotalRuns * perRun):m\\:ss}; "
             + $"workloads {what}; strategies {strategies}; threads {string.Join(",", s.Threads)}";
     }
 

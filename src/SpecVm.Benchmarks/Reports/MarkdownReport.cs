@@ -126,6 +126,8 @@ internal static class MarkdownReport
             TargetChecks(sb, r, baseline, mode);
         }
 
+        PhysicalFloorReport.Append(sb, r);
+
         Details(sb, r, validation);
         WhereTheTimeGoes.Append(sb, r, validation);
         MmLocksTable.Append(sb, r, validation);

@@ -104,6 +104,7 @@ internal static class PlotReport
             }
         }
 
+        AddFloor(r, family, series, plt, axis, hasKernel);
         string unit = series[0].Points[0].OperationUnit;
         var measured = series.Where(s => !s.Predicted).SelectMany(s => s.Points).ToList();
         if (anyIdeal)
@@ -151,6 +152,38 @@ internal static class PlotReport
             plt.ShowLegend(Edge.Bottom);
         }
         return Save(plt, dir, footer, $"throughput-{family}", $"{family}: throughput vs {(axis.Log ? "CPUs, " + what : "threads (model left axis, kernel right axis)")}", width: axis.Log ? WideWidth : Width);
+    }
+
+    /// <summary>
+    /// The family's physical floor (<see cref="ScalingResult.Floors"/>), measured in the same run, as a dashed grey line:
+    /// the model workload's on the left axis, or, for a family of the kernel alone, the native workload's on the right.
+    /// </summary>
+    private static void AddFloor(ScalingResult r, string family, List<SeriesData> series, Plot plt, XAxis axis, bool hasKernel)
+    {
+        List<FloorPoint> floor = [.. (r.Floors ?? []).Where(f => f.Workload == family).OrderBy(f => f.Threads)];
+        bool right = false;
+        if (floor.Count == 0 && hasKernel && !series.Any(s => !s.Kernel))
+        {
+            string native = series.First(s => s.Kernel).Points[0].Workload;
+            floor = [.. (r.Floors ?? []).Where(f => f.Workload == native).OrderBy(f => f.Threads)];
+            right = true;
+        }
+
+        if (floor.Count == 0)
+        {
+            return;
+        }
+
+        var line = plt.Add.Scatter(floor.Select(f => axis.X(f.Threads)).ToArray(), floor.Select(f => f.OpsPerSecond).ToArray(), Colors.DimGray);
+        line.LegendText = PhysicalFloorReport.Label(floor[0]) + (right ? " (right axis)" : string.Empty);
+        line.LinePattern = LinePattern.Dashed;
+        line.LineWidth = 2;
+        line.MarkerSize = 6;
+        line.MarkerShape = MarkerShape.OpenSquare;
+        if (right)
+        {
+            line.Axes.YAxis = plt.Axes.Right;
+        }
     }
 
     /// <summary>A predicted series: its band shaded, then the prediction as a line with small markers.</summary>

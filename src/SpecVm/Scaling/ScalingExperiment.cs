@@ -17,7 +17,8 @@ namespace SpecVm.Scaling;
 /// CPU, lets it warm up, then measures a fixed window: operations and counters are read at the
 /// window's two edges while the tasks keep running, so start-up and shut-down are never measured. Native workloads
 /// run once per thread count, under strategy "native". Repeats are interleaved: every point runs once, then every
-/// point again, so slow spells of a shared host spread over all points.
+/// point again, so slow spells of a shared host spread over all points. With <see cref="ScalingOptions.MeasureFloor"/>,
+/// each pass first measures the physical floor of the fault workloads at every thread count (<see cref="PhysicalFloor"/>).
 /// </remarks>
 public sealed class ScalingExperiment
 {
@@ -93,8 +94,11 @@ public sealed class ScalingExperiment
     /// <summary>The thread counts, ascending.</summary>
     public IReadOnlyList<int> ThreadCounts => _threads;
 
-    /// <summary>Runs in the experiment (points × repeats).</summary>
-    public int TotalRuns => Plan().Count * _options.Repeats;
+    /// <summary>Runs in the experiment ((points + physical floors) × repeats).</summary>
+    public int TotalRuns => (Plan().Count + FloorPlan().Count) * _options.Repeats;
+
+    /// <summary>The runs of <see cref="TotalRuns"/> that measure a physical floor (<see cref="ScalingOptions.MeasureFloor"/>).</summary>
+    internal int FloorRuns => FloorPlan().Count * _options.Repeats;
 
     /// <summary>Runs everything and returns the result.</summary>
     /// <param name="cancellationToken">
@@ -136,7 +140,8 @@ public sealed class ScalingExperiment
         }
 
         List<(Workload W, FaultStrategy? S, int N)> plan = Plan();
-        int total = plan.Count * _options.Repeats;
+        List<(FloorSpec F, int N)> floorPlan = FloorPlan();
+        int total = (plan.Count + floorPlan.Count) * _options.Repeats;
         int done = 0;
         var runs = new List<RunMeasurement>[plan.Count];
         for (int i = 0; i < plan.Count; i++)
@@ -144,10 +149,28 @@ public sealed class ScalingExperiment
             runs[i] = [];
         }
 
+        var floorRuns = new List<double>[floorPlan.Count];
+        for (int i = 0; i < floorPlan.Count; i++)
+        {
+            floorRuns[i] = [];
+        }
+
         // Repeats are interleaved (every point once, then every point again) so that a slow spell of a shared host
         // spreads over all points instead of landing on whichever strategy happened to run then.
+        // The floors join the interleaving: each pass measures them first, then every point.
         for (int r = 0; r < _options.Repeats && !cancellationToken.IsCancellationRequested; r++)
         {
+            for (int i = 0; i < floorPlan.Count && !cancellationToken.IsCancellationRequested; i++)
+            {
+                var (f, n) = floorPlan[i];
+                string label = $"physical floor ({f.Name}, {f.BytesPerThread >> 20} MiB per thread) / {n} thread{(n == 1 ? string.Empty : "s")}, run {r + 1}/{_options.Repeats}";
+                _options.Progress?.Report(new ScalingProgress(done, total, label));
+                double ops = PhysicalFloor.Measure(f, n, _options.Warmup, _options.Duration);
+                floorRuns[i].Add(ops);
+                done++;
+                _options.Progress?.Report(new ScalingProgress(done, total, $"{label}: {ops:N0} ops/s"));
+            }
+
             for (int i = 0; i < plan.Count && !cancellationToken.IsCancellationRequested; i++)
             {
                 var (w, s, n) = plan[i];
@@ -167,6 +190,11 @@ public sealed class ScalingExperiment
                 var (w, s, n) = plan[i];
                 result.Points.Add(Aggregate(w, s, n, runs[i]));
             }
+        }
+
+        if (floorPlan.Count > 0)
+        {
+            result.Floors = FloorPoints(floorPlan, floorRuns);
         }
 
         FillLinear(result.Points);
@@ -229,6 +257,57 @@ public sealed class ScalingExperiment
         }
 
         return plan;
+    }
+
+    /// <summary>
+    /// The physical floors to measure: each distinct (kind, working set) of the workloads at each thread count, when
+    /// <see cref="ScalingOptions.MeasureFloor"/> is on and the run is measured (real threads); empty otherwise.
+    /// </summary>
+    private List<(FloorSpec F, int N)> FloorPlan()
+    {
+        if (!_options.MeasureFloor || _options.VirtualTime != null)
+        {
+            return [];
+        }
+
+        var specs = _options.Workloads.Select(w => w.Floor).OfType<FloorSpec>().Distinct().ToList();
+        return [.. specs.SelectMany(f => _threads.Select(n => (f, n)))];
+    }
+
+    /// <summary>One <see cref="FloorPoint"/> per workload with a floor and thread count measured, from its (shared) floor's repeats.</summary>
+    private List<FloorPoint> FloorPoints(List<(FloorSpec F, int N)> floorPlan, List<double>[] floorRuns)
+    {
+        var floors = new List<FloorPoint>();
+        foreach (Workload w in _options.Workloads.Distinct())
+        {
+            if (w.Floor is not FloorSpec spec)
+            {
+                continue;
+            }
+
+            for (int i = 0; i < floorPlan.Count; i++)
+            {
+                if (floorPlan[i].F != spec || floorRuns[i].Count == 0)
+                {
+                    continue;
+                }
+
+                double[] totals = [.. floorRuns[i]];
+                double mean = totals.Average();
+                floors.Add(new FloorPoint
+                {
+                    Workload = w.Name,
+                    Threads = floorPlan[i].N,
+                    Kind = spec.Name,
+                    BytesPerThread = spec.BytesPerThread,
+                    OpsPerSecond = mean,
+                    OpsPerSecondStdDev = totals.Length > 1 ? Math.Sqrt(totals.Sum(t => (t - mean) * (t - mean)) / (totals.Length - 1)) : 0,
+                    RepeatOpsPerSecond = [.. totals],
+                });
+            }
+        }
+
+        return floors;
     }
 
     /// <summary>A fresh machine for one run: the measured tasks plus the workload's background CPUs, its memory.</summary>

@@ -56,6 +56,16 @@ public sealed class ScalingOptions
     /// </summary>
     public Simulation.VirtualTimeOptions? VirtualTime { get; init; }
 
+    /// <summary>
+    /// Also measure the physical floor of each fault workload (<see cref="ScalingResult.Floors"/>): at every thread count,
+    /// pinned threads zeroing (for copy-on-write workloads, copying) 4 KiB pages in memory of their own with the model's
+    /// page kernels, for the same warm-up and window as the points, once per kind of floor and thread count (not per
+    /// strategy). Measured runs only (ignored in virtual time); workloads whose operation fills no page have none.
+    /// Default false, so a library run measures only what it asks for; the command line's <c>scale</c> turns it on
+    /// (<c>--no-floor</c> turns it off).
+    /// </summary>
+    public bool MeasureFloor { get; init; }
+
     /// <summary>Progress reports (one per run started and finished); null for none.</summary>
     public IProgress<ScalingProgress>? Progress { get; init; }
 }

@@ -22,7 +22,8 @@ namespace SpecVm.Scaling;
 /// (<see cref="FaultStrategy.Outcomes"/>). A version 1 to 3 document loads with its points' outcomes rebuilt from
 /// the old fields (<see cref="ScalingPoint.OutcomesFromLegacyFields"/>), which stay readable.
 /// Older documents load with the newer fields null (a point without a mode is measured). Optional fields added
-/// within version 2: <c>settings.targetedShootdowns</c>, <c>settings.downgradeOnUnmap</c> and <see cref="Warnings"/>.
+/// within version 2: <c>settings.targetedShootdowns</c>, <c>settings.downgradeOnUnmap</c> and <see cref="Warnings"/>; within
+/// version 4: <see cref="Floors"/>.
 /// </remarks>
 public sealed class ScalingResult
 {
@@ -74,6 +75,13 @@ public sealed class ScalingResult
     public List<string> Warnings { get; set; } = [];
 
     /// <summary>
+    /// The physical floor of each fault workload at each measured thread count (<see cref="ScalingOptions.MeasureFloor"/>):
+    /// pages zeroed (or copied) per second by pinned threads in memory of their own, measured in the same run; null when
+    /// not measured (the option off, a virtual-time run, no fault workload, or a document written before it existed).
+    /// </summary>
+    public List<FloorPoint>? Floors { get; set; }
+
+    /// <summary>
     /// Points that could not be run, with why (a simulated deadlock, say: a prediction that finds one reports it here and
     /// the sweep goes on); null when every point ran.
     /// </summary>
@@ -85,6 +93,12 @@ public sealed class ScalingResult
     /// <param name="threads">Thread count.</param>
     public ScalingPoint? Find(string workload, string strategy, int threads) =>
         Points.Find(p => p.Workload == workload && p.Strategy == strategy && p.Threads == threads);
+
+    /// <summary>The physical floor of (<paramref name="workload"/>, <paramref name="threads"/>), or null.</summary>
+    /// <param name="workload">Workload name.</param>
+    /// <param name="threads">Thread count.</param>
+    public FloorPoint? FindFloor(string workload, int threads) =>
+        Floors?.Find(f => f.Workload == workload && f.Threads == threads);
 
     /// <summary>The JSON text.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
@@ -141,6 +155,34 @@ public sealed class ScalingResult
     /// <summary>Reads a result file; throws <see cref="InvalidDataException"/> or an IO exception on failure.</summary>
     /// <param name="path">The file.</param>
     public static ScalingResult Load(string path) => FromJson(File.ReadAllText(path));
+}
+
+/// <summary>
+/// The physical floor of one workload's faults at one thread count (<see cref="ScalingResult.Floors"/>): what no fault
+/// handler can beat, the fault's page zeroing (or copying) with every lock and table walk taken away.
+/// </summary>
+public sealed class FloorPoint
+{
+    /// <summary>Workload name (workloads whose faults do the same work on the same memory share one measurement).</summary>
+    public string Workload { get; set; } = string.Empty;
+
+    /// <summary>Threads, each pinned as a measured point's CPU is.</summary>
+    public int Threads { get; set; }
+
+    /// <summary>"zero" (each thread zeroes 4 KiB pages) or "copy" (each copies 4 KiB pages, page to page).</summary>
+    public string Kind { get; set; } = string.Empty;
+
+    /// <summary>Each thread's buffer, bytes: the workload's working set per task (the page-fault mapping; twice it to copy).</summary>
+    public long BytesPerThread { get; set; }
+
+    /// <summary>Pages zeroed (copied) per second, all threads together, mean over repeats.</summary>
+    public double OpsPerSecond { get; set; }
+
+    /// <summary>Sample standard deviation over repeats (0 with one repeat).</summary>
+    public double OpsPerSecondStdDev { get; set; }
+
+    /// <summary>Each repeat's pages per second.</summary>
+    public List<double> RepeatOpsPerSecond { get; set; } = [];
 }
 
 /// <summary>A point that failed instead of producing a throughput.</summary>

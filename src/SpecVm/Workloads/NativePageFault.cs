@@ -53,6 +53,11 @@ public sealed unsafe class NativePageFault : Workload
     /// <inheritdoc/>
     public override long MemoryBytes(int threads) => 1L << 20;
 
+    /// <summary>As the model's page_fault tests (<see cref="PageFaultWorkload"/>): page_fault2 copies, the others zero.</summary>
+    internal override FloorSpec? Floor => _number == 2
+        ? new FloorSpec(FloorKind.Copy, 2 * MappingBytes)
+        : new FloorSpec(FloorKind.Zero, MappingBytes);
+
     /// <inheritdoc/>
     public override void Setup(Machine machine, FaultStrategy? strategy, int threads)
     {

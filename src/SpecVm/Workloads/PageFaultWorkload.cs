@@ -76,6 +76,18 @@ public abstract class PageFaultWorkload : Workload
         return (threads * perTask * 5 / 4) + (64L << 20);
     }
 
+    /// <summary>
+    /// Write faults fill a page: an anonymous one zeroes a fresh page, a private-file one copies the page-cache page
+    /// (its working set the file and the copies), a shared-file one is taken as a zeroing (tmpfs fills a new page-cache
+    /// page with zeroes; later rounds find it cached, so the floor is then a bound, not the fault's own work). Read
+    /// faults map the zero page or a cached page and fill nothing: no floor.
+    /// </summary>
+    internal override FloorSpec? Floor => ReadFaults ? null : _kind switch
+    {
+        MappingKind.PrivateFile => new FloorSpec(FloorKind.Copy, 2 * MappingBytes),
+        _ => new FloorSpec(FloorKind.Zero, MappingBytes),
+    };
+
     /// <inheritdoc/>
     public override void Setup(Machine machine, FaultStrategy? strategy, int threads)
     {

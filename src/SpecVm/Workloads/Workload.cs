@@ -75,6 +75,13 @@ public abstract class Workload
     /// </summary>
     public AddressSpaceOptions? AddressSpaceOptions { get; set; }
 
+    /// <summary>
+    /// What each operation does to memory at the least (a page zeroed or copied) and each task's working set, for the
+    /// harness's physical floor (<c>ScalingOptions.MeasureFloor</c>); null, the default, for a workload whose operation
+    /// is not a page fault that fills a page.
+    /// </summary>
+    internal virtual FloorSpec? Floor => null;
+
     /// <summary>The model address spaces <see cref="Setup"/> created (for invariant checks between the run and <see cref="Teardown"/>); empty by default.</summary>
     public virtual IEnumerable<AddressSpace> AddressSpaces => [];
 

@@ -69,7 +69,32 @@ public class CliSmokeTests
         Assert.True(o.ExitCode == 0, o.ToString());
         Assert.Contains("workloads database-load, page-fault1, tlb-flush1", o.Stdout);
         Assert.DoesNotContain("native", o.Stdout);
-        Assert.Contains("9 runs", o.Stdout); // 3 workloads × 3 strategies × 1 thread count × 1 repeat.
+        // 3 workloads × 3 strategies × 1 thread count × 1 repeat, and page-fault1's physical floor.
+        Assert.Contains("10 runs (1 of them the physical floor)", o.Stdout);
+    }
+
+    [Fact]
+    public void ScaleMeasuresThePhysicalFloorUnlessNoFloor()
+    {
+        using var dir = new TempDir();
+        CliOutput on = CliProcess.Run(dir.Path, "scale", "-w", "page-fault1,page-fault2", "-s", "mmap-lock", "-t", "1", "-r", "2", "--dry-run", "--allow-debug");
+        Assert.True(on.ExitCode == 0, on.ToString());
+        Assert.Contains("8 runs (4 of them the physical floor)", on.Stdout); // (2 points + a zeroing and a copying floor) × 2 repeats.
+
+        CliOutput off = CliProcess.Run(dir.Path, "scale", "-w", "page-fault1,page-fault2", "-s", "mmap-lock", "-t", "1", "-r", "2", "--no-floor", "--dry-run", "--allow-debug");
+        Assert.True(off.ExitCode == 0, off.ToString());
+        Assert.Contains("4 runs (physical floor off)", off.Stdout);
+        Assert.False(ScaleRunner.Options(Parse("scale -w page-fault1 --no-floor"), null).MeasureFloor);
+        Assert.True(ScaleRunner.Options(Parse("scale -w page-fault1"), null).MeasureFloor);
+    }
+
+    private static ScaleSettings Parse(string commandLine)
+    {
+        // The scale command's own options, read as the command reads them (no measuring).
+        var options = ScaleOptions.Create();
+        var command = new System.CommandLine.Command("scale");
+        options.AddTo(command);
+        return options.Read(command.Parse(commandLine.Split(' ')[1..]));
     }
 
     [Fact]

@@ -56,6 +56,22 @@ public class ResultSchemaTests
     }
 
     [Fact]
+    public void AVersionFourDocumentWithoutFloorsLoadsAndOneWithThemKeepsThem()
+    {
+        // Floors are optional within version 4: a document written before them loads with none.
+        JsonObject without = JsonNode.Parse(ScalingResultTestsSample().ToJson())!.AsObject();
+        Assert.True(without.Remove("floors"));
+        Assert.Null(ScalingResult.FromJson(without.ToJsonString()).Floors);
+
+        ScalingResult with = ScalingResult.FromJson(ScalingResultTestsSample().ToJson());
+        Assert.Equal(4, with.SchemaVersion);
+        FloorPoint f = Assert.Single(with.Floors!);
+        Assert.Equal(("w", 1, "zero", 4096L, 2.0), (f.Workload, f.Threads, f.Kind, f.BytesPerThread, f.OpsPerSecond));
+        Assert.Equal([1.5, 2.5], f.RepeatOpsPerSecond);
+        Assert.Same(f, with.FindFloor("w", 1));
+    }
+
+    [Fact]
     public void ANewerSchemaVersionIsRefusedWithInvalidData()
     {
         JsonObject future = JsonNode.Parse(ScalingResultTestsSample().ToJson())!.AsObject();
@@ -90,6 +106,7 @@ public class ResultSchemaTests
             Runtime = MachineInfoProbe.CollectRuntime(),
             Warnings = ["w"],
         };
+        r.Floors = [new FloorPoint { Workload = "w", Threads = 1, Kind = "zero", BytesPerThread = 4096, OpsPerSecond = 2, OpsPerSecondStdDev = 0.5, RepeatOpsPerSecond = [1.5, 2.5] }];
         r.Failures = [new FailedPoint { Workload = "w", Strategy = "s", Threads = 64, Mode = "predicted", Error = "e" }];
         r.PredictedSettings = new ScalingSettings { TimeMode = "virtual", VirtualTimePreset = "host", QuantumNs = 1000, Band = false, ThreadCounts = [1, 2] };
         r.Runtime.Environment["DOTNET_TieredPGO"] = "1";

@@ -82,6 +82,7 @@ public class VirtualTimeCliTests
     [InlineData("scale --virtual host -w native-page-fault1", "cannot run in virtual time")]
     [InlineData("scale --virtual host -w database-load -t 64", "at most 63 threads in virtual time")]
     [InlineData("scale --virtual host -d 2", "--duration does not apply with --virtual")]
+    [InlineData("scale --virtual host --no-floor", "--no-floor does not apply with --virtual")]
     [InlineData("scale --virtual host --virtual-duration-ms 0", "--virtual-duration-ms")]
     [InlineData("scale --no-band", "--no-band applies only with --virtual")]
     [InlineData("calibrate --out /proc/specvm-cannot-write/c.json --allow-debug", "--out")]
