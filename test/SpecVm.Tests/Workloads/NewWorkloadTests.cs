@@ -2,13 +2,14 @@ using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Scaling;
 using SpecVm.Smp;
+using SpecVm.Tests.Mm;
 using SpecVm.Workloads;
 using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Workloads;
 
 /// <summary>
-/// The will-it-scale analogues (mmap1, mmap2, madvise-dontneed1, tlb-flush1, page-fault4, page-fault-zero) through the
+/// The will-it-scale analogues (mmap1, mmap2, brk1, madvise-dontneed1, tlb-flush1, page-fault4, page-fault-zero) through the
 /// real harness: every strategy of the catalog at 1 and 2 threads, with the invariant checker after each run, and
 /// their touch batches free of managed allocation.
 /// </summary>
@@ -20,8 +21,38 @@ public sealed class NewWorkloadTests(ITestOutputHelper output)
 
     public static TheoryData<string> NewWorkloads => new()
     {
-        "mmap1", "mmap2", "madvise-dontneed1", "tlb-flush1", "page-fault4", "page-fault-zero",
+        "mmap1", "mmap2", "brk1", "madvise-dontneed1", "tlb-flush1", "page-fault4", "page-fault-zero",
     };
+
+    [Fact]
+    public void Brk1GrowsAndShrinksEachHeapByOnePageUnderTheMmapWriteLock()
+    {
+        using var machine = new Machine(new MachineOptions { CpuCount = 2, MemoryBytes = 16L << 20 });
+        var brk = new Brk1();
+        brk.Setup(machine, new SpeculativeStrategy(), 2);
+        try
+        {
+            AddressSpace mm = Assert.Single(brk.AddressSpaces);
+            long writes0 = machine.Counter(CpuCounter.MmapWriteAcquisitions);
+            long ops = machine.Run(1, cpu => brk.RunOperationBatch(cpu, 1));
+            Assert.Equal(2 * Brk1.LoopsPerBatch, ops);
+
+            // Every brk call is one write section (the unmap's downgrade included), and no page is faulted in.
+            Assert.Equal(ops, machine.Counter(CpuCounter.MmapWriteAcquisitions) - writes0);
+            Assert.Equal(0, machine.Counter(CpuCounter.Faults));
+
+            // Each heap is back to one page, in its own VMA (1 GiB apart, the two heaps never merge).
+            var vmas = mm.Vmas.Snapshot();
+            Assert.Equal(2, vmas.Count);
+            Assert.All(vmas, v => Assert.Equal(4096UL, v.End - v.Start));
+            Assert.Equal(Brk1.HeapBase + (1UL << 30), vmas[1].Start);
+            TestMachines.AssertNoViolations(mm);
+        }
+        finally
+        {
+            brk.Teardown();
+        }
+    }
 
     [Theory]
     [MemberData(nameof(NewWorkloads))]
