@@ -398,10 +398,11 @@ public sealed class Vma
         VirtualTime.Access(this, LineLockSeq, LineAccess.Store);
         Interlocked.Exchange(ref _lockSeq, mmLockSeq);
         VirtualTime.Access(this, LineReaders, LineAccess.Load);
+        Backoff backoff = Backoff.ForLock();
         while ((Volatile.Read(ref _readers.Value) & ReaderMask) != 0)
         {
             // A fault holds this VMA read-locked; it finishes without any lock we hold, so waiting is safe.
-            CpuRelax.Step(waiter);
+            backoff.WaitStep(waiter);
         }
     }
 

@@ -43,6 +43,7 @@ internal struct SeqCount
     /// <param name="waiter">Served while spinning; may be null.</param>
     public readonly int ReadBegin(ISpinWaiter? waiter = null)
     {
+        Backoff backoff = Backoff.ForLock();
         while (true)
         {
             // Acquire: data reads after this cannot be hoisted above it (Boehm's first requirement).
@@ -53,7 +54,7 @@ internal struct SeqCount
             }
 
             // Odd: a writer is between WriteBegin and WriteEnd; whatever we read now could be half-written. Wait.
-            CpuRelax.Step(waiter);
+            backoff.WaitStep(waiter);
         }
     }
 
