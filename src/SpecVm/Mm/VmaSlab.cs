@@ -62,9 +62,6 @@ public sealed class VmaSlab
         return new Vma(this);
     }
 
-    /// <summary>Returns a VMA that was never published (no reader can hold it) straight to the free list.</summary>
-    internal void FreeUnpublished(Vma vma) => Return(vma);
-
     /// <summary>Retires a detached VMA: it returns to the free list after a grace period.</summary>
     internal void Retire(Vma vma)
     {
