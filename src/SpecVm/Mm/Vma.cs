@@ -65,6 +65,9 @@ public sealed class Vma
 
     internal Vma(VmaSlab slab) => _slab = slab;
 
+    /// <summary>The slab this VMA comes from and returns to.</summary>
+    internal VmaSlab Slab => _slab;
+
     /// <summary>The first address.</summary>
     public ulong Start
     {

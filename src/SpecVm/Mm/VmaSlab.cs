@@ -72,7 +72,8 @@ public sealed class VmaSlab
             return;
         }
 
-        _srcu.Defer(static state => { var (slab, v) = ((VmaSlab, Vma))state!; slab.Return(v); }, (this, vma));
+        // The VMA itself is the state (it knows its slab): no allocation per retire (a tuple state would be boxed).
+        _srcu.Defer(static state => ((Vma)state!).Slab.Return((Vma)state), vma);
     }
 
     internal void ReportPoisonedRead() => Interlocked.Increment(ref _poisonedReads); // Atomic: any CPU may report.
