@@ -1,6 +1,6 @@
 // A consumer of the SpecVm NuGet package: build a machine, map memory in one address space, fault it in from every
-// CPU with each strategy, and print what happened; then run a strategy of our own (VmaLockOrMmapLock.cs), written
-// against the package's public API.
+// CPU with each strategy, and print what happened; then run a strategy of our own (VmaLockOrMmapLock.cs, the guide's
+// "A strategy that does its own locking"), written against the package's public API.
 using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Smp;
