@@ -50,6 +50,7 @@ internal static class Commands
         root.Subcommands.Add(StressRunner.Create());
         root.Subcommands.Add(CalibrateRunner.Create());
         root.Subcommands.Add(ValidateRunner.Create());
+        root.Subcommands.Add(PairedRunner.Create());
 
         // Listed for --help only: Program hands "bdn ..." to BenchmarkDotNet before parsing.
         var bdn = new Command("bdn", "Run BenchmarkDotNet suites; every following argument goes to BenchmarkSwitcher (e.g. bdn --filter '*Tlb*').");

@@ -280,6 +280,7 @@ internal sealed unsafe class FrameAllocator : IDisposable
     {
         // Exchange (full fence): claims the cache; the frames and count read after it are the ones the last holder
         // published with its release below.
+        Backoff backoff = Backoff.ForLock();
         while (Interlocked.Exchange(ref cache.Lock, 1) != 0)
         {
             if (VirtualTime.Current is { } sim)
@@ -288,7 +289,7 @@ internal sealed unsafe class FrameAllocator : IDisposable
             }
             else
             {
-                CpuRelax.Pause();
+                backoff.SpinOrYield(null); // The library's spin policy; the holder may be a preempted host thread.
             }
         }
     }

@@ -129,10 +129,12 @@ public sealed unsafe partial class AddressSpace
     {
         cpu.Poll();
 
-        // The misuse checks, two compares on lines this access reads anyway: the caller runs as this CPU (a
-        // thread-static), and the CPU has this live address space loaded (if not — first use, another machine's
+        // The misuse checks, two compares on lines this access reads anyway: the caller runs as this CPU (a local's
+        // address inside the stack bound to the CPU; the thread-static only when not), and the CPU has this live
+        // address space loaded (if not — first use, another machine's
         // CPU, or this address space disposed — the slow path sorts it out or throws).
-        if (!cpu.IsCurrentThread)
+        Unsafe.SkipInit(out byte onStack); // Only its address is used.
+        if (!cpu.RunsOnBoundStack(&onStack))
         {
             ThrowNotOnCpuThread(cpu);
         }

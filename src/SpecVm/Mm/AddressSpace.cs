@@ -253,6 +253,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         long deadline = Stopwatch.GetTimestamp() + (long)(_machine.Options.WatchdogTimeout.TotalSeconds * Stopwatch.Frequency);
         ulong selfBit = self == null ? 0 : 1UL << self.Id;
         Cpu[] cpus = _machine.CpuArray;
+        Backoff backoff = Backoff.ForLock(timeShared: _machine.CpuCount > Affinity.AllowedCores.Count);
         while (true)
         {
             ulong awake = 0;
@@ -273,18 +274,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
                 return true;
             }
 
-            if (Stopwatch.GetTimestamp() > deadline)
+            // The library's spin policy (Backoff), serving IPIs (an awake CPU may be shooting us down before it can
+            // leave) and yielding between phases; the deadline is read only at those yields.
+            if (backoff.SpinOrYield(self) && Stopwatch.GetTimestamp() > deadline)
             {
                 stillRunning = Cpu.DescribeCpus(awake);
                 return false;
             }
-
-            if (self != null)
-            {
-                self.Relax(); // Serve IPIs: an awake CPU may be shooting us down before it can leave.
-            }
-
-            Thread.Yield();
         }
     }
 

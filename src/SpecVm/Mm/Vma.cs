@@ -65,6 +65,9 @@ public sealed class Vma
 
     internal Vma(VmaSlab slab) => _slab = slab;
 
+    /// <summary>The slab this VMA comes from and returns to.</summary>
+    internal VmaSlab Slab => _slab;
+
     /// <summary>The first address.</summary>
     public ulong Start
     {
@@ -494,10 +497,11 @@ public sealed class Vma
         VirtualTime.Access(this, LineLockSeq, LineAccess.Store);
         Interlocked.Exchange(ref _lockSeq, mmLockSeq);
         VirtualTime.Access(this, LineReaders, LineAccess.Load);
+        Backoff backoff = Backoff.ForLock();
         while ((Volatile.Read(ref _readers.Value) & ReaderMask) != 0)
         {
             // A fault holds this VMA read-locked; it finishes without any lock we hold, so waiting is safe.
-            CpuRelax.Step(waiter);
+            backoff.WaitStep(waiter);
         }
     }
 

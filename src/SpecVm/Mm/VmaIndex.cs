@@ -63,7 +63,8 @@ public sealed class VmaIndex
     {
         var live = new List<Vma>();
         var copy = new List<VmaInfo>();
-        for (int attempt = 0; ; attempt++)
+        var backoff = new Backoff(Backoff.RetrySpinSteps);
+        while (true)
         {
             // Acquire: the nodes and VMAs of this root were initialised before it was published.
             Root root = Volatile.Read(ref _root);
@@ -88,10 +89,7 @@ public sealed class VmaIndex
                 return [.. copy];
             }
 
-            if ((attempt & 15) == 15)
-            {
-                Thread.Yield(); // A busy writer: let it finish rather than spin against it.
-            }
+            backoff.SpinOrYield(null); // A busy writer: pause, and after a few retries let it finish rather than spin against it.
         }
     }
 

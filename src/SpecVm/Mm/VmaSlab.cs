@@ -62,9 +62,6 @@ internal sealed class VmaSlab
         return new Vma(this);
     }
 
-    /// <summary>Returns a VMA that was never published (no reader can hold it) straight to the free list.</summary>
-    internal void FreeUnpublished(Vma vma) => Return(vma);
-
     /// <summary>Retires a detached VMA: it returns to the free list after a grace period.</summary>
     internal void Retire(Vma vma)
     {
@@ -75,7 +72,8 @@ internal sealed class VmaSlab
             return;
         }
 
-        _srcu.Defer(static state => { var (slab, v) = ((VmaSlab, Vma))state!; slab.Return(v); }, (this, vma));
+        // The VMA itself is the state (it knows its slab): no allocation per retire (a tuple state would be boxed).
+        _srcu.Defer(static state => ((Vma)state!).Slab.Return((Vma)state), vma);
     }
 
     internal void ReportPoisonedRead() => Interlocked.Increment(ref _poisonedReads); // Atomic: any CPU may report.

@@ -201,8 +201,6 @@ internal sealed unsafe class Simulator : IDisposable
         }
     }
 
-    internal long NowPs(int cpu) => _cpus[cpu].Now;
-
     /// <summary>The line of (owner, slot): created on first use.</summary>
     internal Line LineOf(object? owner, nint slot)
     {

@@ -8,16 +8,6 @@ namespace SpecVm.Smp;
 /// <summary>The TLB side of a CPU: loading an address space, serving flush IPIs, and initiating shootdowns.</summary>
 public sealed unsafe partial class Cpu
 {
-    /// <summary>Spins waiting for shootdown acks between yields when CPUs outnumber cores (about 10 µs of pause loops).</summary>
-    private const int AckSpinsBeforeYieldTimeShared = 256;
-
-    /// <summary>
-    /// Spins between yields otherwise (about 100 µs, far above a prompt ack's microsecond): a target CPU's thread that
-    /// the host has preempted (a shared or over-committed host) cannot ack until it runs again, and our spinning may be
-    /// what keeps it off its core.
-    /// </summary>
-    private const int AckSpinsBeforeYield = 2048;
-
     private TlbContext? _loaded;
     private long _loadedGeneration;
     private readonly FlushRequest _request;
@@ -170,12 +160,11 @@ public sealed unsafe partial class Cpu
 
         Count(CpuCounter.IpisSent, BitOperations.PopCount(targets));
 
-        // Wait for every ack, serving IPIs sent to us meanwhile (two CPUs shooting each other down both finish).
-        // With more CPUs than cores a target may share our core: spinning would keep it off the core for a whole time
-        // slice (milliseconds), so we yield the core every few spins (a real CPU never needs to); with a core each we
-        // still yield now and then, for targets the host has preempted.
-        int spinsBeforeYield = _machine.CpuCount > Affinity.AllowedCores.Count ? AckSpinsBeforeYieldTimeShared : AckSpinsBeforeYield;
-        int spins = 0;
+        // Wait for every ack, serving IPIs sent to us meanwhile (two CPUs shooting each other down both finish), by
+        // the library's spin policy (Backoff): with more CPUs than cores a target may share our core, and spinning would
+        // keep it off the core for a whole time slice (milliseconds), so we yield after a short phase (a real CPU never
+        // needs to); with a core each we still yield after a long one, for targets the host has preempted.
+        Backoff backoff = Backoff.ForLock(timeShared: _machine.CpuCount > Affinity.AllowedCores.Count);
         long waitStart = 0;
 
         // The ack-wait histogram: the clock is read only when some target was interrupted (a shootdown with no
@@ -206,11 +195,8 @@ public sealed unsafe partial class Cpu
             }
             else if (targets != 0)
             {
-                CpuRelax.Pause();
-                Poll();
-                if (++spins % spinsBeforeYield == 0)
+                if (backoff.SpinOrYield(this))
                 {
-                    Thread.Yield();
                     CheckAckWatchdog(targets, ref waitStart);
                 }
             }
@@ -268,10 +254,9 @@ public sealed unsafe partial class Cpu
     /// </remarks>
     private bool WaitForEarlierPost(Cpu target, ulong myBit)
     {
-        // Spins between yields: a target thread the host has preempted cannot serve until it runs again, and on a
-        // time-shared host our spinning may be what keeps it off its core (about 100 µs of pause loops).
-        const int SpinsBeforeYield = 2048;
-        int spins = 0;
+        // The library's spin policy (Backoff), yielding between phases: a target thread the host has preempted cannot
+        // serve until it runs again, and on a time-shared host our spinning may be what keeps it off its core.
+        Backoff backoff = Backoff.ForLock(timeShared: _machine.CpuCount > Affinity.AllowedCores.Count);
 
         // Acquire reads: the target's flush for the old post is complete when we see the bit clear.
         while ((Volatile.Read(ref target._shared.Pending) & myBit) != 0)
@@ -289,12 +274,7 @@ public sealed unsafe partial class Cpu
                 continue;
             }
 
-            CpuRelax.Pause();
-            Poll();
-            if (++spins % SpinsBeforeYield == 0)
-            {
-                Thread.Yield();
-            }
+            backoff.SpinOrYield(this);
         }
 
         return true;

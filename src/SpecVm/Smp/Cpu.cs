@@ -45,6 +45,12 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     private string _spinTarget = "a lock";
     private long _spinTargetArg = -1;
 
+    // The bound thread's stack, [_stackLow, _stackLow + _stackSize); empty while no thread is bound or the OS cannot
+    // say. Written by the binding thread before it runs as this CPU, read by that same thread on every access (a racing
+    // wrong thread reads a range its own stack is never in, old or new, and takes the thread-static check).
+    private nuint _stackLow;
+    private nuint _stackSize;
+
     internal Cpu(Machine machine, int id, long* counters, int tlbEntries, TimeSpan watchdog)
     {
         _machine = machine;
@@ -281,7 +287,11 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     internal int IrqDepth => _irqDepth;
 
     /// <summary>Makes the calling thread this CPU (its own thread at start, or an attaching thread).</summary>
-    internal void BindCurrentThread() => t_current = this;
+    internal void BindCurrentThread()
+    {
+        t_current = this;
+        ThreadStack.TryGetCurrent(out _stackLow, out _stackSize);
+    }
 
     /// <summary>The calling thread stops being this CPU.</summary>
     internal void UnbindCurrentThread()
@@ -289,8 +299,22 @@ public sealed unsafe partial class Cpu : ISpinWaiter
         if (ReferenceEquals(t_current, this))
         {
             t_current = null;
+            _stackSize = 0;
+            _stackLow = 0;
         }
     }
+
+    /// <summary>
+    /// The access path's "the caller runs as this CPU": true when <paramref name="stackAddress"/>, the address of a local
+    /// of the caller, lies in the stack of the thread bound to this CPU (one subtraction and compare, no thread-static);
+    /// otherwise the thread-static check decides (a wrong thread, or an OS that would not give the range).
+    /// </summary>
+    /// <param name="stackAddress">The address of a local of the calling method.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool RunsOnBoundStack(void* stackAddress) => (nuint)stackAddress - _stackLow < _stackSize || IsCurrentThreadSlow();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool IsCurrentThreadSlow() => IsCurrentThread;
 
     /// <summary>
     /// The CPU's thread leaves for good (machine disposal): it stays lazy, so that initiators skip it and one that

@@ -3,7 +3,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace SpecVm.Sync;
 
-/// <summary><c>cpu_relax()</c>: the pause hint that every spin loop issues once per iteration.</summary>
+/// <summary><c>cpu_relax()</c>: the pause hint that every spin loop issues once per iteration (through <c>Backoff</c>, the library's one spin-wait policy).</summary>
 internal static class CpuRelax
 {
     /// <summary>Hints the core that this is a spin-wait (x86 <c>PAUSE</c>; a yield-free no-op elsewhere).</summary>
@@ -18,25 +18,5 @@ internal static class CpuRelax
         {
             Thread.SpinWait(1);
         }
-    }
-
-    /// <summary>
-    /// One step of a spin-wait loop: the pause hint, then <paramref name="waiter"/>'s <see cref="ISpinWaiter.Relax"/>
-    /// (serving interrupts); on a simulated CPU, one bounded wait in virtual time instead (a host spin would never let
-    /// the CPU it waits for run).
-    /// </summary>
-    /// <param name="waiter">The waiting context, or null.</param>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Step(ISpinWaiter? waiter)
-    {
-        SimContext? sim = VirtualTime.Current;
-        if (sim != null)
-        {
-            sim.Relax();
-            return;
-        }
-
-        Pause();
-        waiter?.Relax();
     }
 }

@@ -90,10 +90,12 @@ internal unsafe struct PtLock
             throw new SynchronizationLockException($"PtLock: owner {owner} tried to take a lock it already holds (self-deadlock).");
         }
 
-        // The hung-task watchdog (Debug: Watchdog.DefaultTimeout; Release: none, as spin_lock): the clock is read
-        // every 65,536 spins only. A spin with interrupts off is caught sooner by the CPU's hard-lockup watchdog.
+        // The library's spin policy (Backoff): spin, serving interrupts through the waiter, and yield the host thread
+        // between spin phases (a spinlock never sleeps; the holder may be a preempted host thread). The hung-task
+        // watchdog (Debug: Watchdog.DefaultTimeout; Release: none, as spin_lock) reads the clock only at those yields.
+        // A spin with interrupts off is caught sooner by the CPU's hard-lockup watchdog.
         long start = 0;
-        uint spins = 0;
+        Backoff backoff = Backoff.ForLock();
         while (true)
         {
             // Spin on a plain (acquire) read until the lock looks free, then try to claim it: test-and-test-and-set.
@@ -104,9 +106,7 @@ internal unsafe struct PtLock
                     continue; // A simulated CPU waited (in virtual time, serving IPIs if it may) until the line changed.
                 }
 
-                CpuRelax.Pause();
-                waiter?.Relax();
-                if ((++spins & 0xFFFF) == 0)
+                if (backoff.SpinOrYield(waiter))
                 {
                     CheckWatchdog(ref start);
                 }

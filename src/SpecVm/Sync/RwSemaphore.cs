@@ -22,7 +22,7 @@ namespace SpecVm.Sync;
 /// <para>
 /// Writer preference: a reader enters only when no writer holds the lock <em>and none waits</em>, so a stream of
 /// readers cannot starve a writer. A waiter spins (serving interrupts through its <see cref="ISpinWaiter"/>) for
-/// <see cref="SpinIterations"/> rounds, then sleeps on a monitor; releasers wake sleepers only when the sleeper count
+/// the library's spin phase (<c>Backoff</c>), then sleeps on a monitor; releasers wake sleepers only when the sleeper count
 /// says there are any (a Dekker pair of full fences makes that check race-free).
 /// </para>
 /// <para>
@@ -42,10 +42,10 @@ internal sealed class RwSemaphore
     private const long ReaderUnit = 1L << 32;
     private const long ReaderMask = ((1L << 31) - 1) << 32;
 
-    /// <summary>Spin rounds before a waiter sleeps. Roughly 10–50 µs of PAUSE on current x86 cores: long enough
-    /// to ride out a fault handler's critical section, short enough not to burn a time slice when the holder
+    /// <summary>Spin rounds before a waiter sleeps: the library's lock spin phase (<c>Backoff.SpinSteps</c>), long
+    /// enough to ride out a fault handler's critical section, short enough not to burn a time slice when the holder
     /// is descheduled (Linux spins only while the owner runs; we cannot see that, so we bound it).</summary>
-    public const int SpinIterations = 2000;
+    public const int SpinIterations = Backoff.SpinSteps;
 
     /// <summary>On a simulated CPU: the spin steps (each a bounded wait for the count's line) before a waiter sleeps.</summary>
     private const int VirtualSpinSteps = 2;
@@ -186,11 +186,11 @@ internal sealed class RwSemaphore
         }
 
         long start = VirtualTime.Timestamp();
-        int spins = 0;
+        Backoff backoff = NewBackoff();
         while (!TryEnterReadNoCount())
         {
             // The wake-up condition reads the count with acquire; TryEnterReadNoCount's CAS is what claims the lock.
-            Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
+            Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
         }
 
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
@@ -281,7 +281,7 @@ internal sealed class RwSemaphore
         bool acquired = false;
         try
         {
-            int spins = 0;
+            Backoff backoff = NewBackoff();
             while (true)
             {
                 // Acquire read of the count: only a hint; the CAS below is what claims the lock.
@@ -300,7 +300,7 @@ internal sealed class RwSemaphore
                     continue; // The count moved (a reader backed out, another writer announced): look again.
                 }
 
-                Wait(ref spins, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | ReaderMask)) == 0, start, "the mmap lock for write");
+                Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | ReaderMask)) == 0, start, "the mmap lock for write");
             }
         }
         finally
@@ -379,23 +379,25 @@ internal sealed class RwSemaphore
         WakeSleepers();
     }
 
-    private void Wait(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo, long start, string what)
+    /// <summary>A waiter's backoff: the lock spin phase on real threads; on a simulated CPU, a few bounded waits for the
+    /// count's line before it sleeps.</summary>
+    private static Backoff NewBackoff() => VirtualTime.Current != null ? new Backoff(VirtualSpinSteps) : Backoff.ForLock();
+
+    private void Wait(ref Backoff backoff, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo, long start, string what)
     {
         if (VirtualTime.Current != null)
         {
-            WaitVirtual(ref spins, waiter, canGo);
+            WaitVirtual(ref backoff, waiter, canGo);
             return;
         }
 
-        if (spins < SpinIterations)
+        if (backoff.Spin(waiter))
         {
-            spins++;
-            CpuRelax.Pause();
-            waiter?.Relax();
             return;
         }
 
-        // The watchdog looks at the clock only here, once per sleep (at most every 50 ms), never while spinning.
+        // The spin phase is spent: sleep. The watchdog looks at the clock only here, once per sleep (at most every
+        // 50 ms), never while spinning.
         long waited = VirtualTime.Timestamp() - start;
         if (waited > _watchdogTicks)
         {
@@ -431,18 +433,17 @@ internal sealed class RwSemaphore
             waiter?.FinishBlock();
         }
 
-        spins = 0;
+        backoff.Escalated();
     }
 
     /// <summary>
     /// <see cref="Wait"/> on a simulated CPU: a few spin steps that park until the count's line is written (serving IPIs
     /// meanwhile), then a lazy sleep until it is written again; no host lock, no host sleep, no host clock.
     /// </summary>
-    private void WaitVirtual(ref int spins, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo)
+    private void WaitVirtual(ref Backoff backoff, ISpinWaiter? waiter, Func<RwSemaphore, bool> canGo)
     {
-        if (spins < VirtualSpinSteps)
+        if (backoff.Step())
         {
-            spins++;
             VirtualTime.WaitOn(this, 0, sleep: false);
             return;
         }
@@ -460,7 +461,7 @@ internal sealed class RwSemaphore
             waiter?.FinishBlock();
         }
 
-        spins = 0;
+        backoff.Escalated();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

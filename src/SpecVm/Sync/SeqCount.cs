@@ -43,17 +43,26 @@ internal struct SeqCount
     /// <param name="waiter">Served while spinning; may be null.</param>
     public readonly int ReadBegin(ISpinWaiter? waiter = null)
     {
+        // Acquire: data reads after this cannot be hoisted above it (Boehm's first requirement).
+        int start = Volatile.Read(in _sequence);
+        return (start & 1) == 0 ? start : ReadBeginSlow(waiter);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private readonly int ReadBeginSlow(ISpinWaiter? waiter)
+    {
+        Backoff backoff = Backoff.ForLock();
         while (true)
         {
-            // Acquire: data reads after this cannot be hoisted above it (Boehm's first requirement).
+            // Odd: a writer is between WriteBegin and WriteEnd; whatever we read now could be half-written. Wait.
+            backoff.WaitStep(waiter);
+
+            // Acquire, as above.
             int start = Volatile.Read(in _sequence);
             if ((start & 1) == 0)
             {
                 return start;
             }
-
-            // Odd: a writer is between WriteBegin and WriteEnd; whatever we read now could be half-written. Wait.
-            CpuRelax.Step(waiter);
         }
     }
 

@@ -309,38 +309,36 @@ public sealed unsafe class Srcu : IDisposable
             Interlocked.MemoryBarrierProcessWide();
         }
 
-        int spins = 0;
+        // The library's spin policy with a grace-period phase (Backoff): spin briefly (a reader section is usually
+        // short), then sleep — a grace period is not latency-critical, and a waiter that yields in a loop steals time
+        // from the CPUs whose readers it waits for. The first sleeps only give up the time slice; later ones last 1 ms.
+        // A simulated CPU waits in virtual time only (a host sleep would stop the whole simulation).
+        var backoff = new Backoff(Backoff.GracePeriodSpinSteps);
         while (!ReadersDrained(idx))
         {
-            // The watchdog reads the clock only once the wait has gone to sleep (every sleep is 1 ms or a yield).
-            if (spins >= 100)
-            {
-                long waited = Stopwatch.GetTimestamp() - start;
-                if (waited > _watchdogTicks)
-                {
-                    ThrowHung($"SRCU readers of index {idx} to leave (CPUs with open sections: {DescribeOpenSections()}); " +
-                              "a read section never unlocked, or Synchronize/Barrier waiting inside one", waited);
-                }
-            }
-
-            // Spin briefly (a reader section is usually short), then sleep: a grace period is not latency-critical,
-            // and a waiter that yields in a loop steals time from the CPUs whose readers it waits for. A simulated
-            // CPU waits in virtual time only (a host sleep would stop the whole simulation).
             if (VirtualTime.Current is { } sim)
             {
                 sim.Relax();
+                continue;
             }
-            else if (++spins < 100)
+
+            if (backoff.Spin(waiter))
             {
-                CpuRelax.Pause();
-                waiter?.Relax();
+                continue;
             }
-            else
+
+            // The watchdog reads the clock only once the wait has gone to sleep.
+            long waited = Stopwatch.GetTimestamp() - start;
+            if (waited > _watchdogTicks)
             {
-                waiter?.PrepareToBlock();
-                Thread.Sleep(spins < 110 ? 0 : 1);
-                waiter?.FinishBlock();
+                ThrowHung($"SRCU readers of index {idx} to leave (CPUs with open sections: {DescribeOpenSections()}); " +
+                          "a read section never unlocked, or Synchronize/Barrier waiting inside one", waited);
             }
+
+            waiter?.PrepareToBlock();
+            Thread.Sleep(backoff.Escalations < 10 ? 0 : 1);
+            waiter?.FinishBlock();
+            backoff.Escalated();
         }
     }
 

@@ -197,6 +197,43 @@ public class MisuseTests
         Assert.Equal(0, machine.Memory.Census().Anonymous);
     }
 
+    /// <summary>
+    /// The access path's thread check compares a local's address with the stack range bound to the CPU: another CPU's
+    /// thread (a stack of its own, bound to its own CPU), and a thread whose attachment ended, are refused all the same.
+    /// </summary>
+    [Fact]
+    public unsafe void TheStackRangeCheckRefusesOtherCpusThreadsAndEndedAttachments()
+    {
+        byte local = 0;
+        if (SpecVm.Smp.ThreadStack.TryGetCurrent(out nuint low, out nuint size))
+        {
+            Assert.InRange((nuint)(&local) - low, 0u, size - 1); // The range holds this frame.
+        }
+
+        using Machine machine = TestMachines.Create(2, 16);
+        using var mm = new AddressSpace(machine, new MmapLockStrategy());
+        ulong a = machine.Run(0, cpu =>
+        {
+            ulong at = mm.Map(cpu, Page, Protection.ReadWrite);
+            mm.Write(cpu, at, 7UL);
+            return at;
+        });
+        Cpu cpu0 = machine.Cpu(0);
+
+        // CPU 1's own thread is a CPU, and CPU 0's TLB holds the page: still refused with CPU 0.
+        machine.Run(1, _ => Assert.Throws<InvalidOperationException>(() => mm.TryRead(cpu0, a, out ulong _)));
+
+        // This thread was CPU 0 while attached; once detached its stack no longer vouches for it.
+        using (CpuAttachment attached = machine.Attach(0))
+        {
+            Assert.Equal(AccessResult.Ok, mm.TryWrite(attached.Cpu, a, 8UL));
+        }
+
+        Assert.Throws<InvalidOperationException>(() => mm.TryWrite(cpu0, a, 9UL));
+        machine.Run(0, cpu => Assert.Equal(8UL, mm.Read<ulong>(cpu, a)));
+        TestMachines.AssertNoViolations(mm);
+    }
+
     /// <summary>Item 6: accesses and system calls from a thread that is not the CPU, or with another machine's CPU, are refused.</summary>
     [Fact]
     public void OnlyTheCpusOwnThreadOfTheSameMachineMayUseIt()

@@ -1,6 +1,7 @@
 using SpecVm.Faults;
 using SpecVm.Mm;
 using SpecVm.Scaling;
+using SpecVm.Simulation;
 using SpecVm.Smp;
 using SpecVm.Tests.Mm;
 using SpecVm.Workloads;
@@ -92,6 +93,32 @@ public sealed class NewWorkloadTests(ITestOutputHelper output)
             Assert.Equal(name, p.Workload);
             Assert.True(p.OpsPerSecond > 0, $"{p.Strategy} x{p.Threads}: no operation measured.");
             Assert.Equal(p.Threads, p.PerThreadOpsPerSecond.Count);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(NewWorkloads))]
+    public void EveryStrategyIsPredictedInVirtualTimeWithTheInvariantsIntact(string name)
+    {
+        // The same workload code on simulated CPUs: one and four, every strategy of the catalog, deterministic.
+        FaultStrategy[] strategies = [.. StrategyCatalog.Names.Select(n => StrategyCatalog.TryCreate(n)!)];
+        ScalingResult r = new ScalingExperiment(new ScalingOptions
+        {
+            Workloads = [WorkloadCatalog.TryCreate(name, mappingBytes: Small)!],
+            Strategies = strategies,
+            ThreadCounts = [1, 4],
+            Repeats = 1,
+            Verify = true,
+            VirtualTime = new VirtualTimeOptions { Band = false, Warmup = TimeSpan.FromMilliseconds(0.1), Duration = TimeSpan.FromMilliseconds(0.3) },
+        }).Run();
+
+        Assert.True(r.Failures is null || r.Failures.Count == 0, r.Failures is null ? null : string.Join("; ", r.Failures.Select(f => f.ToString())));
+        Assert.Equal(strategies.Length * 2, r.Points.Count);
+        foreach (ScalingPoint p in r.Points)
+        {
+            output.WriteLine($"{p.Workload} {p.Strategy} x{p.Threads} ({p.Mode}): {p.OpsPerSecond:N0} {p.OperationUnit}/s");
+            Assert.Equal("predicted", p.Mode);
+            Assert.True(p.OpsPerSecond > 0, $"{p.Strategy} x{p.Threads}: no operation predicted.");
         }
     }
 
