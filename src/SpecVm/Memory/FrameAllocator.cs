@@ -27,7 +27,7 @@ namespace SpecVm.Memory;
 /// a host lock and then take the spinlock under one reserved owner id.
 /// </para>
 /// </remarks>
-public sealed unsafe class FrameAllocator : IDisposable
+internal sealed unsafe class FrameAllocator : IDisposable
 {
     /// <summary>
     /// Linux's <c>pcp->batch</c> for any zone over 256 MiB: mm/page_alloc.c <c>zone_batchsize</c> takes

@@ -95,19 +95,19 @@ public sealed unsafe partial class AddressSpace : IDisposable
     public FaultStrategy Strategy => _strategy;
 
     /// <summary>The mmap lock (Linux <c>mmap_lock</c>, once <c>mmap_sem</c>).</summary>
-    public RwSemaphore MmapLock => _mmapLock;
+    internal RwSemaphore MmapLock => _mmapLock;
 
     /// <summary>The TLB context: id, generation and CPU mask.</summary>
-    public TlbContext TlbContext => _tlb;
+    internal TlbContext TlbContext => _tlb;
 
     /// <summary>The page table.</summary>
-    public PageTable PageTable => _pageTable;
+    internal PageTable PageTable => _pageTable;
 
     /// <summary>The VMAs.</summary>
     public VmaIndex Vmas => _index;
 
     /// <summary>The VMA slab (grace-period reuse, poisoning, counters).</summary>
-    public VmaSlab Slab => _slab;
+    internal VmaSlab Slab => _slab;
 
     /// <summary>The options.</summary>
     public AddressSpaceOptions Options => _options;
@@ -124,8 +124,11 @@ public sealed unsafe partial class AddressSpace : IDisposable
     /// <summary><see cref="AddressSpaceOptions.UseZeroPage"/> as fixed at construction (read on every anonymous read fault).</summary>
     internal bool UseZeroPage => _useZeroPage;
 
-    /// <summary><see cref="AddressSpaceOptions.PerVmaLockScope"/> as fixed at construction (read on every per-VMA-lock fault).</summary>
-    internal PerVmaLockScope VmaLockScope => _vmaLockScope;
+    /// <summary>
+    /// Which faults the per-VMA lock handles, by modelled kernel version: <see cref="AddressSpaceOptions.PerVmaLockScope"/>
+    /// as fixed at construction (a field of this object, read on every per-VMA-lock fault).
+    /// </summary>
+    public PerVmaLockScope VmaLockScope => _vmaLockScope;
 
     /// <summary>Replaces the fault strategy (only while no CPU is faulting in this address space).</summary>
     /// <param name="strategy">The new strategy.</param>

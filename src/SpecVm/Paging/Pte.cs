@@ -14,7 +14,7 @@ namespace SpecVm.Paging;
 /// +----+-----------+--------------------------------------+-----+---+---+----+---+---+---+
 /// </code>
 /// </remarks>
-public readonly struct Pte : IEquatable<Pte>
+internal readonly struct Pte : IEquatable<Pte>
 {
     /// <summary>Present (P).</summary>
     public const ulong Present = 1UL << 0;
