@@ -126,7 +126,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         // Acquire: pairs with the release bump of the last writer to leave, so everything that writer changed (the VMA
         // tree, the PTEs it zapped) is visible to the reads that follow, which cannot be hoisted above this one.
         seq = Volatile.Read(ref mm.LockSeq);
-        VirtualTime.Access(mm.MmapLock, 0, LineAccess.Load);
+        VirtualTime.Access(mm.MmapLock.CountAddress, LineAccess.Load);
 
         // Acquire read of the lock word after the count: a writer inside now changes what we are about to read.
         return !mm.MmapLock.IsWriteLocked;
@@ -144,7 +144,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         // left, the acquire chain makes its bump visible to the count read below; in the other order, a writer could
         // bump and leave between our two reads and we would see the old count with the bit clear: a whole write
         // section missed.
-        VirtualTime.Access(mm.MmapLock, 0, LineAccess.Load);
+        VirtualTime.Access(mm.MmapLock.CountAddress, LineAccess.Load);
         return !mm.MmapLock.IsWriteLocked && Volatile.Read(ref mm.LockSeq) == seq;
     }
 

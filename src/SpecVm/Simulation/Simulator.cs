@@ -243,8 +243,6 @@ internal sealed unsafe class Simulator : IDisposable
     {
         switch (owner)
         {
-            case RwSemaphore:
-                return "mmap_lock count";
             case Mm.Vma:
                 return slot switch
                 {
@@ -259,7 +257,9 @@ internal sealed unsafe class Simulator : IDisposable
             case TlbContext:
                 return "mm TLB generation";
             case null:
-                byte* p = (byte*)(slot << 6); // The seam passes native lines as address / 64.
+                // The seam passes native (and pinned) lines as address / 64: the mmap lock's count and the page-table
+                // lock are named by the address space that placed them (Machine.MmLineLabel).
+                byte* p = (byte*)(slot << 6);
                 Memory.PhysicalMemory memory = _machine.Memory;
                 return memory.InArena(p) ? "PTE" : memory.InFrameTable(p) ? "PTL (split page-table lock)" : _machine.MmLineLabel(p) ?? "per-CPU line (SRCU counter)";
             case Memory.PhysicalMemory:
