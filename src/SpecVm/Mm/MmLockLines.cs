@@ -49,8 +49,45 @@ internal sealed unsafe class MmLockLines : ILabelledLines
             : (PtLock*)(block + (2 * CacheLine.Size));
     }
 
+    /// <summary>Every layout's name as the command line and results write it ("padded", "shared-line"), in enum order.</summary>
+    public static IReadOnlyList<string> Names { get; } = [.. Enum.GetValues<LockLayout>().Select(Name)];
+
     /// <summary>The layout.</summary>
     public LockLayout Layout { get; }
+
+    /// <summary>The name of <paramref name="layout"/> as the command line and results write it: the enum name in kebab case.</summary>
+    /// <param name="layout">A layout.</param>
+    public static string Name(LockLayout layout)
+    {
+        string name = layout.ToString();
+        var sb = new System.Text.StringBuilder(name.Length + 4);
+        for (int i = 0; i < name.Length; i++)
+        {
+            if (i > 0 && char.IsUpper(name[i]))
+            {
+                sb.Append('-');
+            }
+
+            sb.Append(char.ToLowerInvariant(name[i]));
+        }
+
+        return sb.ToString();
+    }
+
+    /// <summary>The layout called <paramref name="name"/> (one of <see cref="Names"/>, case-insensitive), or null.</summary>
+    /// <param name="name">A name.</param>
+    public static LockLayout? TryParse(string name)
+    {
+        foreach (LockLayout layout in Enum.GetValues<LockLayout>())
+        {
+            if (string.Equals(Name(layout), name, StringComparison.OrdinalIgnoreCase))
+            {
+                return layout;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>The block's line-aligned base.</summary>
     public byte* Base { get; }

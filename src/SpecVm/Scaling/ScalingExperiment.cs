@@ -123,6 +123,7 @@ public sealed class ScalingExperiment
                 Verify = _options.Verify,
                 TargetedShootdowns = EffectiveAddressSpaceOptions.TargetedShootdowns,
                 DowngradeOnUnmap = EffectiveAddressSpaceOptions.DowngradeOnUnmap,
+                LockLayout = Mm.MmLockLines.Name(EffectiveAddressSpaceOptions.LockLayout),
                 KernelProfile = _options.KernelProfile.Name,
                 KernelProfileSettings = new Dictionary<string, string>(_options.KernelProfile.Settings()),
                 TimeMode = _options.VirtualTime == null ? "wall-clock" : "virtual",

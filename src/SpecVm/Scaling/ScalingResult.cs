@@ -246,6 +246,12 @@ public sealed class ScalingSettings
     /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
     public bool? DowngradeOnUnmap { get; set; }
 
+    /// <summary>
+    /// Where the model's address spaces put the mmap lock's count and the page-table lock ("padded", "shared-line"; see
+    /// <see cref="Mm.LockLayout"/>); null in results written before the switch (they were padded).
+    /// </summary>
+    public string? LockLayout { get; set; }
+
     /// <summary>The kernel profile the model ran as ("6.15"; see <see cref="Mm.KernelProfile"/>); null in results written before profiles.</summary>
     public string? KernelProfile { get; set; }
 
