@@ -216,6 +216,19 @@ internal sealed unsafe class Simulator : IDisposable
     }
 
     /// <summary>
+    /// Forgets the accesses priced so far (the tally of <see cref="LineTally"/> starts again from zero); the lines keep
+    /// their holders and history, so prices do not change. For a window that opens at a region of interest.
+    /// </summary>
+    internal void ResetLineTally()
+    {
+        foreach (Line line in _lines.Values)
+        {
+            line.Loads = line.Stores = line.Rmws = 0;
+            line.Transfers = 0;
+        }
+    }
+
+    /// <summary>
     /// Every priced access so far, summed by what the line holds (the mmap lock's count, a VMA's sequence count, a PTE,
     /// a PTL…): loads, stores, read-modify-writes, and the expected transfers among them (accesses that found the line in
     /// another CPU's cache). Private lines count too: a PTE only this CPU touches is an access without transfers.

@@ -56,6 +56,12 @@ internal abstract class SimContext
     /// <summary>The CPU's virtual clock as <see cref="Stopwatch"/> ticks.</summary>
     public abstract long Timestamp { get; }
 
+    /// <summary>
+    /// The CPU's virtual clock as <see cref="Stopwatch"/> ticks, with the local work done since its last event charged
+    /// first (<see cref="Timestamp"/> may lag it by that work): for a mark that must fall after everything before it.
+    /// </summary>
+    public abstract long ChargedTimestamp();
+
     /// <summary>A flush IPI was posted to <paramref name="target"/>.</summary>
     public abstract void SendIpi(int target);
 
