@@ -329,7 +329,8 @@ public sealed class ScalingPoint
     /// <summary>
     /// Predicted points: per fault, the accesses to each kind of cache line the model touched (the mmap lock's count, VMA
     /// sequence counts, PTEs, PTLs, the frame pool's lock…), and how many of them found the line in another CPU's cache
-    /// (transfers), over the whole simulated run, warm-up included; null for measured points.
+    /// (transfers), over the whole simulated run, warm-up included (from the region of interest on, for a workload with
+    /// one: <c>Workload.HasRegionOfInterest</c>); null for measured points.
     /// </summary>
     public Dictionary<string, SharedLineOps>? LinesPerFault { get; set; }
 
