@@ -28,6 +28,7 @@ internal sealed class ScaleOptions
     private Option<bool> _oversubscribe = null!;
     private Option<bool> _verify = null!;
     private Option<bool> _targeted = null!;
+    private Option<string> _lockLayout = null!;
     private Option<bool> _noDowngrade = null!;
     private Option<string> _kernel = null!;
     private Option<long> _mappingMib = null!;
@@ -95,6 +96,12 @@ internal sealed class ScaleOptions
         _targeted = new Option<bool>("--targeted-shootdowns")
         {
             Description = "Targeted TLB shootdowns: interrupt only the CPUs whose TLBs a PTE table served (RadixVM's idea; Linux interrupts the mm's whole CPU mask).",
+        },
+        _lockLayout = new Option<string>("--lock-layout")
+        {
+            Description = $"Where the address spaces put the mmap lock's count and the mm-wide page-table lock: {string.Join(", ", MmLockLines.Names)} "
+                + $"(default {MmLockLines.Name(LockLayout.Padded)}: a line each; shared-line: one 64-byte line, to show false sharing). The result records it.",
+            DefaultValueFactory = _ => MmLockLines.Name(LockLayout.Padded),
         },
         _noDowngrade = new Option<bool>("--no-unmap-downgrade")
         {
@@ -201,6 +208,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_oversubscribe);
         command.Options.Add(_verify);
         command.Options.Add(_targeted);
+        command.Options.Add(_lockLayout);
         command.Options.Add(_noDowngrade);
         command.Options.Add(_kernel);
         command.Options.Add(_mappingMib);
@@ -332,6 +340,9 @@ internal sealed class ScaleOptions
             warmup = virtualTime.Warmup.TotalSeconds;
         }
 
+        string layoutName = p.GetValue(_lockLayout) ?? MmLockLines.Name(LockLayout.Padded);
+        LockLayout lockLayout = MmLockLines.TryParse(layoutName)
+            ?? throw new UsageException($"--lock-layout: unknown layout '{layoutName}' (known: {string.Join(", ", MmLockLines.Names)}).");
         string kernelName = p.GetValue(_kernel) ?? KernelProfile.Default.Name;
         KernelProfile kernel = KernelProfile.TryGet(kernelName)
             ?? throw new UsageException($"--kernel: unknown kernel profile '{kernelName}' (known: {string.Join(", ", KernelProfile.Names)}).");
@@ -341,6 +352,7 @@ internal sealed class ScaleOptions
             MappingMib = mapping,
             SliceMib = slice,
             TargetedShootdowns = p.GetValue(_targeted),
+            LockLayout = lockLayout,
             Kernel = kernel,
             DowngradeOnUnmap = kernel.DowngradeOnUnmap && !p.GetValue(_noDowngrade),
             WriterOpsPerSecond = writerRate,
@@ -508,6 +520,9 @@ internal sealed record ScaleSettings(
 
     /// <summary>Targeted TLB shootdowns in the model's address spaces.</summary>
     public bool TargetedShootdowns { get; init; }
+
+    /// <summary>Where the address spaces put the mmap lock's count and the page-table lock (<c>--lock-layout</c>).</summary>
+    public LockLayout LockLayout { get; init; } = LockLayout.Padded;
 
     /// <summary>The kernel profile (<c>--kernel</c>).</summary>
     public KernelProfile Kernel { get; init; } = KernelProfile.Default;

@@ -26,8 +26,8 @@ internal static class LinesPerFault
         sb.AppendLine();
         sb.AppendLine("What every fault costs in shared memory traffic, from the virtual-time runs: accesses per fault to each kind of cache line "
             + "(loads, stores and read-modify-writes together), and in brackets the expected transfers among them (accesses that found the line "
-            + "in another CPU's cache). Over the whole simulated run, warm-up included, so a workload's other operations (mmap, munmap, madvise) "
-            + "are spread over its faults. Rows by transfers at the largest CPU count.");
+            + "in another CPU's cache). Over the whole simulated run, warm-up included (from the region of interest on, for a workload that marks one), "
+            + "so a workload's other operations (mmap, munmap, madvise) are spread over its faults. Rows by transfers at the largest CPU count.");
         sb.AppendLine();
         List<string> order = Series.StrategyOrder(r).ToList();
         foreach (var byWorkload in points.GroupBy(p => p.Workload))

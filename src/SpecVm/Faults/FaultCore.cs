@@ -99,7 +99,7 @@ public static unsafe class FaultCore
             return FaultResult.SegmentationFault;
         }
 
-        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, address, out long ptePfn);
+        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, cpu, address, out long ptePfn);
         if (entry == null)
         {
             return FaultResult.OutOfMemory;

@@ -111,7 +111,7 @@ public sealed unsafe partial class AddressSpace
         // that writer changed (the VMA tree, the PTEs it zapped) is visible to the reads that follow, which cannot be
         // hoisted above this one.
         seq = Volatile.Read(ref _lockSeq.Value);
-        VirtualTime.Access(_mmapLock, 0, LineAccess.Load);
+        VirtualTime.Access(_mmapLock.CountAddress, LineAccess.Load);
 
         // Acquire read of the lock word after the count: a writer inside now changes what we are about to read.
         return !_mmapLock.IsWriteLocked;
@@ -135,7 +135,7 @@ public sealed unsafe partial class AddressSpace
         // left, the acquire chain makes its bump visible to the count read below; in the other order, a writer could
         // bump and leave between our two reads and we would see the old count with the bit clear: a whole write
         // section missed.
-        VirtualTime.Access(_mmapLock, 0, LineAccess.Load);
+        VirtualTime.Access(_mmapLock.CountAddress, LineAccess.Load);
         return _mmapLock.IsWriteLocked || Volatile.Read(ref _lockSeq.Value) != seq;
     }
 

@@ -37,7 +37,8 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     private readonly Machine _machine;
     private readonly PhysicalMemory _memory;
-    private readonly RwSemaphore _mmapLock = new();
+    private readonly MmLockLines _lockLines;
+    private readonly RwSemaphore _mmapLock;
     /// <summary>What the access path compares a CPU's loaded context with once this address space is disposed.</summary>
     private static readonly TlbContext DisposedContext = new();
 
@@ -82,10 +83,13 @@ public sealed unsafe partial class AddressSpace : IDisposable
         _machine = machine;
         _memory = machine.Memory;
         _strategy = strategy;
-        _pageTable = new PageTable(machine.Frames, -1);
+        _lockLines = new MmLockLines(_options.LockLayout);
+        _mmapLock = new RwSemaphore(_lockLines.MmapCount, _lockLines.Storage);
+        _pageTable = new PageTable(machine.Frames, -1, _lockLines.PageTableLock, _lockLines.Storage);
         _slab = new VmaSlab(machine.Srcu, _options.PoisonRetiredVmas || machine.Options.PoisonRetiredVmas);
         _gathers = new long[]?[machine.CpuCount];
         _scratch = new List<Vma>?[machine.CpuCount];
+        machine.AddLabelledLines(_lockLines); // The simulator names the two lock lines (it keys native lines by address).
     }
 
     /// <summary>The machine.</summary>
@@ -117,6 +121,9 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     /// <summary>Planted bug for tests: Unmap frees detached page tables before its shootdown.</summary>
     internal bool PlantFreeTablesBeforeShootdown { get; set; }
+
+    /// <summary>The lock block: where the mmap lock's count and the mm-wide page-table lock live (<see cref="AddressSpaceOptions.LockLayout"/>).</summary>
+    internal MmLockLines LockLines => _lockLines;
 
     /// <summary>The per-VMA-lock sequence (Linux <c>mm_lock_seq</c>), bumped when the mmap write lock is released.</summary>
     internal ref int LockSeq => ref _lockSeq.Value;
@@ -171,6 +178,8 @@ public sealed unsafe partial class AddressSpace : IDisposable
         {
             return;
         }
+
+        _machine.RemoveLabelledLines(_lockLines);
 
         if (_machine.IsDisposed)
         {

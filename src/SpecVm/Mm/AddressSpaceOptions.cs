@@ -48,8 +48,20 @@ public sealed class AddressSpaceOptions
     /// </summary>
     public PerVmaLockScope PerVmaLockScope { get; set; } = PerVmaLockScope.Full;
 
+    /// <summary>
+    /// Where the mmap lock's count and the mm-wide page-table lock (<c>mm-&gt;page_table_lock</c>) live: each alone on its
+    /// line (<see cref="LockLayout.Padded"/>, the default) or both on one 64-byte line (<see cref="LockLayout.SharedLine"/>),
+    /// to show the false sharing of a <c>mm_struct</c> layout that puts them together (see <see cref="Mm.LockLayout"/>).
+    /// </summary>
+    public LockLayout LockLayout { get; set; } = LockLayout.Padded;
+
     internal void Validate()
     {
+        if (!Enum.IsDefined(LockLayout))
+        {
+            throw new ArgumentOutOfRangeException(nameof(LockLayout), LockLayout, "Not a LockLayout value.");
+        }
+
         if (!Enum.IsDefined(PerVmaLockScope))
         {
             throw new ArgumentOutOfRangeException(nameof(PerVmaLockScope), PerVmaLockScope, "Not a PerVmaLockScope value.");

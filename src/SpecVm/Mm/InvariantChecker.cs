@@ -136,6 +136,11 @@ public static class InvariantChecker
     {
         ArgumentNullException.ThrowIfNull(mm);
         var violations = new List<string>();
+        if (mm.PageTable.PageTableLock.IsLocked)
+        {
+            Add(violations, $"The mm's page_table_lock is held by owner {mm.PageTable.PageTableLock.Owner} while quiescent.");
+        }
+
         PhysicalMemory memory = mm.Machine.Memory;
         IReadOnlyList<Vma> vmas = mm.Vmas.SnapshotLive();
         mm.PageTable.ForEachPresent((va, pte) =>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using SpecVm.Memory;
+using SpecVm.Sync;
 
 namespace SpecVm.Paging;
 
@@ -13,6 +14,12 @@ namespace SpecVm.Paging;
 /// are allocated on demand and installed with a compare-and-swap, so two CPUs faulting in the same empty region
 /// agree on one table (the loser frees its own, never-published frame). A PTE table is the unit of the split
 /// page-table lock: its <see cref="PageFrame.Ptl"/>.
+/// </para>
+/// <para>
+/// Installs are also serialised by the mm-wide page-table lock (Linux <c>mm-&gt;page_table_lock</c>, which
+/// <c>__pud_alloc</c> and <c>__pmd_alloc</c> take, and <c>pmd_install</c> where split PMD locks are off): taken only
+/// when a level is missing, so a walk that finds every level present never touches it. An address space places that
+/// lock in its lock block (<c>Mm.LockLayout</c>); a table made with the public constructor has a lock of its own.
 /// </para>
 /// <para>
 /// A detached table (<see cref="DetachTables"/>, <see cref="DetachPteTable"/>) is not freed here: the caller frees it only after a TLB shootdown
@@ -29,8 +36,17 @@ internal sealed unsafe class PageTable
 
     private const ulong TableFlags = Pte.Present | Pte.Writable | Pte.User;
 
+    /// <summary>The lock owner id a caller that is no CPU (cpu -1) takes the page-table lock as: no CPU has it.</summary>
+    private const int NoCpuOwner = int.MaxValue - 1;
+
     private readonly PhysicalMemory _memory;
     private readonly FrameAllocator _allocator;
+
+    /// <summary>The mm-wide page-table lock, in memory that never moves (fixed at construction).</summary>
+    private readonly PtLock* _pageTableLock;
+
+    /// <summary>Keeps the memory behind <see cref="_pageTableLock"/> alive (a pinned array).</summary>
+    private readonly object _lockStorage;
     /// <summary>
     /// The root table's PFN; frame 0 once <see cref="FreeAll"/> ran. Frame 0 is never allocated and stays zero, so a
     /// walk of a freed table finds nothing mapped instead of reading frames that now belong to someone else.
@@ -42,14 +58,40 @@ internal sealed unsafe class PageTable
     /// <param name="allocator">Where the table's frames come from.</param>
     /// <param name="cpu">The allocating CPU, or -1.</param>
     public PageTable(FrameAllocator allocator, int cpu)
+        : this(allocator, cpu, null, null)
+    {
+    }
+
+    /// <summary>Creates an empty table whose page-table lock is at <paramref name="pageTableLock"/> (an address space's lock block).</summary>
+    /// <param name="allocator">Where the table's frames come from.</param>
+    /// <param name="cpu">The allocating CPU, or -1.</param>
+    /// <param name="pageTableLock">A zeroed lock in memory that never moves, or null for a lock of the table's own.</param>
+    /// <param name="lockStorage">The pinned array that holds <paramref name="pageTableLock"/> (kept alive by the table).</param>
+    internal PageTable(FrameAllocator allocator, int cpu, PtLock* pageTableLock, object? lockStorage)
     {
         ArgumentNullException.ThrowIfNull(allocator);
+        if (pageTableLock == null)
+        {
+            // Alone on its line, in a pinned array (never moves, so the pointer stays valid while the table holds it).
+            PaddedInt[] own = GC.AllocateArray<PaddedInt>(1, pinned: true);
+            pageTableLock = (PtLock*)Unsafe.AsPointer(ref own[0].Value);
+            lockStorage = own;
+        }
+
+        _pageTableLock = pageTableLock;
+        _lockStorage = lockStorage ?? throw new ArgumentNullException(nameof(lockStorage));
         _allocator = allocator;
         _memory = allocator.Memory;
         _root = allocator.Allocate(cpu, FrameState.PageTable);
         InitTable(_root, 4, 0);
         _tables = 1;
     }
+
+    /// <summary>The mm-wide page-table lock (for the layout tests and the invariant checker).</summary>
+    internal ref PtLock PageTableLock => ref *_pageTableLock;
+
+    /// <summary>The pinned array behind <see cref="PageTableLock"/>.</summary>
+    internal object LockStorage => _lockStorage;
 
     /// <summary>The PFN of the root (PML4) table.</summary>
     public long Root => _root;
@@ -98,7 +140,17 @@ internal sealed unsafe class PageTable
     /// <param name="cpu">The faulting CPU (for its frame cache), or -1.</param>
     /// <param name="va">A user address.</param>
     /// <param name="ptePfn">The PFN of the PTE table, or -1.</param>
-    public ulong* WalkAllocate(int cpu, ulong va, out long ptePfn)
+    public ulong* WalkAllocate(int cpu, ulong va, out long ptePfn) => WalkAllocate(cpu, null, va, out ptePfn);
+
+    /// <summary>
+    /// As <see cref="WalkAllocate(int, ulong, out long)"/>, serving <paramref name="waiter"/> (the faulting CPU: its
+    /// interrupts) while it spins for the page-table lock to install a missing level.
+    /// </summary>
+    /// <param name="cpu">The faulting CPU, or -1.</param>
+    /// <param name="waiter">Called each spin iteration on the page-table lock; may be null.</param>
+    /// <param name="va">A user address.</param>
+    /// <param name="ptePfn">The PFN of the PTE table, or -1.</param>
+    internal ulong* WalkAllocate(int cpu, ISpinWaiter? waiter, ulong va, out long ptePfn)
     {
         long table = _root;
         if (table == 0)
@@ -125,11 +177,18 @@ internal sealed unsafe class PageTable
 
                 InitTable(fresh, level - 1, va & ~((1UL << (PhysicalMemory.PageShift + (9 * (level - 1)))) - 1));
 
+                // Under the mm-wide page-table lock, as Linux installs upper levels (the table is allocated and
+                // cleared before, as __pte_alloc does). The lock serialises installers; the CAS still publishes, for
+                // the lockless walkers, which never take the lock.
                 // CAS (full fence): publishes the zeroed table and its metadata before the entry that points to it;
                 // a lockless walker that sees the entry sees an initialised table. Losing the race means another CPU
                 // installed a table first: use theirs and free ours, which nobody else has seen.
                 ulong installed = Pte.Make(fresh, TableFlags).Value;
+                int owner = cpu < 0 ? NoCpuOwner : cpu;
+                ref PtLock pageTableLock = ref *_pageTableLock;
+                pageTableLock.Lock(owner, waiter);
                 ulong seen = Interlocked.CompareExchange(ref *entry, installed, value);
+                pageTableLock.Unlock(owner);
                 if (seen == value)
                 {
                     Interlocked.Increment(ref _tables); // Statistics: CPUs may install tables at once.

@@ -91,6 +91,9 @@ public sealed class ScalingExperiment
         _ownOptions = options.Workloads.Distinct().ToDictionary(w => w, w => w.AddressSpaceOptions);
     }
 
+    /// <summary>Planted bug for tests: open the window after the warm-up without waiting for the tasks' region-of-interest marks.</summary>
+    internal bool PlantIgnoreRegionOfInterest { get; init; }
+
     /// <summary>The thread counts, ascending.</summary>
     public IReadOnlyList<int> ThreadCounts => _threads;
 
@@ -123,6 +126,7 @@ public sealed class ScalingExperiment
                 Verify = _options.Verify,
                 TargetedShootdowns = EffectiveAddressSpaceOptions.TargetedShootdowns,
                 DowngradeOnUnmap = EffectiveAddressSpaceOptions.DowngradeOnUnmap,
+                LockLayout = Mm.MmLockLines.Name(EffectiveAddressSpaceOptions.LockLayout),
                 KernelProfile = _options.KernelProfile.Name,
                 KernelProfileSettings = new Dictionary<string, string>(_options.KernelProfile.Settings()),
                 TimeMode = _options.VirtualTime == null ? "wall-clock" : "virtual",
@@ -360,6 +364,11 @@ public sealed class ScalingExperiment
             Task all = Task.WhenAll(tasks);
             WaitQuietly(all, _options.Warmup);
             ThrowIfFailed(all);
+            if (workload.HasRegionOfInterest && !PlantIgnoreRegionOfInterest)
+            {
+                WaitForRegionOfInterest(machine, workload, threads, all);
+            }
+
             CounterSnapshot c0 = machine.Snapshot();
             CounterSnapshot tasks0 = machine.Snapshot(threads);
             long frames0 = machine.Frames.Allocated;
@@ -414,6 +423,52 @@ public sealed class ScalingExperiment
     }
 
     /// <summary>
+    /// How long after the warm-up the tasks of a workload with a region of interest may take to mark it before the run
+    /// fails: ten windows and warm-ups, and at least 30 s (real threads) or 100 ms of virtual time.
+    /// </summary>
+    private TimeSpan RegionOfInterestLimit(bool virtualTime)
+    {
+        TimeSpan warmup = virtualTime ? _options.VirtualTime!.Warmup : _options.Warmup;
+        TimeSpan duration = virtualTime ? _options.VirtualTime!.Duration : _options.Duration;
+        TimeSpan floor = virtualTime ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromSeconds(30);
+        TimeSpan ten = (warmup + duration) * 10;
+        return ten > floor ? ten : floor;
+    }
+
+    /// <summary>
+    /// Real threads: waits until every measured task has marked its region of interest (polling once a millisecond; the
+    /// window then opens at the next snapshot), or fails naming the tasks that had not marked within the limit.
+    /// </summary>
+    private void WaitForRegionOfInterest(Machine machine, Workload workload, int threads, Task all)
+    {
+        TimeSpan limit = RegionOfInterestLimit(virtualTime: false);
+        long deadline = Stopwatch.GetTimestamp() + (long)(limit.TotalSeconds * Stopwatch.Frequency);
+        Cpu[] cpus = machine.CpuArray;
+        while (true)
+        {
+            int pending = 0;
+            for (int i = 0; i < threads; i++)
+            {
+                pending += cpus[i].RegionOfInterestAt == 0 ? 1 : 0;
+            }
+
+            if (pending == 0)
+            {
+                return;
+            }
+
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                string which = string.Join(", ", Enumerable.Range(0, threads).Where(i => cpus[i].RegionOfInterestAt == 0));
+                throw new InvalidOperationException($"{workload.Name} declares a region of interest, but task(s) {which} had not begun it {limit.TotalSeconds:0.#} s after the warm-up (call Workload.BeginRegionOfInterest on each measured task's CPU).");
+            }
+
+            WaitQuietly(all, TimeSpan.FromMilliseconds(1));
+            ThrowIfFailed(all);
+        }
+    }
+
+    /// <summary>
     /// One predicted point: the run with the options' cost model, then (with <see cref="VirtualTimeOptions.Band"/>) the
     /// same with the uncertain constants at 0.5× and 1.5×; the band is the range of the three.
     /// </summary>
@@ -454,6 +509,9 @@ public sealed class ScalingExperiment
         long hostStart = Stopwatch.GetTimestamp();
         long faultsBefore = machine.Snapshot()[CpuCounter.Faults];
         var sim = new Simulator(machine, model, cpus == 64 ? ulong.MaxValue : (1UL << cpus) - 1, vt.Quantum);
+        RegionGate? gate = workload.HasRegionOfInterest && !PlantIgnoreRegionOfInterest
+            ? new RegionGate(machine, sim, workload.Name, threads, w0, RegionOfInterestLimit(virtualTime: true).Ticks * 100.0)
+            : null;
         bool simDisposed = false;
         RunMeasurement result;
         try
@@ -462,7 +520,7 @@ public sealed class ScalingExperiment
             for (int i = 0; i < cpus; i++)
             {
                 int id = i;
-                tasks[i] = machine.RunAsync(id, cpu => sim.Run(cpu, () => VirtualLoop(workload, sim, cpu, id, threads, w0, w1, ref edges[id])));
+                tasks[i] = machine.RunAsync(id, cpu => sim.Run(cpu, () => VirtualLoop(workload, sim, gate, cpu, id, threads, w0, w1, ref edges[id])));
             }
 
             WaitAll(Task.WhenAll(tasks));
@@ -507,7 +565,9 @@ public sealed class ScalingExperiment
 
             var metrics = new Dictionary<string, double>();
             workload.EndMeasurement(seconds, metrics);
-            long faults = machine.Snapshot()[CpuCounter.Faults] - faultsBefore; // Every simulated fault of the run, warm-up included.
+            // Every simulated fault of the run, warm-up included (from the region of interest on, for a workload with one:
+            // the line tally was reset there too).
+            long faults = machine.Snapshot()[CpuCounter.Faults] - (gate?.FaultsAtOpen ?? faultsBefore);
             double perFault = 1.0 / Math.Max(1, faults);
             result = new RunMeasurement(seconds, perThread, bg, new CounterSnapshot(counters), 0, metrics)
             {
@@ -564,10 +624,13 @@ public sealed class ScalingExperiment
     /// <summary>
     /// A simulated CPU's loop: batches until its virtual clock passes the window's end. Operations count toward the window
     /// in proportion to the part of their batch inside it, so window edges cut batches exactly, whatever their length.
+    /// With a region of interest (<paramref name="gate"/>), the window opens at the later of the warm-up's end and the last
+    /// measured task's mark, and lasts as long.
     /// </summary>
-    private static void VirtualLoop(Workload workload, Simulator sim, Cpu cpu, int id, int threads, double w0, double w1, ref VirtualEdge edge)
+    private static void VirtualLoop(Workload workload, Simulator sim, RegionGate? gate, Cpu cpu, int id, int threads, double w0, double w1, ref VirtualEdge edge)
     {
         double ops = 0;
+        double start = w0, end = w1;
         double t0 = sim.Checkpoint(cpu);
         long[] before = ReadCounters(cpu, new long[RegisteredCounter.Capacity]);
         long[] after = new long[before.Length];
@@ -576,20 +639,24 @@ public sealed class ScalingExperiment
             long n = id < threads ? workload.RunOperationBatch(cpu, id) : workload.RunBackgroundBatch(cpu, id - threads);
             double t1 = sim.Checkpoint(cpu);
             ReadCounters(cpu, after);
-            if (edge.Counters0 == null && t1 >= w0)
+            if (edge.Counters0 == null && t1 >= w0 && (gate == null || gate.TryOpen(t1, out start)))
             {
-                double f = Fraction(t0, t1, w0);
-                edge.Ops0 = ops + (n * f);
-                edge.Counters0 = Interpolate(before, after, f);
-                if (id == 0)
+                end = start + (w1 - w0);
+                if (t1 >= start)
                 {
-                    workload.BeginMeasurement();
+                    double f = Fraction(t0, t1, start);
+                    edge.Ops0 = ops + (n * f);
+                    edge.Counters0 = Interpolate(before, after, f);
+                    if (id == 0)
+                    {
+                        workload.BeginMeasurement();
+                    }
                 }
             }
 
-            if (t1 >= w1)
+            if (edge.Counters0 != null && t1 >= end)
             {
-                double f = Fraction(t0, t1, w1);
+                double f = Fraction(t0, t1, end);
                 edge.Ops1 = ops + (n * f);
                 edge.Counters1 = Interpolate(before, after, f);
                 return;
@@ -623,6 +690,52 @@ public sealed class ScalingExperiment
         }
 
         return a;
+    }
+
+    /// <summary>
+    /// Virtual time: where the window of a workload with a region of interest opens. The simulated CPUs run one at a time,
+    /// so they read each other's marks without races; the first to see every measured task marked fixes the opening (the
+    /// last mark, or the warm-up's end if later) and resets the shared-line tally and the fault count there.
+    /// </summary>
+    private sealed class RegionGate(Machine machine, Simulator sim, string workload, int threads, double w0, double limitNs)
+    {
+        private double _opensAt = double.NaN;
+
+        /// <summary>The machine's fault count when the window was fixed (what the lines per fault divide by from then on).</summary>
+        public long? FaultsAtOpen { get; private set; }
+
+        /// <summary>True once every measured task has marked, with <paramref name="opensAt"/> the window's start in ns.</summary>
+        public bool TryOpen(double now, out double opensAt)
+        {
+            if (double.IsNaN(_opensAt))
+            {
+                long last = 0;
+                Cpu[] cpus = machine.CpuArray;
+                for (int i = 0; i < threads; i++)
+                {
+                    long at = cpus[i].RegionOfInterestAt;
+                    if (at == 0)
+                    {
+                        if (now > w0 + limitNs)
+                        {
+                            throw new InvalidOperationException($"{workload} declares a region of interest, but task {i} had not begun it {limitNs / 1e6:0.#} ms of virtual time after the warm-up (call Workload.BeginRegionOfInterest on each measured task's CPU).");
+                        }
+
+                        opensAt = double.NaN;
+                        return false;
+                    }
+
+                    last = Math.Max(last, at);
+                }
+
+                _opensAt = Math.Max(w0, last * (1e9 / Stopwatch.Frequency));
+                FaultsAtOpen = machine.Snapshot()[CpuCounter.Faults];
+                sim.ResetLineTally();
+            }
+
+            opensAt = _opensAt;
+            return true;
+        }
     }
 
     private struct VirtualEdge

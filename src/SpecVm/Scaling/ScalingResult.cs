@@ -246,6 +246,12 @@ public sealed class ScalingSettings
     /// <summary>munmap downgraded the mmap lock before zapping (null when not recorded: schema version 1, or older v2).</summary>
     public bool? DowngradeOnUnmap { get; set; }
 
+    /// <summary>
+    /// Where the model's address spaces put the mmap lock's count and the page-table lock ("padded", "shared-line"; see
+    /// <see cref="Mm.LockLayout"/>); null in results written before the switch (they were padded).
+    /// </summary>
+    public string? LockLayout { get; set; }
+
     /// <summary>The kernel profile the model ran as ("6.15"; see <see cref="Mm.KernelProfile"/>); null in results written before profiles.</summary>
     public string? KernelProfile { get; set; }
 
@@ -323,7 +329,8 @@ public sealed class ScalingPoint
     /// <summary>
     /// Predicted points: per fault, the accesses to each kind of cache line the model touched (the mmap lock's count, VMA
     /// sequence counts, PTEs, PTLs, the frame pool's lock…), and how many of them found the line in another CPU's cache
-    /// (transfers), over the whole simulated run, warm-up included; null for measured points.
+    /// (transfers), over the whole simulated run, warm-up included (from the region of interest on, for a workload with
+    /// one: <c>Workload.HasRegionOfInterest</c>); null for measured points.
     /// </summary>
     public Dictionary<string, SharedLineOps>? LinesPerFault { get; set; }
 

@@ -56,6 +56,13 @@ internal sealed unsafe class SimCpu : SimContext
     /// <inheritdoc/>
     public override long Timestamp => (long)(Now * TicksPerPs);
 
+    /// <inheritdoc/>
+    public override long ChargedTimestamp()
+    {
+        ChargeLocal();
+        return Timestamp;
+    }
+
     public void Enter()
     {
         for (int i = 0; i < _seen.Length; i++)

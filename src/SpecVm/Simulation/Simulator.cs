@@ -214,6 +214,19 @@ internal sealed unsafe class Simulator : IDisposable
     }
 
     /// <summary>
+    /// Forgets the accesses priced so far (the tally of <see cref="LineTally"/> starts again from zero); the lines keep
+    /// their holders and history, so prices do not change. For a window that opens at a region of interest.
+    /// </summary>
+    internal void ResetLineTally()
+    {
+        foreach (Line line in _lines.Values)
+        {
+            line.Loads = line.Stores = line.Rmws = 0;
+            line.Transfers = 0;
+        }
+    }
+
+    /// <summary>
     /// Every priced access so far, summed by what the line holds (the mmap lock's count, a VMA's sequence count, a PTE,
     /// a PTL…): loads, stores, read-modify-writes, and the expected transfers among them (accesses that found the line in
     /// another CPU's cache). Private lines count too: a PTE only this CPU touches is an access without transfers.
@@ -241,8 +254,6 @@ internal sealed unsafe class Simulator : IDisposable
     {
         switch (owner)
         {
-            case RwSemaphore:
-                return "mmap_lock count";
             case Mm.Vma:
                 return slot switch
                 {
@@ -257,7 +268,9 @@ internal sealed unsafe class Simulator : IDisposable
             case TlbContext:
                 return "mm TLB generation";
             case null:
-                byte* p = (byte*)(slot << 6); // The seam passes native lines as address / 64.
+                // The seam passes native (and pinned) lines as address / 64: the mmap lock's count and the page-table
+                // lock are named by the address space that placed them (Machine.MmLineLabel).
+                byte* p = (byte*)(slot << 6);
                 Memory.PhysicalMemory memory = _machine.Memory;
                 return memory.InArena(p) ? "PTE" : memory.InFrameTable(p) ? "PTL (split page-table lock)" : _machine.MmLineLabel(p) ?? "per-CPU line (SRCU counter)";
             case Memory.PhysicalMemory:

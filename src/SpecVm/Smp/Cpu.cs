@@ -43,6 +43,7 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     private long _irqOffSpinStart;
     private int _irqOffSpins;
     private string _spinTarget = "a lock";
+    private long _regionOfInterestAt;
     private long _spinTargetArg = -1;
 
     // The bound thread's stack, [_stackLow, _stackLow + _stackSize); empty while no thread is bound or the OS cannot
@@ -274,6 +275,33 @@ public sealed unsafe partial class Cpu : ISpinWaiter
             FinishBlock();
         }
     }
+
+    /// <summary>
+    /// Marks that the work this CPU does from now on is its task's region of interest (<c>Workload.BeginRegionOfInterest</c>):
+    /// records the clock (virtual on a simulated CPU), once; later calls keep the first mark. Owner only.
+    /// </summary>
+    internal void MarkRegionOfInterest()
+    {
+        if (_regionOfInterestAt != 0)
+        {
+            return;
+        }
+
+        // On a simulated CPU the mark falls after the local work done so far (its counters are charged lazily), so a
+        // batch that ends at the mark puts everything before it outside the window.
+        SimContext? sim = VirtualTime.Current;
+        long at = sim != null ? sim.ChargedTimestamp() : Stopwatch.GetTimestamp();
+
+        // Release: the harness thread (real threads) polls the mark with an acquire read; what the task did before it is
+        // done. A simulated CPU's mark is read by the other simulated CPUs, which run one at a time.
+        Volatile.Write(ref _regionOfInterestAt, Math.Max(1, at));
+    }
+
+    /// <summary>
+    /// When this CPU's task began its region of interest, in <see cref="Stopwatch"/> ticks (virtual ticks on a simulated
+    /// CPU), or 0 if it has not.
+    /// </summary>
+    internal long RegionOfInterestAt => Volatile.Read(ref _regionOfInterestAt);
 
     /// <summary>The per-CPU counter block's address (for the machine's sums).</summary>
     internal long* Counters => _counters;

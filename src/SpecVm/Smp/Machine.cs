@@ -34,6 +34,8 @@ public sealed unsafe class Machine : IDisposable
     private readonly long _zeroPfn;
     private readonly LruVec _lru;
     private readonly MemCgroup _memcg;
+    private readonly List<ILabelledLines> _labelledLines = [];
+    private readonly Lock _labelledLinesLock = new();
     private readonly Srcu _srcu;
     private readonly CountdownEvent _started;
     private readonly List<string> _violations = [];
@@ -134,8 +136,48 @@ public sealed unsafe class Machine : IDisposable
     /// <summary>The memory cgroup every anonymous page is charged to (depth 0: off).</summary>
     internal MemCgroup Memcg => _memcg;
 
-    /// <summary>What the native line at <paramref name="p"/> holds if it is an mm lock's (zone, LRU, memcg), or null.</summary>
-    internal string? MmLineLabel(byte* p) => _frames.LineLabel(p) ?? _lru.LineLabel(p) ?? _memcg.LineLabel(p);
+    /// <summary>
+    /// What the native line at <paramref name="p"/> holds if it is an mm lock's (zone, LRU, memcg, or a line an address
+    /// space registered: its mmap lock and page-table lock), or null.
+    /// </summary>
+    internal string? MmLineLabel(byte* p) => _frames.LineLabel(p) ?? _lru.LineLabel(p) ?? _memcg.LineLabel(p) ?? RegisteredLineLabel(p);
+
+    /// <summary>Registers lines for the simulator to name (an address space's lock block, until it is disposed).</summary>
+    /// <param name="lines">The lines.</param>
+    internal void AddLabelledLines(ILabelledLines lines)
+    {
+        lock (_labelledLinesLock)
+        {
+            _labelledLines.Add(lines);
+        }
+    }
+
+    /// <summary>Forgets lines registered with <see cref="AddLabelledLines"/>.</summary>
+    /// <param name="lines">The lines.</param>
+    internal void RemoveLabelledLines(ILabelledLines lines)
+    {
+        lock (_labelledLinesLock)
+        {
+            _labelledLines.Remove(lines);
+        }
+    }
+
+    private string? RegisteredLineLabel(byte* p)
+    {
+        // Asked once per line the simulator meets for the first time, never on a hot path.
+        lock (_labelledLinesLock)
+        {
+            foreach (ILabelledLines lines in _labelledLines)
+            {
+                if (lines.LineLabel(p) is string label)
+                {
+                    return label;
+                }
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>
     /// Empties CPU <paramref name="cpu"/>'s per-CPU mm batches — its LRU add batch (freeing pages orphaned in it) and its

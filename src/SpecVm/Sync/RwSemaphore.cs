@@ -33,8 +33,16 @@ namespace SpecVm.Sync;
 /// a wait is unbounded, as <c>down_write</c>'s is). Releasing what is not held throws
 /// <see cref="SynchronizationLockException"/> and leaves the count word as it was.
 /// </para>
+/// <para>
+/// Where the count lives: in memory that never moves (a pinned block), reached through a pointer fixed at
+/// construction, so that every acquisition is the same one load of a read-only field and one atomic on the count, wherever
+/// the count is. A semaphore made with the public constructor owns a block of three lines with the count alone in the
+/// middle one (<see cref="HotLine"/>); an address space places its mmap lock's count in its own lock block instead
+/// (<c>Mm.LockLayout</c>: alone on its line, or on one line with the page-table lock to show false sharing). The
+/// virtual-time seam names the count by its address, so the simulator sees whatever shares its 64-byte line as one line.
+/// </para>
 /// </remarks>
-internal sealed class RwSemaphore
+internal sealed unsafe class RwSemaphore
 {
     private const long WriterLocked = 1;
     private const long WaitingWriterUnit = 1L << 1;
@@ -50,7 +58,12 @@ internal sealed class RwSemaphore
     /// <summary>On a simulated CPU: the spin steps (each a bounded wait for the count's line) before a waiter sleeps.</summary>
     private const int VirtualSpinSteps = 2;
 
-    private HotLine _hot;
+    /// <summary>The count word (see the diagram); fixed at construction, in memory that never moves.</summary>
+    private readonly long* _count;
+
+    /// <summary>What keeps the memory behind <see cref="_count"/> alive (a pinned array: it never moves).</summary>
+    private readonly object _countStorage;
+
     private StatsLine _stats;
     private readonly StripedCounter _readStripes = new();
     private readonly object _sleepLock = new();
@@ -58,6 +71,27 @@ internal sealed class RwSemaphore
     private int _writerOwnerThread;
     private long _watchdogTicks = Watchdog.ToTicks(Watchdog.DefaultTimeout);
     private TimeSpan _watchdogTimeout = Watchdog.DefaultTimeout;
+
+    /// <summary>Creates a free semaphore whose count word is alone on its own cache line.</summary>
+    public RwSemaphore()
+    {
+        // A pinned array never moves, so the pointer stays valid for as long as the array lives (this object keeps it).
+        HotLine[] storage = GC.AllocateArray<HotLine>(1, pinned: true);
+        _count = (long*)Unsafe.AsPointer(ref storage[0].Count);
+        _countStorage = storage;
+    }
+
+    /// <summary>Creates a free semaphore whose count word is at <paramref name="count"/> (an address space's lock block).</summary>
+    /// <param name="count">An 8-byte-aligned, zeroed word in memory that never moves.</param>
+    /// <param name="storage">The object that owns that memory (kept alive by this semaphore): a pinned array.</param>
+    internal RwSemaphore(long* count, object storage)
+    {
+        _count = count;
+        _countStorage = storage;
+    }
+
+    /// <summary>The address of the count word (for the layout tests and the virtual-time seam of readers of the lock's state).</summary>
+    internal long* CountAddress => _count;
 
     /// <summary>
     /// How long a waiter may wait before it gives up with <see cref="HungTaskException"/> (checked once it sleeps, so
@@ -96,24 +130,24 @@ internal sealed class RwSemaphore
     public long WriteHoldTicks => Volatile.Read(ref _stats.WriteHoldTicks);
 
     /// <summary>True while a writer holds the lock (a racy snapshot).</summary>
-    public bool IsWriteLocked => (Volatile.Read(ref _hot.Count) & WriterLocked) != 0;
+    public bool IsWriteLocked => (Volatile.Read(ref *_count) & WriterLocked) != 0;
 
     /// <summary>The number of readers inside (a racy snapshot).</summary>
-    public int ReaderCount => (int)((Volatile.Read(ref _hot.Count) & ReaderMask) >> 32);
+    public int ReaderCount => (int)((Volatile.Read(ref *_count) & ReaderMask) >> 32);
 
     /// <summary>The number of writers waiting (a racy snapshot).</summary>
-    public int WaitingWriters => (int)((Volatile.Read(ref _hot.Count) & WaitingWriterMask) >> 1);
+    public int WaitingWriters => (int)((Volatile.Read(ref *_count) & WaitingWriterMask) >> 1);
 
     /// <summary>Takes the lock for read if no writer holds it or waits (<c>down_read_trylock</c>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnterRead()
     {
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long count = Volatile.Read(ref _hot.Count);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long count = Volatile.Read(ref *_count);
         while ((count & (WriterLocked | WaitingWriterMask)) == 0)
         {
             // CAS (full fence): claims a reader slot and orders the read section after it.
-            long seen = Interlocked.CompareExchange(ref _hot.Count, count + ReaderUnit, count);
+            long seen = Interlocked.CompareExchange(ref *_count, count + ReaderUnit, count);
             if (seen == count)
             {
                 _readStripes.Increment();
@@ -132,8 +166,8 @@ internal sealed class RwSemaphore
     public void EnterRead(ISpinWaiter? waiter = null)
     {
         // Fast path as Linux's: an optimistic fetch-add, cheaper than a CAS loop when many readers arrive at once.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long count = Interlocked.Add(ref _hot.Count, ReaderUnit);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long count = Interlocked.Add(ref *_count, ReaderUnit);
         if ((count & (WriterLocked | WaitingWriterMask)) != 0)
         {
             EnterReadSlow(waiter);
@@ -153,8 +187,8 @@ internal sealed class RwSemaphore
     internal long EnterReadTimed(ISpinWaiter? waiter)
     {
         // Full fence (fetch-add), as in EnterRead: claims a reader slot optimistically and orders the section after it.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long count = Interlocked.Add(ref _hot.Count, ReaderUnit);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long count = Interlocked.Add(ref *_count, ReaderUnit);
         if ((count & (WriterLocked | WaitingWriterMask)) != 0)
         {
             return EnterReadSlowTimed(waiter);
@@ -178,8 +212,8 @@ internal sealed class RwSemaphore
     {
         // A writer holds the lock or waits for it: back our optimistic increment out (the writer may be waiting
         // for the reader count to reach zero) and wait for the writers to go.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long after = Interlocked.Add(ref _hot.Count, -ReaderUnit);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long after = Interlocked.Add(ref *_count, -ReaderUnit);
         if ((after & ReaderMask) == 0)
         {
             WakeSleepers();
@@ -190,7 +224,7 @@ internal sealed class RwSemaphore
         while (!TryEnterReadNoCount())
         {
             // The wake-up condition reads the count with acquire; TryEnterReadNoCount's CAS is what claims the lock.
-            Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
+            Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref *s._count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
         }
 
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
@@ -202,12 +236,12 @@ internal sealed class RwSemaphore
     private bool TryEnterReadNoCount()
     {
         // Acquire read of the count: only a hint; the CAS below is what claims (and orders) the read section.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long count = Volatile.Read(ref _hot.Count);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long count = Volatile.Read(ref *_count);
         while ((count & (WriterLocked | WaitingWriterMask)) == 0)
         {
             // CAS (full fence): claims a reader slot; see TryEnterRead.
-            long seen = Interlocked.CompareExchange(ref _hot.Count, count + ReaderUnit, count);
+            long seen = Interlocked.CompareExchange(ref *_count, count + ReaderUnit, count);
             if (seen == count)
             {
                 return true;
@@ -225,13 +259,13 @@ internal sealed class RwSemaphore
     {
         // Full fence (fetch-add): the read section's loads complete before the reader count drops, so a writer that
         // sees zero readers cannot change data a reader is still reading.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long after = Interlocked.Add(ref _hot.Count, -ReaderUnit);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long after = Interlocked.Add(ref *_count, -ReaderUnit);
         if (after < 0)
         {
             // There was no reader to release: the reader field borrowed into the sign bit. Undo before anyone acts
             // on it (a writer seeing a nonzero reader field only waits longer) and report the mistake.
-            Interlocked.Add(ref _hot.Count, ReaderUnit);
+            Interlocked.Add(ref *_count, ReaderUnit);
             throw new SynchronizationLockException("RwSemaphore.ExitRead called but no reader holds the lock (double exit?).");
         }
 
@@ -245,8 +279,8 @@ internal sealed class RwSemaphore
     public bool TryEnterWrite()
     {
         // CAS (full fence): claims the lock only from the fully free state and orders the write section after it.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        if (Interlocked.CompareExchange(ref _hot.Count, WriterLocked, 0) != 0)
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        if (Interlocked.CompareExchange(ref *_count, WriterLocked, 0) != 0)
         {
             return false;
         }
@@ -260,8 +294,8 @@ internal sealed class RwSemaphore
     public void EnterWrite(ISpinWaiter? waiter = null)
     {
         // CAS (full fence) from the free state; see TryEnterWrite.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        if (Interlocked.CompareExchange(ref _hot.Count, WriterLocked, 0) == 0)
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        if (Interlocked.CompareExchange(ref *_count, WriterLocked, 0) == 0)
         {
             OnWriteAcquired();
             return;
@@ -276,8 +310,8 @@ internal sealed class RwSemaphore
         long start = VirtualTime.Timestamp();
 
         // Announce ourselves (full fence): from now on new readers back off (writer preference).
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        Interlocked.Add(ref _hot.Count, WaitingWriterUnit);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        Interlocked.Add(ref *_count, WaitingWriterUnit);
         bool acquired = false;
         try
         {
@@ -285,13 +319,13 @@ internal sealed class RwSemaphore
             while (true)
             {
                 // Acquire read of the count: only a hint; the CAS below is what claims the lock.
-                VirtualTime.Access(this, 0, LineAccess.Load);
-                long count = Volatile.Read(ref _hot.Count);
+                VirtualTime.Access(_count, LineAccess.Load);
+                long count = Volatile.Read(ref *_count);
                 if ((count & (WriterLocked | ReaderMask)) == 0)
                 {
                     // CAS (full fence): turn our waiting unit into the lock in one step, so no reader slips in between.
-                    VirtualTime.Access(this, 0, LineAccess.Rmw);
-                    if (Interlocked.CompareExchange(ref _hot.Count, count - WaitingWriterUnit + WriterLocked, count) == count)
+                    VirtualTime.Access(_count, LineAccess.Rmw);
+                    if (Interlocked.CompareExchange(ref *_count, count - WaitingWriterUnit + WriterLocked, count) == count)
                     {
                         acquired = true;
                         break;
@@ -300,7 +334,7 @@ internal sealed class RwSemaphore
                     continue; // The count moved (a reader backed out, another writer announced): look again.
                 }
 
-                Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref s._hot.Count) & (WriterLocked | ReaderMask)) == 0, start, "the mmap lock for write");
+                Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref *s._count) & (WriterLocked | ReaderMask)) == 0, start, "the mmap lock for write");
             }
         }
         finally
@@ -311,8 +345,8 @@ internal sealed class RwSemaphore
                 // fence), or readers would back off for good and every later fault would hang behind a phantom writer.
                 // Readers that backed off because of us may be asleep: wake them (WakeSleepers reads _sleepers after
                 // this fence, the Dekker pair described in Wait).
-                VirtualTime.Access(this, 0, LineAccess.Rmw);
-                Interlocked.Add(ref _hot.Count, -WaitingWriterUnit);
+                VirtualTime.Access(_count, LineAccess.Rmw);
+                Interlocked.Add(ref *_count, -WaitingWriterUnit);
                 WakeSleepers();
             }
         }
@@ -334,7 +368,7 @@ internal sealed class RwSemaphore
     /// <summary>Releases the write hold (<c>up_write</c>). Throws if the calling thread does not hold it.</summary>
     public void ExitWrite()
     {
-        long count = Volatile.Read(ref _hot.Count);
+        long count = Volatile.Read(ref *_count);
         if ((count & WriterLocked) == 0)
         {
             throw new SynchronizationLockException("RwSemaphore.ExitWrite called but no writer holds the lock (double exit?).");
@@ -349,8 +383,8 @@ internal sealed class RwSemaphore
         _writerOwnerThread = 0;
 
         // Full fence (fetch-add): the write section's stores are visible before the lock reads as free.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        long after = Interlocked.Add(ref _hot.Count, -WriterLocked);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        long after = Interlocked.Add(ref *_count, -WriterLocked);
         if (after != 0)
         {
             WakeSleepers(); // Someone (a writer, or readers that backed off) may be asleep.
@@ -373,8 +407,8 @@ internal sealed class RwSemaphore
         _writerOwnerThread = 0;
 
         // Full fence (fetch-add): become a reader and drop the writer bit in one step.
-        VirtualTime.Access(this, 0, LineAccess.Rmw);
-        Interlocked.Add(ref _hot.Count, ReaderUnit - WriterLocked);
+        VirtualTime.Access(_count, LineAccess.Rmw);
+        Interlocked.Add(ref *_count, ReaderUnit - WriterLocked);
         _readStripes.Increment();
         WakeSleepers();
     }
@@ -444,7 +478,7 @@ internal sealed class RwSemaphore
     {
         if (backoff.Step())
         {
-            VirtualTime.WaitOn(this, 0, sleep: false);
+            VirtualTime.WaitOn(_count, sleep: false);
             return;
         }
 
@@ -453,7 +487,7 @@ internal sealed class RwSemaphore
         {
             if (!canGo(this))
             {
-                VirtualTime.WaitOn(this, 0, sleep: true);
+                VirtualTime.WaitOn(_count, sleep: true);
             }
         }
         finally
@@ -486,7 +520,8 @@ internal sealed class RwSemaphore
     }
 
     // Internal, not private, only so the layout tests can name these lines in [UnsafeAccessor] signatures
-    // (UnsafeAccessorType does not support value types); neither is part of the public surface.
+    // (UnsafeAccessorType does not support value types); neither is part of the public surface. HotLine is the block a
+    // semaphore of the public constructor owns: the count with a line of padding each side.
     [StructLayout(LayoutKind.Explicit, Size = 3 * CacheLine.Size)]
     internal struct HotLine
     {

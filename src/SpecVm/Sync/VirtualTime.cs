@@ -56,6 +56,12 @@ internal abstract class SimContext
     /// <summary>The CPU's virtual clock as <see cref="Stopwatch"/> ticks.</summary>
     public abstract long Timestamp { get; }
 
+    /// <summary>
+    /// The CPU's virtual clock as <see cref="Stopwatch"/> ticks, with the local work done since its last event charged
+    /// first (<see cref="Timestamp"/> may lag it by that work): for a mark that must fall after everything before it.
+    /// </summary>
+    public abstract long ChargedTimestamp();
+
     /// <summary>A flush IPI was posted to <paramref name="target"/>.</summary>
     public abstract void SendIpi(int target);
 
@@ -137,7 +143,10 @@ internal static class VirtualTime
         }
     }
 
-    /// <summary>An access to a shared line in native memory (a PTE, a page-table lock).</summary>
+    /// <summary>
+    /// An access to a shared line in native memory, or in a pinned array (a PTE, a page-table lock, the mmap lock's count):
+    /// the line is named by its address, so two words on one 64-byte line are one line to the simulator.
+    /// </summary>
     /// <param name="address">Any address in the line.</param>
     /// <param name="kind">What the access does.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -156,9 +165,13 @@ internal static class VirtualTime
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool WaitOn(object owner, int slot, bool sleep) => s_anyActive && WaitSlow(owner, slot, sleep);
 
-    /// <summary>As <see cref="WaitOn(object, int, bool)"/>, for a line in native memory.</summary>
+    /// <summary>As <see cref="WaitOn(object, int, bool)"/>, a spin wait for a line in native (or pinned) memory.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe bool WaitOn(void* address) => s_anyActive && WaitSlow(null, (nint)address >> 6, false);
+
+    /// <summary>As <see cref="WaitOn(object, int, bool)"/>, for a line in native (or pinned) memory.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe bool WaitOn(void* address, bool sleep) => s_anyActive && WaitSlow(null, (nint)address >> 6, sleep);
 
     /// <summary>Charges work that is not a line access (the page kernels).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -21,6 +21,15 @@ namespace SpecVm.Workloads;
 /// A batch should be short (well under a millisecond to a few milliseconds) so that the harness's window edges cut
 /// few operations, and must not allocate managed memory: allocate per-task state in <see cref="Setup"/>.
 /// </para>
+/// <para>
+/// <b>Region of interest.</b> Work a task must do on its own CPU before the part worth measuring (mapping and faulting in
+/// its working set, say) would count toward the window if the warm-up ended before it did. A workload that overrides
+/// <see cref="HasRegionOfInterest"/> to return true has each measured task call <see cref="BeginRegionOfInterest"/> once
+/// that work is done; the harness then opens the window only when the warm-up is over <em>and</em> every measured task
+/// has marked, so operations, counters, wait histograms and, in virtual time, the shared-line tally all count from
+/// there (gem5's and PARSEC's region-of-interest hooks work the same way). Background tasks need not mark. A workload
+/// that does not override it costs the harness nothing.
+/// </para>
 /// </remarks>
 public abstract class Workload
 {
@@ -56,7 +65,28 @@ public abstract class Workload
     /// <param name="index">The background task index.</param>
     public virtual long RunBackgroundBatch(Cpu cpu, int index) => 0;
 
-    /// <summary>Called by the harness when the measured window opens (after warm-up).</summary>
+    /// <summary>
+    /// True when every measured task marks the start of its region of interest with <see cref="BeginRegionOfInterest"/>,
+    /// and the harness must wait for those marks before it opens the measured window (see the class remarks). Default false.
+    /// </summary>
+    public virtual bool HasRegionOfInterest => false;
+
+    /// <summary>
+    /// Called from a measured task's code on its CPU (in <see cref="RunOperationBatch"/>): everything this task does from
+    /// here on is its region of interest. Only the first call per run counts; it costs one store. Ending the batch right
+    /// after the mark keeps the window's edge exact in virtual time (where the edge is placed by proportion inside a batch).
+    /// </summary>
+    /// <param name="cpu">The CPU the task runs on (the one <see cref="RunOperationBatch"/> was given).</param>
+    protected static void BeginRegionOfInterest(Cpu cpu)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        cpu.MarkRegionOfInterest();
+    }
+
+    /// <summary>
+    /// Called by the harness when the measured window opens: after the warm-up and, with <see cref="HasRegionOfInterest"/>,
+    /// every measured task's mark.
+    /// </summary>
     public virtual void BeginMeasurement()
     {
     }

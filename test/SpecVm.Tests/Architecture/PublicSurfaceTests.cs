@@ -52,6 +52,7 @@ public sealed partial class PublicSurfaceTests(ITestOutputHelper output)
         "SpecVm.Mm.InvariantChecker",
         "SpecVm.Mm.InvariantViolationException",
         "SpecVm.Mm.KernelProfile",
+        "SpecVm.Mm.LockLayout",
         "SpecVm.Mm.MappingKind",
         "SpecVm.Mm.PerVmaLockScope",
         "SpecVm.Mm.Protection",

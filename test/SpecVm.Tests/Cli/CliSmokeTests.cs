@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SpecVm.Benchmarks.Cli;
+using SpecVm.Mm;
 using SpecVm.Scaling;
 
 namespace SpecVm.Tests.Cli;
@@ -86,6 +87,15 @@ public class CliSmokeTests
         Assert.Contains("4 runs (physical floor off)", off.Stdout);
         Assert.False(ScaleRunner.Options(Parse("scale -w page-fault1 --no-floor"), null).MeasureFloor);
         Assert.True(ScaleRunner.Options(Parse("scale -w page-fault1"), null).MeasureFloor);
+    }
+
+    [Fact]
+    public void ScaleLockLayoutReachesTheAddressSpaceOptions()
+    {
+        Assert.Equal(LockLayout.Padded, ScaleRunner.Options(Parse("scale -w mmap2"), null).AddressSpaceOptions!.LockLayout);
+        Assert.Equal(LockLayout.SharedLine, ScaleRunner.Options(Parse("scale -w mmap2 --lock-layout shared-line"), null).AddressSpaceOptions!.LockLayout);
+        Assert.Equal(LockLayout.SharedLine, ScaleRunner.Options(Parse("scale -w mmap2 --lock-layout Shared-Line"), null).AddressSpaceOptions!.LockLayout);
+        Assert.Equal(["padded", "shared-line"], MmLockLines.Names);
     }
 
     private static ScaleSettings Parse(string commandLine)
@@ -198,6 +208,7 @@ public class CliSmokeTests
     [InlineData("scale --mapping-mib 0 --allow-debug", "--mapping-mib")]
     [InlineData("scale --writer-rate 0 --allow-debug", "--writer-rate")]
     [InlineData("scale --kernel 9.9 --allow-debug", "--kernel")]
+    [InlineData("scale --lock-layout diagonal --allow-debug", "--lock-layout")]
     [InlineData("scale -w page-fault1 -s mmap-lock -t 1 --allow-debug --out /proc/specvm-cannot-write", "--out")]
     [InlineData("compare no-such-a no-such-b", "baseline 'no-such-a'")]
     [InlineData("compare a b --fail-on-regression 150", "--fail-on-regression")]

@@ -11,37 +11,39 @@ public sealed unsafe class SyncLayoutTests(ITestOutputHelper output)
     public void RwSemaphoreCountWordHasALineToItself()
     {
         var sem = new RwSemaphore();
-        ref RwSemaphore.HotLine hot = ref Hot(sem);
         ref RwSemaphore.StatsLine stats = ref Stats(sem);
         var table = new LayoutTable(nameof(RwSemaphore)).AddObjectHeader()
+            .Add("_countStorage", ObjectOffsets.Of(sem, ref CountStorage(sem)), IntPtr.Size)
             .Add("_sleepLock", ObjectOffsets.Of(sem, ref SleepLock(sem)), IntPtr.Size)
             .Add("_sleepers", ObjectOffsets.Of(sem, ref Sleepers(sem)), sizeof(int))
             .Add("_writerOwnerThread", ObjectOffsets.Of(sem, ref WriterOwnerThread(sem)), sizeof(int))
             .Add("_readStripes", ObjectOffsets.Of(sem, ref ReadStripes(sem)), IntPtr.Size)
-            .Add("_hot", ObjectOffsets.Of(sem, ref hot), Unsafe.SizeOf<RwSemaphore.HotLine>())
-            .Add("_hot.Count", ObjectOffsets.Of(sem, ref hot.Count), sizeof(long))
             .Add("_stats", ObjectOffsets.Of(sem, ref stats), Unsafe.SizeOf<RwSemaphore.StatsLine>())
             .Add("_stats.WriteAcquisitions", ObjectOffsets.Of(sem, ref stats.WriteAcquisitions), sizeof(long))
-            .Add("_stats.ContendedReads", ObjectOffsets.Of(sem, ref stats.ContendedReads), sizeof(long))
-            .Add("_stats.ContendedWrites", ObjectOffsets.Of(sem, ref stats.ContendedWrites), sizeof(long))
-            .Add("_stats.ReadWaitTicks", ObjectOffsets.Of(sem, ref stats.ReadWaitTicks), sizeof(long))
-            .Add("_stats.WriteWaitTicks", ObjectOffsets.Of(sem, ref stats.WriteWaitTicks), sizeof(long))
-            .Add("_stats.WriteHoldTicks", ObjectOffsets.Of(sem, ref stats.WriteHoldTicks), sizeof(long))
             .Add("_stats.WriteStart", ObjectOffsets.Of(sem, ref stats.WriteStart), sizeof(long));
-        AddNextObject(table, "_sleepLock", "_sleepers", "_writerOwnerThread", "_readStripes", "_hot", "_stats");
         output.WriteLine(table.ToString());
 
-        // Every reader and writer RMWs Count: nothing else may ride on its line, neither our own cold fields nor
-        // the header (touched by lock(obj) and the GC) nor whatever object the GC put next to ours.
-        foreach (string other in new[] { "(object header)", "(method table pointer)", "_sleepLock", "_sleepers", "_writerOwnerThread", "_readStripes", "_stats", "(next object)" })
-        {
-            table.AssertNeverShareALine("_hot.Count", other);
-        }
+        // The count is not in the object at all (nothing of ours, not the header, not the GC's next object can share its
+        // line): it lives in a pinned block of its own, a HotLine, with a line of padding each side.
+        var storage = Assert.IsType<RwSemaphore.HotLine[]>(CountStorage(sem));
+        Assert.Single(storage);
+        byte* origin = (byte*)Unsafe.AsPointer(ref storage[0]);
+        var block = new LayoutTable($"{nameof(RwSemaphore)} count block (pinned {nameof(RwSemaphore.HotLine)}[1])", (nuint)origin)
+            .Add("(array data before)", -2 * sizeof(long), 2 * sizeof(long))
+            .Add("Count", (byte*)sem.CountAddress - origin, sizeof(long))
+            .Add("(data after)", Unsafe.SizeOf<RwSemaphore.HotLine>(), sizeof(long));
+        output.WriteLine(block.ToString());
+        block.AssertTrue(Unsafe.SizeOf<RwSemaphore.HotLine>() == 3 * CacheLine.Size, "HotLine should be the count with a line of padding each side.");
+        block.AssertOffset("Count", CacheLine.Size);
+        block.AssertNeverShareALine("Count", "(array data before)");
+        block.AssertNeverShareALine("Count", "(data after)");
 
-        // Nothing but the count on its line: the read statistics live in per-core stripes elsewhere (down_read writes the
-        // count's line once in and once out, and so does the model).
-        table.AssertTrue(Unsafe.SizeOf<RwSemaphore.HotLine>() == 3 * CacheLine.Size, "HotLine should be the count with a line of padding each side.");
-        table.AssertTrue(table["_hot.Count"].Offset - table["_hot"].Offset == CacheLine.Size, "Count should sit one line into the hot line.");
+        // The pointer is fixed at construction, so the block must never move: a compacting collection leaves it in place.
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        Assert.True(origin == (byte*)Unsafe.AsPointer(ref storage[0]), "The count's block moved: the semaphore's pointer would dangle.");
+        Assert.True(sem.TryEnterWrite());
+        Assert.True(sem.IsWriteLocked);
+        sem.ExitWrite();
     }
 
     [Fact]
@@ -152,15 +154,8 @@ public sealed unsafe class SyncLayoutTests(ITestOutputHelper output)
         }
     }
 
-    private static void AddNextObject(LayoutTable table, params string[] fields)
-    {
-        long end = fields.Max(f => table[f].Offset + table[f].Size);
-        long aligned = (end + IntPtr.Size - 1) / IntPtr.Size * IntPtr.Size;
-        table.Add("(next object)", aligned, LayoutTable.ObjectHeaderSize);
-    }
-
-    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_hot")]
-    private static extern ref RwSemaphore.HotLine Hot(RwSemaphore sem);
+    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_countStorage")]
+    private static extern ref object CountStorage(RwSemaphore sem);
 
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "_stats")]
     private static extern ref RwSemaphore.StatsLine Stats(RwSemaphore sem);
