@@ -87,12 +87,12 @@ public class SyncBenchmarks
         _srcu.ReadUnlockLocal(Cpu, idx);
     }
 
-    /// <summary>The mmap lock taken for read: <see cref="RwSemaphore.EnterRead"/> + <see cref="RwSemaphore.ExitRead"/>.</summary>
+    /// <summary>The mmap lock taken for read: <see cref="RwSemaphore.ReadLock"/> + <see cref="RwSemaphore.ReadUnlock"/>.</summary>
     [Benchmark]
     public void RwSemaphoreRead()
     {
-        _mmapLock.EnterRead();
-        _mmapLock.ExitRead();
+        _mmapLock.ReadLock();
+        _mmapLock.ReadUnlock();
     }
 
     /// <summary>The speculative path's PTL: <see cref="PtLock.TryLock"/> + <see cref="PtLock.Unlock"/>.</summary>

@@ -12,10 +12,10 @@ public sealed unsafe partial class AddressSpace
 
     private void WriteLock(Cpu cpu)
     {
-        if (!_mmapLock.TryEnterWrite())
+        if (!_mmapLock.TryWriteLock())
         {
             long t0 = VirtualTime.Timestamp();
-            _mmapLock.EnterWrite(cpu);
+            _mmapLock.WriteLock(cpu);
             long waited = Math.Max(1, VirtualTime.Timestamp() - t0);
             cpu.Count(CpuCounter.MmapWaitTicks, waited);
             WaitHistogram.Record(cpu, WaitKind.MmapWrite, waited);
@@ -24,7 +24,7 @@ public sealed unsafe partial class AddressSpace
         if (Volatile.Read(ref _disposed) != 0)
         {
             // Acquire read: Dispose held the lock and freed everything while we waited for it.
-            _mmapLock.ExitWrite();
+            _mmapLock.WriteUnlock();
             throw new ObjectDisposedException(nameof(AddressSpace));
         }
 
@@ -39,7 +39,7 @@ public sealed unsafe partial class AddressSpace
         // Release (Linux vma_end_write_all): every VMA marked in this write section becomes read-lockable again,
         // at once, before the mmap lock itself is released.
         Volatile.Write(ref _lockSeq.Value, _lockSeq.Value + 1);
-        _mmapLock.ExitWrite();
+        _mmapLock.WriteUnlock();
     }
 
     /// <summary>
@@ -73,7 +73,7 @@ public sealed unsafe partial class AddressSpace
     {
         ArgumentNullException.ThrowIfNull(cpu);
         // down_read: one fetch-add on the fast path (no CAS loop first); the clock is read only if we waited.
-        long waited = _mmapLock.EnterReadTimed(cpu);
+        long waited = _mmapLock.ReadLockTimed(cpu);
         if (waited != 0)
         {
             cpu.Count(CpuCounter.MmapWaitTicks, waited);
@@ -83,7 +83,7 @@ public sealed unsafe partial class AddressSpace
         if (Volatile.Read(ref _disposed) != 0)
         {
             // Acquire read: Dispose held the lock and freed everything while we waited for it.
-            _mmapLock.ExitRead();
+            _mmapLock.ReadUnlock();
             throw new ObjectDisposedException(nameof(AddressSpace));
         }
 
@@ -93,7 +93,7 @@ public sealed unsafe partial class AddressSpace
     /// <summary>Releases the mmap lock taken by <see cref="MmapReadLock"/> (Linux <c>mmap_read_unlock</c>): one atomic on the count word.</summary>
     /// <exception cref="SynchronizationLockException">The lock is not held for read.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void MmapReadUnlock() => _mmapLock.ExitRead();
+    public void MmapReadUnlock() => _mmapLock.ReadUnlock();
 
     /// <summary>
     /// Starts a speculative read of the whole address space (Linux <c>mmap_lock_speculate_try_begin</c>, the

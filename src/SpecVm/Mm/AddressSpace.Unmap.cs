@@ -148,7 +148,7 @@ public sealed unsafe partial class AddressSpace
         {
             if (downgraded)
             {
-                _mmapLock.ExitRead();
+                _mmapLock.ReadUnlock();
             }
             else
             {
@@ -193,7 +193,7 @@ public sealed unsafe partial class AddressSpace
         }
         finally
         {
-            _mmapLock.ExitRead();
+            _mmapLock.ReadUnlock();
         }
     }
 }

@@ -195,7 +195,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
             current.SwitchToNone();
         }
 
-        _mmapLock.EnterWrite(current);
+        _mmapLock.WriteLock(current);
         try
         {
             if (!WaitForCpusToLeave(current, out string? stillRunning))
@@ -240,7 +240,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         {
             // Release (as WriteUnlock): waiters wake, take the lock and refuse (they check _disposed).
             Volatile.Write(ref _lockSeq.Value, _lockSeq.Value + 1);
-            _mmapLock.ExitWrite();
+            _mmapLock.WriteUnlock();
         }
     }
 

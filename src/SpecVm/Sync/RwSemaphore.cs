@@ -140,7 +140,7 @@ internal sealed unsafe class RwSemaphore
 
     /// <summary>Takes the lock for read if no writer holds it or waits (<c>down_read_trylock</c>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryEnterRead()
+    public bool TryReadLock()
     {
         VirtualTime.Access(_count, LineAccess.Rmw);
         long count = Volatile.Read(ref *_count);
@@ -163,14 +163,14 @@ internal sealed unsafe class RwSemaphore
     /// <summary>Takes the lock for read, waiting if needed (<c>down_read</c>).</summary>
     /// <param name="waiter">Served while spinning; told before and after sleeping; may be null.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void EnterRead(ISpinWaiter? waiter = null)
+    public void ReadLock(ISpinWaiter? waiter = null)
     {
         // Fast path as Linux's: an optimistic fetch-add, cheaper than a CAS loop when many readers arrive at once.
         VirtualTime.Access(_count, LineAccess.Rmw);
         long count = Interlocked.Add(ref *_count, ReaderUnit);
         if ((count & (WriterLocked | WaitingWriterMask)) != 0)
         {
-            EnterReadSlow(waiter);
+            ReadLockSlow(waiter);
             return;
         }
 
@@ -179,19 +179,19 @@ internal sealed unsafe class RwSemaphore
     }
 
     /// <summary>
-    /// As <see cref="EnterRead"/> (one fetch-add on the fast path, as <c>down_read</c>), returning the Stopwatch ticks it
+    /// As <see cref="ReadLock"/> (one fetch-add on the fast path, as <c>down_read</c>), returning the Stopwatch ticks it
     /// waited: 0 on the fast path, so a caller that accounts waits per CPU reads no clock unless it waited.
     /// </summary>
     /// <param name="waiter">Served while spinning; told before and after sleeping; may be null.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal long EnterReadTimed(ISpinWaiter? waiter)
+    internal long ReadLockTimed(ISpinWaiter? waiter)
     {
-        // Full fence (fetch-add), as in EnterRead: claims a reader slot optimistically and orders the section after it.
+        // Full fence (fetch-add), as in ReadLock: claims a reader slot optimistically and orders the section after it.
         VirtualTime.Access(_count, LineAccess.Rmw);
         long count = Interlocked.Add(ref *_count, ReaderUnit);
         if ((count & (WriterLocked | WaitingWriterMask)) != 0)
         {
-            return EnterReadSlowTimed(waiter);
+            return ReadLockSlowTimed(waiter);
         }
 
         // Statistics only, off the count's line (a per-core stripe): down_read has no statistics at all.
@@ -200,15 +200,15 @@ internal sealed unsafe class RwSemaphore
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private long EnterReadSlowTimed(ISpinWaiter? waiter)
+    private long ReadLockSlowTimed(ISpinWaiter? waiter)
     {
         long start = VirtualTime.Timestamp();
-        EnterReadSlow(waiter);
+        ReadLockSlow(waiter);
         return Math.Max(1, VirtualTime.Timestamp() - start);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterReadSlow(ISpinWaiter? waiter)
+    private void ReadLockSlow(ISpinWaiter? waiter)
     {
         // A writer holds the lock or waits for it: back our optimistic increment out (the writer may be waiting
         // for the reader count to reach zero) and wait for the writers to go.
@@ -221,9 +221,9 @@ internal sealed unsafe class RwSemaphore
 
         long start = VirtualTime.Timestamp();
         Backoff backoff = NewBackoff();
-        while (!TryEnterReadNoCount())
+        while (!TryReadLockNoCount())
         {
-            // The wake-up condition reads the count with acquire; TryEnterReadNoCount's CAS is what claims the lock.
+            // The wake-up condition reads the count with acquire; TryReadLockNoCount's CAS is what claims the lock.
             Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref *s._count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
         }
 
@@ -233,14 +233,14 @@ internal sealed unsafe class RwSemaphore
         Interlocked.Add(ref _stats.ReadWaitTicks, VirtualTime.Timestamp() - start);
     }
 
-    private bool TryEnterReadNoCount()
+    private bool TryReadLockNoCount()
     {
         // Acquire read of the count: only a hint; the CAS below is what claims (and orders) the read section.
         VirtualTime.Access(_count, LineAccess.Rmw);
         long count = Volatile.Read(ref *_count);
         while ((count & (WriterLocked | WaitingWriterMask)) == 0)
         {
-            // CAS (full fence): claims a reader slot; see TryEnterRead.
+            // CAS (full fence): claims a reader slot; see TryReadLock.
             long seen = Interlocked.CompareExchange(ref *_count, count + ReaderUnit, count);
             if (seen == count)
             {
@@ -255,7 +255,7 @@ internal sealed unsafe class RwSemaphore
 
     /// <summary>Releases a read hold (<c>up_read</c>). Throws if no reader holds the lock.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void ExitRead()
+    public void ReadUnlock()
     {
         // Full fence (fetch-add): the read section's loads complete before the reader count drops, so a writer that
         // sees zero readers cannot change data a reader is still reading.
@@ -266,7 +266,7 @@ internal sealed unsafe class RwSemaphore
             // There was no reader to release: the reader field borrowed into the sign bit. Undo before anyone acts
             // on it (a writer seeing a nonzero reader field only waits longer) and report the mistake.
             Interlocked.Add(ref *_count, ReaderUnit);
-            throw new SynchronizationLockException("RwSemaphore.ExitRead called but no reader holds the lock (double exit?).");
+            throw new SynchronizationLockException("RwSemaphore.ReadUnlock called but no reader holds the lock (double exit?).");
         }
 
         if ((after & ReaderMask) == 0 && (after & WaitingWriterMask) != 0)
@@ -276,7 +276,7 @@ internal sealed unsafe class RwSemaphore
     }
 
     /// <summary>Takes the lock for write if it is free (<c>down_write_trylock</c>).</summary>
-    public bool TryEnterWrite()
+    public bool TryWriteLock()
     {
         // CAS (full fence): claims the lock only from the fully free state and orders the write section after it.
         VirtualTime.Access(_count, LineAccess.Rmw);
@@ -291,9 +291,9 @@ internal sealed unsafe class RwSemaphore
 
     /// <summary>Takes the lock for write, waiting if needed (<c>down_write</c>).</summary>
     /// <param name="waiter">Served while spinning; told before and after sleeping; may be null.</param>
-    public void EnterWrite(ISpinWaiter? waiter = null)
+    public void WriteLock(ISpinWaiter? waiter = null)
     {
-        // CAS (full fence) from the free state; see TryEnterWrite.
+        // CAS (full fence) from the free state; see TryWriteLock.
         VirtualTime.Access(_count, LineAccess.Rmw);
         if (Interlocked.CompareExchange(ref *_count, WriterLocked, 0) == 0)
         {
@@ -301,11 +301,11 @@ internal sealed unsafe class RwSemaphore
             return;
         }
 
-        EnterWriteSlow(waiter);
+        WriteLockSlow(waiter);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterWriteSlow(ISpinWaiter? waiter)
+    private void WriteLockSlow(ISpinWaiter? waiter)
     {
         long start = VirtualTime.Timestamp();
 
@@ -366,17 +366,17 @@ internal sealed unsafe class RwSemaphore
     }
 
     /// <summary>Releases the write hold (<c>up_write</c>). Throws if the calling thread does not hold it.</summary>
-    public void ExitWrite()
+    public void WriteUnlock()
     {
         long count = Volatile.Read(ref *_count);
         if ((count & WriterLocked) == 0)
         {
-            throw new SynchronizationLockException("RwSemaphore.ExitWrite called but no writer holds the lock (double exit?).");
+            throw new SynchronizationLockException("RwSemaphore.WriteUnlock called but no writer holds the lock (double exit?).");
         }
 
         if (_writerOwnerThread != Environment.CurrentManagedThreadId)
         {
-            throw new SynchronizationLockException($"RwSemaphore.ExitWrite called by thread {Environment.CurrentManagedThreadId}, but thread {_writerOwnerThread} holds the lock.");
+            throw new SynchronizationLockException($"RwSemaphore.WriteUnlock called by thread {Environment.CurrentManagedThreadId}, but thread {_writerOwnerThread} holds the lock.");
         }
 
         _stats.WriteHoldTicks += VirtualTime.Timestamp() - _stats.WriteStart;
@@ -502,7 +502,7 @@ internal sealed unsafe class RwSemaphore
     private void ThrowHung(string what, long waitedTicks) =>
         throw new HungTaskException(
             $"{what} (readers inside: {ReaderCount}, writer holds it: {IsWriteLocked}, writers waiting: {WaitingWriters}); " +
-            "a holder that never releases (a missing ExitRead/ExitWrite) or a deadlock with the waiter's own hold",
+            "a holder that never releases (a missing ReadUnlock/WriteUnlock) or a deadlock with the waiter's own hold",
             Stopwatch.GetElapsedTime(0, waitedTicks));
 
     private void WakeSleepers()

@@ -48,7 +48,7 @@ public class StrategyAuthorApiTests
             Assert.True(mm.MmapLockSpeculateTryBegin(out int again));
             Assert.False(mm.MmapLockSpeculateRetry(again));
 
-            mm.MmapLock.EnterWrite(cpu); // A writer inside: nothing may be read speculatively.
+            mm.MmapLock.WriteLock(cpu); // A writer inside: nothing may be read speculatively.
             try
             {
                 Assert.False(mm.MmapLockSpeculateTryBegin(out _));
@@ -56,7 +56,7 @@ public class StrategyAuthorApiTests
             }
             finally
             {
-                mm.MmapLock.ExitWrite();
+                mm.MmapLock.WriteUnlock();
             }
 
             mm.Unmap(cpu, a, Page);

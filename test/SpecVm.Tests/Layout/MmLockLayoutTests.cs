@@ -60,11 +60,11 @@ public sealed unsafe class MmLockLayoutTests(ITestOutputHelper output)
         // Two words, not one: holding either lock leaves the other free, whatever line they share.
         Assert.True(ptl.TryLock(0));
         Assert.False(mm.MmapLock.IsWriteLocked);
-        Assert.True(mm.MmapLock.TryEnterWrite());
+        Assert.True(mm.MmapLock.TryWriteLock());
         Assert.Equal(0, ptl.Owner);
         ptl.Unlock(0);
         Assert.True(mm.MmapLock.IsWriteLocked);
-        mm.MmapLock.ExitWrite();
+        mm.MmapLock.WriteUnlock();
         Assert.False(ptl.IsLocked);
 
         // A fault that installs page tables takes and drops the page-table lock; the checker finds it free afterwards.

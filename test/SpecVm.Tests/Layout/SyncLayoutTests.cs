@@ -41,9 +41,9 @@ public sealed unsafe class SyncLayoutTests(ITestOutputHelper output)
         // The pointer is fixed at construction, so the block must never move: a compacting collection leaves it in place.
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         Assert.True(origin == (byte*)Unsafe.AsPointer(ref storage[0]), "The count's block moved: the semaphore's pointer would dangle.");
-        Assert.True(sem.TryEnterWrite());
+        Assert.True(sem.TryWriteLock());
         Assert.True(sem.IsWriteLocked);
-        sem.ExitWrite();
+        sem.WriteUnlock();
     }
 
     [Fact]

@@ -294,26 +294,26 @@ internal sealed class AdversarialHarness : IDisposable
             case AdversarialOpKind.RwsemExtraExit:
                 if (op.Protection % 2 == 0)
                 {
-                    _mm.MmapLock.ExitRead();
+                    _mm.MmapLock.ReadUnlock();
                 }
                 else
                 {
-                    _mm.MmapLock.ExitWrite();
+                    _mm.MmapLock.WriteUnlock();
                 }
 
                 break;
             case AdversarialOpKind.RwsemWriteWithIrqsOffWhileReadHeld:
-                _mm.MmapLock.EnterRead(cpu);
+                _mm.MmapLock.ReadLock(cpu);
                 cpu.LocalIrqDisable();
                 try
                 {
-                    _mm.MmapLock.EnterWrite(cpu);
-                    _mm.MmapLock.ExitWrite(); // Not reached: the lock is read-held, so the writer must wait, and may not sleep.
+                    _mm.MmapLock.WriteLock(cpu);
+                    _mm.MmapLock.WriteUnlock(); // Not reached: the lock is read-held, so the writer must wait, and may not sleep.
                 }
                 finally
                 {
                     cpu.LocalIrqEnable();
-                    _mm.MmapLock.ExitRead();
+                    _mm.MmapLock.ReadUnlock();
                 }
 
                 break;

@@ -214,20 +214,20 @@ public class BadInputTable(ITestOutputHelper output)
             using var p = new PerCpu<long>(2);
             p[-1] = 1;
         }, typeof(ArgumentOutOfRangeException), "cpu");
-        yield return new("RwSemaphore.ExitRead unheld", _ => new RwSemaphore().ExitRead(), typeof(SynchronizationLockException));
-        yield return new("RwSemaphore.ExitWrite unheld", _ => new RwSemaphore().ExitWrite(), typeof(SynchronizationLockException));
+        yield return new("RwSemaphore.ReadUnlock unheld", _ => new RwSemaphore().ReadUnlock(), typeof(SynchronizationLockException));
+        yield return new("RwSemaphore.WriteUnlock unheld", _ => new RwSemaphore().WriteUnlock(), typeof(SynchronizationLockException));
         yield return new("RwSemaphore.DowngradeWrite unheld", _ => new RwSemaphore().DowngradeWrite(), typeof(SynchronizationLockException));
-        yield return new("RwSemaphore.ExitWrite from another thread", _ =>
+        yield return new("RwSemaphore.WriteUnlock from another thread", _ =>
         {
             var sem = new RwSemaphore();
-            sem.EnterWrite();
+            sem.WriteLock();
             try
             {
-                Task.Run(sem.ExitWrite).GetAwaiter().GetResult();
+                Task.Run(sem.WriteUnlock).GetAwaiter().GetResult();
             }
             finally
             {
-                sem.ExitWrite();
+                sem.WriteUnlock();
             }
         }, typeof(SynchronizationLockException));
         yield return new("PtLock.Unlock unheld", _ =>

@@ -116,8 +116,8 @@ public sealed unsafe class SimulatorTests
         const double Z = 500, T = 200_000;
         long total = RunOnCpus(n, m, T, (sim, cpu) =>
         {
-            sem.EnterRead(cpu);
-            sem.ExitRead();
+            sem.ReadLock(cpu);
+            sem.ReadUnlock();
             sim.Spend(cpu, Z);
         }).Sum();
         double x = total / T;

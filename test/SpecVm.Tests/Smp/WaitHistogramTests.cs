@@ -27,11 +27,11 @@ public class WaitHistogramTests
 
         // CPU 0 holds the mmap lock for write (straight on the semaphore: no write wait, no hold accounting), CPU 1
         // faults and must wait for it; 20 ms puts the wait well above 100 µs even on a loaded host.
-        machine.Run(0, cpu => mm.MmapLock.EnterWrite(cpu));
+        machine.Run(0, cpu => mm.MmapLock.WriteLock(cpu));
         Task fault = machine.RunAsync(1, cpu => mm.Write(cpu, a, 7UL));
         Thread.Sleep(20);
         Assert.False(fault.IsCompleted, "The fault did not wait for the writer.");
-        machine.Run(0, _ => mm.MmapLock.ExitWrite());
+        machine.Run(0, _ => mm.MmapLock.WriteUnlock());
         Assert.True(fault.Wait(Bound), "The fault never finished.");
 
         CounterSnapshot d = machine.Snapshot().Minus(before);

@@ -17,18 +17,18 @@ public sealed class RwSemaphoreMisuseTests
     public void AWriterWhoseSpinWaiterThrowsWithdrawsItsWaitingUnitAndReadersProceed()
     {
         var sem = new RwSemaphore();
-        sem.EnterRead();
+        sem.ReadLock();
         var waiter = new CountingSpinWaiter { OnRelax = static () => throw new InvalidTimeZoneException("IPI handler failed") };
 
-        Assert.Throws<InvalidTimeZoneException>(() => sem.EnterWrite(waiter));
+        Assert.Throws<InvalidTimeZoneException>(() => sem.WriteLock(waiter));
 
         Assert.Equal(0, sem.WaitingWriters);
         Assert.Equal(1, sem.ReaderCount);
-        Assert.True(sem.TryEnterRead(), "A reader was refused after the failed writer left: a phantom waiting writer.");
-        sem.ExitRead();
-        sem.ExitRead();
-        Assert.True(sem.TryEnterWrite(), "The lock is not free after every holder left.");
-        sem.ExitWrite();
+        Assert.True(sem.TryReadLock(), "A reader was refused after the failed writer left: a phantom waiting writer.");
+        sem.ReadUnlock();
+        sem.ReadUnlock();
+        Assert.True(sem.TryWriteLock(), "The lock is not free after every holder left.");
+        sem.WriteUnlock();
     }
 
     [Fact]
@@ -40,19 +40,19 @@ public sealed class RwSemaphoreMisuseTests
 
         machine.Run(0, cpu =>
         {
-            mm.MmapLock.EnterRead(cpu);
+            mm.MmapLock.ReadLock(cpu);
             cpu.LocalIrqDisable();
             try
             {
                 // Spins SpinIterations rounds, then the CPU refuses to sleep with irqs off ("sleeping function called
                 // from invalid context"): the writer had already announced itself when that assertion threw.
-                InvalidOperationException e = Assert.Throws<InvalidOperationException>(() => mm.MmapLock.EnterWrite(cpu));
+                InvalidOperationException e = Assert.Throws<InvalidOperationException>(() => mm.MmapLock.WriteLock(cpu));
                 Assert.Contains("interrupts disabled", e.Message, StringComparison.Ordinal);
             }
             finally
             {
                 cpu.LocalIrqEnable();
-                mm.MmapLock.ExitRead();
+                mm.MmapLock.ReadUnlock();
             }
         });
 
@@ -73,7 +73,7 @@ public sealed class RwSemaphoreMisuseTests
     public void ASleepingReaderBehindAWriterThatFailsIsWokenAndEnters()
     {
         var sem = new RwSemaphore();
-        sem.EnterRead(); // The holder that makes the writer wait.
+        sem.ReadLock(); // The holder that makes the writer wait.
         var failWriter = new ManualResetEventSlim();
         var writerWaiting = new ManualResetEventSlim();
         var writer = new TestThread("writer", () =>
@@ -90,15 +90,15 @@ public sealed class RwSemaphoreMisuseTests
                 },
             };
             // The writer spins (never sleeps: its waiter is called on every round) until told to fail.
-            Assert.Throws<OperationCanceledException>(() => sem.EnterWrite(waiter));
+            Assert.Throws<OperationCanceledException>(() => sem.WriteLock(waiter));
         });
         Assert.True(writerWaiting.Wait(TestThreads.Bound));
 
         var readerWaiter = new CountingSpinWaiter();
         var reader = new TestThread("reader", () =>
         {
-            sem.EnterRead(readerWaiter); // Backs off behind the waiting writer and goes to sleep.
-            sem.ExitRead();
+            sem.ReadLock(readerWaiter); // Backs off behind the waiting writer and goes to sleep.
+            sem.ReadUnlock();
         });
         Assert.True(readerWaiter.Blocked.Wait(TestThreads.Bound), "The reader never went to sleep behind the writer.");
 
@@ -106,36 +106,36 @@ public sealed class RwSemaphoreMisuseTests
         writer.Join();
         reader.Join(); // Bounded: a reader left asleep behind a phantom writer fails here.
         Assert.Equal(0, sem.WaitingWriters);
-        sem.ExitRead();
+        sem.ReadUnlock();
     }
 
     [Fact]
     public void AWriteWaitLongerThanTheWatchdogThrowsHungTaskAndChangesNothing()
     {
         var sem = new RwSemaphore { WatchdogTimeout = TimeSpan.FromMilliseconds(200) };
-        sem.EnterRead(); // Never released while the writer waits: the writer would wait forever.
+        sem.ReadLock(); // Never released while the writer waits: the writer would wait forever.
 
-        HungTaskException e = Assert.Throws<HungTaskException>(() => sem.EnterWrite());
+        HungTaskException e = Assert.Throws<HungTaskException>(() => sem.WriteLock());
 
         Assert.True(e.Waited >= TimeSpan.FromMilliseconds(200), $"waited only {e.Waited}");
         Assert.Contains("mmap lock for write", e.Message, StringComparison.Ordinal);
         Assert.Equal(0, sem.WaitingWriters);
         Assert.Equal(1, sem.ReaderCount);
         Assert.False(sem.IsWriteLocked);
-        sem.ExitRead();
+        sem.ReadUnlock();
     }
 
     [Fact]
     public void AReadWaitLongerThanTheWatchdogThrowsHungTaskAndChangesNothing()
     {
         var sem = new RwSemaphore { WatchdogTimeout = TimeSpan.FromMilliseconds(200) };
-        sem.EnterWrite();
-        var reader = new TestThread("reader", () => Assert.Throws<HungTaskException>(() => sem.EnterRead()));
+        sem.WriteLock();
+        var reader = new TestThread("reader", () => Assert.Throws<HungTaskException>(() => sem.ReadLock()));
         reader.Join();
         Assert.Equal(0, sem.ReaderCount);
-        sem.ExitWrite();
-        Assert.True(sem.TryEnterRead());
-        sem.ExitRead();
+        sem.WriteUnlock();
+        Assert.True(sem.TryReadLock());
+        sem.ReadUnlock();
     }
 
     [Fact]
@@ -156,10 +156,10 @@ public sealed class RwSemaphoreMisuseTests
     public void AnExtraExitThrowsAndLeavesTheLockUsable()
     {
         var sem = new RwSemaphore();
-        Assert.Throws<SynchronizationLockException>(sem.ExitRead);
-        Assert.Throws<SynchronizationLockException>(sem.ExitWrite);
+        Assert.Throws<SynchronizationLockException>(sem.ReadUnlock);
+        Assert.Throws<SynchronizationLockException>(sem.WriteUnlock);
         Assert.Equal(0, sem.ReaderCount);
-        Assert.True(sem.TryEnterWrite());
-        sem.ExitWrite();
+        Assert.True(sem.TryWriteLock());
+        sem.WriteUnlock();
     }
 }

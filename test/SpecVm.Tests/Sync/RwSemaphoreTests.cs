@@ -31,7 +31,7 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                 while (Volatile.Read(ref stop) == 0)
                 {
                     int dice = rng.Next(16);
-                    bool write = dice == 0 ? Enter(sem.EnterWrite, waiter) : dice == 1 && sem.TryEnterWrite();
+                    bool write = dice == 0 ? Enter(sem.WriteLock, waiter) : dice == 1 && sem.TryWriteLock();
                     if (write)
                     {
                         occupancy.EnterWriter();
@@ -44,25 +44,25 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                             sem.DowngradeWrite();
                             TestThreads.Spin(rng.Next(16));
                             occupancy.LeaveReader();
-                            sem.ExitRead();
+                            sem.ReadUnlock();
                             reads[id]++;
                         }
                         else
                         {
                             occupancy.LeaveWriter();
-                            sem.ExitWrite();
+                            sem.WriteUnlock();
                         }
 
                         continue;
                     }
 
-                    bool read = dice == 2 ? sem.TryEnterRead() : Enter(sem.EnterRead, waiter);
+                    bool read = dice == 2 ? sem.TryReadLock() : Enter(sem.ReadLock, waiter);
                     if (read)
                     {
                         occupancy.EnterReader();
                         TestThreads.Spin(rng.Next(32));
                         occupancy.LeaveReader();
-                        sem.ExitRead();
+                        sem.ReadUnlock();
                         reads[id]++;
                     }
                 }
@@ -107,11 +107,11 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                 var rng = new Random(Seed + id);
                 while (Volatile.Read(ref stop) == 0)
                 {
-                    sem.EnterRead();
+                    sem.ReadLock();
                     Interlocked.Increment(ref inside);
                     TestThreads.Spin(rng.Next(50, 200)); // Long read sections, so readers overlap and the count rarely drops to zero.
                     Interlocked.Decrement(ref inside);
-                    sem.ExitRead();
+                    sem.ReadUnlock();
                     Interlocked.Increment(ref acquisitions[id]);
                 }
             });
@@ -125,7 +125,7 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
             {
                 long before = Snapshot(acquisitions).Sum();
                 var sw = Stopwatch.StartNew();
-                sem.EnterWrite();
+                sem.WriteLock();
                 int readersInside;
                 try
                 {
@@ -137,7 +137,7 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                 }
                 finally
                 {
-                    sem.ExitWrite(); // Released before any assertion, so a failure cannot leave the readers blocked.
+                    sem.WriteUnlock(); // Released before any assertion, so a failure cannot leave the readers blocked.
                 }
 
                 Assert.Equal(0, readersInside);
@@ -163,52 +163,52 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void TryEnterReadFailsWhileAWriterHoldsOrWaits()
+    public void TryReadLockFailsWhileAWriterHoldsOrWaits()
     {
         var sem = new RwSemaphore();
 
-        var holder = new ParkedThread("writer holding", () => sem.EnterWrite(), () => sem.ExitWrite());
+        var holder = new ParkedThread("writer holding", () => sem.WriteLock(), () => sem.WriteUnlock());
         Assert.True(sem.IsWriteLocked);
-        Assert.False(sem.TryEnterRead(), "TryEnterRead succeeded while a writer held the lock.");
-        Assert.False(sem.TryEnterWrite());
+        Assert.False(sem.TryReadLock(), "TryReadLock succeeded while a writer held the lock.");
+        Assert.False(sem.TryWriteLock());
         holder.ReleaseAndJoin();
 
-        sem.EnterRead();
+        sem.ReadLock();
         var writer = new TestThread("waiting writer", () =>
         {
-            sem.EnterWrite();
-            sem.ExitWrite();
+            sem.WriteLock();
+            sem.WriteUnlock();
         });
         Assert.True(TestThreads.SpinUntil(() => sem.WaitingWriters == 1, TestThreads.Bound), "The writer never started waiting.");
         long readsBefore = sem.ReadAcquisitions;
-        Assert.False(sem.TryEnterRead(), "TryEnterRead succeeded while a writer waited (writer preference).");
-        Assert.False(sem.TryEnterWrite());
+        Assert.False(sem.TryReadLock(), "TryReadLock succeeded while a writer waited (writer preference).");
+        Assert.False(sem.TryWriteLock());
         Assert.Equal(readsBefore, sem.ReadAcquisitions); // A failed try is not an acquisition.
         Assert.Equal(1, sem.ReaderCount);
 
-        sem.ExitRead();
+        sem.ReadUnlock();
         writer.Join();
-        Assert.True(sem.TryEnterRead());
-        sem.ExitRead();
+        Assert.True(sem.TryReadLock());
+        sem.ReadUnlock();
         Assert.Equal(readsBefore + 1, sem.ReadAcquisitions);
         AssertFree(sem);
     }
 
     [Fact]
-    public void ExitReadWithoutAReaderThrowsAndTheLockStillWorks()
+    public void ReadUnlockWithoutAReaderThrowsAndTheLockStillWorks()
     {
         var sem = new RwSemaphore();
-        Assert.Throws<SynchronizationLockException>(sem.ExitRead);
+        Assert.Throws<SynchronizationLockException>(sem.ReadUnlock);
         AssertFree(sem);
 
-        sem.EnterRead();
-        sem.ExitRead();
-        Assert.Throws<SynchronizationLockException>(sem.ExitRead); // Double exit.
+        sem.ReadLock();
+        sem.ReadUnlock();
+        Assert.Throws<SynchronizationLockException>(sem.ReadUnlock); // Double exit.
         AssertFree(sem);
 
-        // A stray ExitRead while another thread writes must not disturb the writer.
-        var holder = new ParkedThread("writer holding", () => sem.EnterWrite(), () => sem.ExitWrite());
-        Assert.Throws<SynchronizationLockException>(sem.ExitRead);
+        // A stray ReadUnlock while another thread writes must not disturb the writer.
+        var holder = new ParkedThread("writer holding", () => sem.WriteLock(), () => sem.WriteUnlock());
+        Assert.Throws<SynchronizationLockException>(sem.ReadUnlock);
         Assert.True(sem.IsWriteLocked);
         Assert.Equal(0, sem.ReaderCount);
         holder.ReleaseAndJoin();
@@ -218,28 +218,28 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void ExitWriteWhenNotHeldOrFromAnotherThreadThrowsAndTheLockStillWorks()
+    public void WriteUnlockWhenNotHeldOrFromAnotherThreadThrowsAndTheLockStillWorks()
     {
         var sem = new RwSemaphore();
-        Assert.Throws<SynchronizationLockException>(sem.ExitWrite);
+        Assert.Throws<SynchronizationLockException>(sem.WriteUnlock);
         AssertFree(sem);
 
-        sem.EnterRead();
-        Assert.Throws<SynchronizationLockException>(sem.ExitWrite); // Held for read, not write.
+        sem.ReadLock();
+        Assert.Throws<SynchronizationLockException>(sem.WriteUnlock); // Held for read, not write.
         Assert.Equal(1, sem.ReaderCount);
-        sem.ExitRead();
+        sem.ReadUnlock();
 
-        var holder = new ParkedThread("writer holding", () => sem.EnterWrite(), () => sem.ExitWrite());
-        var wrongThread = Assert.Throws<SynchronizationLockException>(sem.ExitWrite);
+        var holder = new ParkedThread("writer holding", () => sem.WriteLock(), () => sem.WriteUnlock());
+        var wrongThread = Assert.Throws<SynchronizationLockException>(sem.WriteUnlock);
         output.WriteLine(wrongThread.Message);
-        Assert.True(sem.IsWriteLocked, "ExitWrite from the wrong thread released the lock.");
+        Assert.True(sem.IsWriteLocked, "WriteUnlock from the wrong thread released the lock.");
         Assert.Throws<SynchronizationLockException>(sem.DowngradeWrite);
         Assert.True(sem.IsWriteLocked);
-        holder.ReleaseAndJoin(); // The owner's ExitWrite still succeeds.
+        holder.ReleaseAndJoin(); // The owner's WriteUnlock still succeeds.
 
         AssertWorksFromAnotherThread(sem);
-        sem.EnterWrite();
-        sem.ExitWrite();
+        sem.WriteLock();
+        sem.WriteUnlock();
         AssertFree(sem);
     }
 
@@ -249,18 +249,18 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
         var sem = new RwSemaphore();
 
         // Uncontended: acquisitions count, nothing waits.
-        sem.EnterRead();
-        sem.EnterRead();
-        sem.ExitRead();
-        sem.ExitRead();
-        Assert.True(sem.TryEnterRead());
-        sem.ExitRead();
-        sem.EnterWrite();
-        sem.ExitWrite();
-        Assert.True(sem.TryEnterWrite());
+        sem.ReadLock();
+        sem.ReadLock();
+        sem.ReadUnlock();
+        sem.ReadUnlock();
+        Assert.True(sem.TryReadLock());
+        sem.ReadUnlock();
+        sem.WriteLock();
+        sem.WriteUnlock();
+        Assert.True(sem.TryWriteLock());
         sem.DowngradeWrite();
-        sem.ExitRead();
-        Assert.Equal(4, sem.ReadAcquisitions); // Two EnterRead, one TryEnterRead, one downgrade.
+        sem.ReadUnlock();
+        Assert.Equal(4, sem.ReadAcquisitions); // Two ReadLock, one TryReadLock, one downgrade.
         Assert.Equal(2, sem.WriteAcquisitions);
         Assert.Equal(0, sem.ContendedReads);
         Assert.Equal(0, sem.ContendedWrites);
@@ -269,13 +269,13 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
 
         // A reader that has to wait: the writer holds well past the reader's spin phase.
         const int HoldMs = 20;
-        var writer = new ParkedThread("writer holding", () => sem.EnterWrite(), () => sem.ExitWrite());
+        var writer = new ParkedThread("writer holding", () => sem.WriteLock(), () => sem.WriteUnlock());
         long holdBefore = sem.WriteHoldTicks;
         var waiter = new CountingSpinWaiter();
         var reader = new TestThread("waiting reader", () =>
         {
-            sem.EnterRead(waiter);
-            sem.ExitRead();
+            sem.ReadLock(waiter);
+            sem.ReadUnlock();
         });
         Assert.True(waiter.Blocked.Wait(TestThreads.Bound), "The reader never went to sleep.");
         Thread.Sleep(HoldMs);
@@ -289,15 +289,15 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
         Assert.True(waiter.Relaxes >= RwSemaphore.SpinIterations, $"The reader slept after only {waiter.Relaxes} spins.");
 
         // A writer that has to wait for a reader.
-        sem.EnterRead();
+        sem.ReadLock();
         var waitingWriter = new TestThread("waiting writer", () =>
         {
-            sem.EnterWrite();
-            sem.ExitWrite();
+            sem.WriteLock();
+            sem.WriteUnlock();
         });
         Assert.True(TestThreads.SpinUntil(() => sem.WaitingWriters == 1, TestThreads.Bound));
         Thread.Sleep(HoldMs);
-        sem.ExitRead();
+        sem.ReadUnlock();
         waitingWriter.Join();
         Assert.Equal(4, sem.WriteAcquisitions);
         Assert.Equal(1, sem.ContendedWrites);
@@ -320,7 +320,7 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
         for (int round = 0; round < Rounds; round++)
         {
             // Two readers asleep behind a writer.
-            sem.EnterWrite();
+            sem.WriteLock();
             var waiters = new[] { new CountingSpinWaiter(), new CountingSpinWaiter() };
             long[] acquiredAt = new long[waiters.Length];
             var readers = new TestThread[waiters.Length];
@@ -329,15 +329,15 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
                 int id = i;
                 readers[i] = new TestThread($"sleeping reader {id}", () =>
                 {
-                    sem.EnterRead(waiters[id]);
+                    sem.ReadLock(waiters[id]);
                     acquiredAt[id] = Stopwatch.GetTimestamp();
-                    sem.ExitRead();
+                    sem.ReadUnlock();
                 });
             }
 
             Assert.True(waiters.All(w => w.Blocked.Wait(TestThreads.Bound)), "A reader never went to sleep.");
             long releasedAt = Stopwatch.GetTimestamp();
-            sem.ExitWrite();
+            sem.WriteUnlock();
             foreach (TestThread reader in readers)
             {
                 reader.Join();
@@ -347,18 +347,18 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
             readerRounds.Add((acquiredAt.Max() - releasedAt) / TicksPerMs);
 
             // A writer asleep behind a reader.
-            sem.EnterRead();
+            sem.ReadLock();
             var writerWaiter = new CountingSpinWaiter();
             long writerAt = 0;
             var writer = new TestThread("sleeping writer", () =>
             {
-                sem.EnterWrite(writerWaiter);
+                sem.WriteLock(writerWaiter);
                 writerAt = Stopwatch.GetTimestamp();
-                sem.ExitWrite();
+                sem.WriteUnlock();
             });
             Assert.True(writerWaiter.Blocked.Wait(TestThreads.Bound), "The writer never went to sleep.");
             releasedAt = Stopwatch.GetTimestamp();
-            sem.ExitRead();
+            sem.ReadUnlock();
             writer.Join();
             Assert.Equal(writerWaiter.Blocks, writerWaiter.Wakes);
             writerRounds.Add((writerAt - releasedAt) / TicksPerMs);
@@ -377,18 +377,18 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
     public void TimedReadEntryIsFreeUncontendedAndReportsTheWaitBehindAWriter()
     {
         var sem = new RwSemaphore();
-        Assert.Equal(0, sem.EnterReadTimed(null)); // Fast path: one fetch-add, no clock read.
-        sem.ExitRead();
+        Assert.Equal(0, sem.ReadLockTimed(null)); // Fast path: one fetch-add, no clock read.
+        sem.ReadUnlock();
 
-        sem.EnterWrite();
+        sem.WriteLock();
         long waited = -1;
         var reader = new TestThread("timed reader", () =>
         {
-            waited = sem.EnterReadTimed(null);
-            sem.ExitRead();
+            waited = sem.ReadLockTimed(null);
+            sem.ReadUnlock();
         });
         Thread.Sleep(50);
-        sem.ExitWrite();
+        sem.WriteUnlock();
         reader.Join();
         Assert.True(waited >= Stopwatch.Frequency / 100, $"The reader waited about 50 ms behind the writer but reported {waited} ticks.");
         Assert.Equal(0, sem.ReaderCount);
@@ -422,14 +422,14 @@ public sealed class RwSemaphoreTests(ITestOutputHelper output)
     {
         var other = new TestThread("another thread", () =>
         {
-            sem.EnterRead();
-            sem.ExitRead();
-            sem.EnterWrite();
-            sem.ExitWrite();
-            Assert.True(sem.TryEnterRead());
-            sem.ExitRead();
-            Assert.True(sem.TryEnterWrite());
-            sem.ExitWrite();
+            sem.ReadLock();
+            sem.ReadUnlock();
+            sem.WriteLock();
+            sem.WriteUnlock();
+            Assert.True(sem.TryReadLock());
+            sem.ReadUnlock();
+            Assert.True(sem.TryWriteLock());
+            sem.WriteUnlock();
         });
         other.Join();
     }
