@@ -37,7 +37,7 @@ public struct PreparedPage
 /// install it under the PTL after rechecking the PTE, and resolve faults on present PTEs (copy-on-write, write-enable,
 /// re-enable). Public so that a custom strategy in one file can use it.
 /// </summary>
-public static unsafe class FaultCore
+public static unsafe partial class FaultCore
 {
     /// <summary>The PTE flags a page of <paramref name="vma"/> gets, for a frame in state <paramref name="frameState"/>.</summary>
     /// <param name="vma">The VMA.</param>
@@ -76,10 +76,18 @@ public static unsafe class FaultCore
             return FaultResult.SegmentationFault;
         }
 
-        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, address, out long ptePfn);
+        // Linux's __handle_mm_fault: the PMD first (a huge page there, or an empty one where a huge page may go), then
+        // the PTE. Only with huge pages on: otherwise no PMD is ever huge and the walk below goes straight to the PTE.
+        if (mm.TransparentHugePages && HandleHugePmd(cpu, mm, vma, address, write, vmaLocked) is FaultResult huge)
+        {
+            return huge;
+        }
+
+        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, address, 1, out long ptePfn, out bool raced);
         if (entry == null)
         {
-            return FaultResult.OutOfMemory;
+            // A huge page was installed since HandleHugePmd looked (another CPU's fault): retry the access.
+            return raced ? FaultResult.Handled : FaultResult.OutOfMemory;
         }
 
         // Acquire: see the frame state of whatever the entry maps.

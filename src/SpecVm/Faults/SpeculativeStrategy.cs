@@ -29,6 +29,12 @@ public enum SpeculativeAbort
 
     /// <summary>The PTE changed between the walk and the PTL.</summary>
     PteChanged,
+
+    /// <summary>
+    /// A transparent huge page: the PMD maps one, or is empty where the classic path would map one (the series leaves
+    /// THP to the classic path: <c>pmd_trans_huge</c> and <c>pmd_none</c> go to <c>out_walk</c>).
+    /// </summary>
+    HugePage,
 }
 
 /// <summary>
@@ -64,6 +70,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         new("abort: no-page-table", FaultOutcomeKind.Abort, CpuCounter.SpecAbortNoPageTable, "A page-table level was missing (never allocated speculatively)."),
         new("abort: ptl-busy", FaultOutcomeKind.Abort, CpuCounter.SpecAbortPtlBusy, "The PTL trylock failed."),
         new("abort: pte-changed", FaultOutcomeKind.Abort, CpuCounter.SpecAbortPteChanged, "The PTE changed between the walk and the PTL."),
+        new("abort: huge-page", FaultOutcomeKind.Abort, CpuCounter.SpecAbortHugePage, "The PMD maps a 2 MiB page, or is empty where the classic path would map one: THP is never handled speculatively."),
         new("access-error", FaultOutcomeKind.Other, CpuCounter.SpecAccessError, "SIGSEGV decided on the speculative path (no fallback)."),
         new("fallback", FaultOutcomeKind.Fallback, CpuCounter.SpecFallbacks, "Attempts that fell back to the mmap lock."),
     ];
@@ -111,6 +118,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             SpeculativeAbort.UnsupportedKind => CpuCounter.SpecAbortUnsupported,
             SpeculativeAbort.NoPageTable => CpuCounter.SpecAbortNoPageTable,
             SpeculativeAbort.PtlBusy => CpuCounter.SpecAbortPtlBusy,
+            SpeculativeAbort.HugePage => CpuCounter.SpecAbortHugePage,
             _ => CpuCounter.SpecAbortPteChanged,
         });
         cpu.Count(CpuCounter.SpecFallbacks);
@@ -126,6 +134,14 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             cpu.Machine.ReportViolation($"CPU {cpu.Id}: lockless walker with interrupts disabled reached page-table page {ptePfn}, which was freed under it");
         }
     }
+
+    /// <summary>
+    /// Why a lockless walk that found no PTE table aborts: a huge page at the PMD, or an empty PMD (or a missing level
+    /// above it) where the classic path would map a huge page, is <see cref="SpeculativeAbort.HugePage"/>; any other
+    /// missing level is <see cref="SpeculativeAbort.NoPageTable"/>. Both went to the series' <c>out_walk</c>.
+    /// </summary>
+    private static SpeculativeAbort WalkAbort(AddressSpace mm, Vma vma, ulong address, bool write, bool huge) =>
+        huge || mm.HugeFaultApplies(vma.Kind, vma.Start, vma.End, address, write) ? SpeculativeAbort.HugePage : SpeculativeAbort.NoPageTable;
 
     /// <summary>A fault that found its PTE present: done by another CPU, or a write-protect fault (abort).</summary>
     private static FaultResult? PresentPte(Cpu cpu, ulong pte, bool write, out SpeculativeAbort abort)
@@ -212,10 +228,10 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         cpu.LocalIrqDisable();
         try
         {
-            ulong* peek = mm.PageTable.WalkLockless(address, out _);
-            if (peek == null)
+            ulong* peek = mm.PageTable.WalkLocklessLeaf(address, out _, out bool huge);
+            if (peek == null || huge)
             {
-                abort = SpeculativeAbort.NoPageTable;
+                abort = WalkAbort(mm, vma, address, write, huge);
                 return null;
             }
 
@@ -247,10 +263,10 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         bool installed = false;
         try
         {
-            ulong* entry = mm.PageTable.WalkLockless(address, out long ptePfn);
-            if (entry == null)
+            ulong* entry = mm.PageTable.WalkLocklessLeaf(address, out long ptePfn, out bool huge);
+            if (entry == null || huge)
             {
-                abort = SpeculativeAbort.NoPageTable;
+                abort = WalkAbort(mm, vma, address, write, huge);
                 return null;
             }
 

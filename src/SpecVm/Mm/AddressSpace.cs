@@ -49,6 +49,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly bool _targeted;
 
     private readonly bool _useZeroPage;
+    private readonly bool _thp;
     private readonly PerVmaLockScope _vmaLockScope;
     private readonly long[]?[] _gathers;
     private readonly List<Vma>?[] _scratch;
@@ -77,6 +78,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         _options.Validate();
         _targeted = _options.TargetedShootdowns;
         _useZeroPage = _options.UseZeroPage;
+        _thp = _options.TransparentHugePages == TransparentHugePageMode.Always;
         _vmaLockScope = _options.PerVmaLockScope;
         _accessContext = _tlb;
         _machine = machine;
@@ -123,6 +125,27 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     /// <summary><see cref="AddressSpaceOptions.UseZeroPage"/> as fixed at construction (read on every anonymous read fault).</summary>
     internal bool UseZeroPage => _useZeroPage;
+
+    /// <summary>True when <see cref="AddressSpaceOptions.TransparentHugePages"/> is <see cref="TransparentHugePageMode.Always"/> (fixed at construction).</summary>
+    internal bool TransparentHugePages => _thp;
+
+    /// <summary>Planted bug for tests: a whole-huge-page zap frees the huge page before its shootdown.</summary>
+    internal bool PlantFreeHugeBeforeShootdown { get; set; }
+
+    /// <summary>Planted bug for tests: a huge-PMD split leaves the first subpage's PTE empty (the subpage is lost).</summary>
+    internal bool PlantSplitDropsSubpage { get; set; }
+
+    /// <summary>
+    /// True if a not-present anonymous fault at <paramref name="address"/> in [<paramref name="vmaStart"/>,
+    /// <paramref name="vmaEnd"/>) would map a huge page here (Linux <c>thp_vma_allowable_order</c> plus
+    /// <c>do_huge_pmd_anonymous_page</c>'s range check): huge pages on, an anonymous VMA covering the whole aligned 2 MiB,
+    /// and a write, or a read that does not map the zero page.
+    /// </summary>
+    internal bool HugeFaultApplies(MappingKind kind, ulong vmaStart, ulong vmaEnd, ulong address, bool write)
+    {
+        ulong huge = address & ~(PageTable.PteTableSpan - 1);
+        return _thp && kind == MappingKind.Anonymous && (write || !_useZeroPage) && huge >= vmaStart && vmaEnd - huge >= PageTable.PteTableSpan;
+    }
 
     /// <summary><see cref="AddressSpaceOptions.PerVmaLockScope"/> as fixed at construction (read on every per-VMA-lock fault).</summary>
     internal PerVmaLockScope VmaLockScope => _vmaLockScope;
@@ -205,7 +228,12 @@ public sealed unsafe partial class AddressSpace : IDisposable
             {
                 ref PageFrame frame = ref memory.Frame(pte.Pfn);
                 FrameState state = frame.ReadState();
-                if (state == FrameState.Anonymous)
+                if (pte.IsHuge)
+                {
+                    lru.Release(-1, pte.Pfn); // A huge page: one LRU entry, its head; freed whole (FreeAll freed its deposit).
+                    anonymous += PageTable.HugePages;
+                }
+                else if (state == FrameState.Anonymous)
                 {
                     lru.Release(-1, pte.Pfn);
                     anonymous++;
