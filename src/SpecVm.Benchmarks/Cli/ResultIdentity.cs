@@ -61,6 +61,7 @@ internal static class ResultIdentity
         // difference is noted, never refused.
         Check("settings.targetedShootdowns", sa.TargetedShootdowns, sb.TargetedShootdowns, false);
         Check("settings.downgradeOnUnmap", sa.DowngradeOnUnmap, sb.DowngradeOnUnmap, false);
+        Check("settings.transparentHugePages", sa.TransparentHugePages ?? "never", sb.TransparentHugePages ?? "never", false);
         Check("settings.kernelProfile", sa.KernelProfile, sb.KernelProfile, false);
         Check("settings.seed", sa.Seed, sb.Seed, true);
         if (!crossMode)

@@ -108,6 +108,7 @@ internal static class ScaleRunner
         AddressSpaceOptions o = s.Kernel.CreateAddressSpaceOptions();
         o.TargetedShootdowns = s.TargetedShootdowns;
         o.DowngradeOnUnmap = s.DowngradeOnUnmap;
+        o.TransparentHugePages = s.TransparentHugePages;
         return o;
     }
 

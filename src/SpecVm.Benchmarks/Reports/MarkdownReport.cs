@@ -85,7 +85,8 @@ internal static class MarkdownReport
 
         if (s.TargetedShootdowns != null || s.DowngradeOnUnmap != null)
         {
-            sb.AppendLine(Inv, $"- Model: targeted shootdowns {(s.TargetedShootdowns == true ? "on" : "off")}; munmap {(s.DowngradeOnUnmap == false ? "holds the mmap lock for write through the zap (4.14)" : "downgrades to read before zapping (4.20+)")}");
+            string thp = s.TransparentHugePages == "always" ? "; transparent huge pages always (2 MiB anonymous pages; docs/design.md §6)" : string.Empty;
+            sb.AppendLine(Inv, $"- Model: targeted shootdowns {(s.TargetedShootdowns == true ? "on" : "off")}; munmap {(s.DowngradeOnUnmap == false ? "holds the mmap lock for write through the zap (4.14)" : "downgrades to read before zapping (4.20+)")}{thp}");
         }
 
         if (measured)

@@ -139,6 +139,43 @@ public static unsafe class InvariantChecker
         var violations = new List<string>();
         PhysicalMemory memory = mm.Machine.Memory;
         IReadOnlyList<Vma> vmas = mm.Vmas.SnapshotLive();
+
+        // Huge pages first (their subpages are checked below as the PTEs they stand for; a broken huge page would
+        // otherwise be reported only as 512 subpage violations): one anonymous VMA covers the whole 2 MiB (a split was
+        // not missed when a VMA edge moved into it), the frames form one intact huge page, and the PTE table deposited
+        // for its split is a page table.
+        mm.PageTable.ForEachHuge((va, pmd) =>
+        {
+            Vma? vma = FindIn(vmas, va);
+            if (vma == null || vma.End - va < PageTable.PteTableSpan || vma.Kind != MappingKind.Anonymous)
+            {
+                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}) is not inside one anonymous VMA ({vma?.ToString() ?? "none"}): a split was missed.");
+            }
+
+            long head = pmd.Pfn;
+            if (head % PageTable.HugePages != 0 || head + PageTable.HugePages > memory.FrameCount)
+            {
+                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}) maps frame {head}, which does not start a 2 MiB block.");
+                return;
+            }
+
+            for (int i = 0; i < PageTable.HugePages; i++)
+            {
+                PageFrameFlags want = i == 0 ? PageFrameFlags.CompoundHead : PageFrameFlags.CompoundTail;
+                if (((PageFrameFlags)memory.Frame(head + i).Flags & (PageFrameFlags.CompoundHead | PageFrameFlags.CompoundTail)) != want)
+                {
+                    Add(violations, $"Huge PMD at 0x{va:x} ({pmd}): frame {head + i} is not marked {want}: the huge page was split or freed under its PMD.");
+                    break;
+                }
+            }
+
+            long deposit = memory.Frame(head).Index;
+            if ((ulong)deposit >= (ulong)memory.FrameCount || deposit == 0 || memory.Frame(deposit).ReadState() != FrameState.PageTable)
+            {
+                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}): its deposited PTE table {deposit} is not a page table.");
+            }
+        });
+
         mm.PageTable.ForEachPresent((va, pte) =>
         {
             Vma? vma = FindIn(vmas, va);
@@ -226,40 +263,6 @@ public static unsafe class InvariantChecker
             }
         });
 
-        // Huge pages (their subpages were checked above as the PTEs they stand for): one anonymous VMA covers the whole
-        // 2 MiB (a split was not missed when a VMA edge moved into it), the frames form one intact huge page, and the
-        // PTE table deposited for its split is a page table.
-        mm.PageTable.ForEachHuge((va, pmd) =>
-        {
-            Vma? vma = FindIn(vmas, va);
-            if (vma == null || vma.End - va < PageTable.PteTableSpan || vma.Kind != MappingKind.Anonymous)
-            {
-                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}) is not inside one anonymous VMA ({vma?.ToString() ?? "none"}): a split was missed.");
-            }
-
-            long head = pmd.Pfn;
-            if (head % PageTable.HugePages != 0 || head + PageTable.HugePages > memory.FrameCount)
-            {
-                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}) maps frame {head}, which does not start a 2 MiB block.");
-                return;
-            }
-
-            for (int i = 0; i < PageTable.HugePages; i++)
-            {
-                PageFrameFlags want = i == 0 ? PageFrameFlags.CompoundHead : PageFrameFlags.CompoundTail;
-                if (((PageFrameFlags)memory.Frame(head + i).Flags & (PageFrameFlags.CompoundHead | PageFrameFlags.CompoundTail)) != want)
-                {
-                    Add(violations, $"Huge PMD at 0x{va:x} ({pmd}): frame {head + i} is not marked {want}: the huge page was split or freed under its PMD.");
-                    break;
-                }
-            }
-
-            long deposit = memory.Frame(head).Index;
-            if ((ulong)deposit >= (ulong)memory.FrameCount || deposit == 0 || memory.Frame(deposit).ReadState() != FrameState.PageTable)
-            {
-                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}): its deposited PTE table {deposit} is not a page table.");
-            }
-        });
         return violations;
     }
 
