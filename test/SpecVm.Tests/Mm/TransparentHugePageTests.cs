@@ -2,9 +2,12 @@ using SpecVm.Faults;
 using SpecVm.Memory;
 using SpecVm.Mm;
 using SpecVm.Paging;
+using SpecVm.Scaling;
+using SpecVm.Simulation;
 using SpecVm.Smp;
 using SpecVm.Tests.Diagnostics;
 using SpecVm.Tests.Memory;
+using SpecVm.Workloads;
 using Xunit.Abstractions;
 
 namespace SpecVm.Tests.Mm;
@@ -455,6 +458,41 @@ public sealed unsafe class TransparentHugePageTests(ITestOutputHelper output)
         Assert.Equal(plant, atHook.Any(v => v.Contains("was freed", StringComparison.Ordinal)));
         Assert.NotEmpty(atHook); // Either way CPU 1 still holds translations the page table no longer has: not flushed yet.
         Assert.Empty(InvariantChecker.FindViolations(mm)); // Quiescent again: the shootdown removed them.
+    }
+
+    [Fact]
+    public void PageFault1WithHugePagesIsPredictedInVirtualTimeUnderEveryStrategy()
+    {
+        // page-fault1 with THP always: each 8 MiB round is four huge faults; the harness sizes the reserve, records the
+        // mode and checks the invariants after each run; the speculative strategies leave every fault to the classic path.
+        FaultStrategy[] strategies = [.. StrategyCatalog.CorrectNames.Select(n => StrategyCatalog.Create(n))];
+        var options = KernelProfile.Default.CreateAddressSpaceOptions();
+        options.TransparentHugePages = TransparentHugePageMode.Always;
+        ScalingResult r = new ScalingExperiment(new ScalingOptions
+        {
+            Workloads = [new PageFault1(8L << 20)],
+            Strategies = strategies,
+            ThreadCounts = [1, 2],
+            Repeats = 1,
+            Verify = true,
+            AddressSpaceOptions = options,
+            VirtualTime = new VirtualTimeOptions { Band = false, Warmup = TimeSpan.FromMilliseconds(0.1), Duration = TimeSpan.FromMilliseconds(0.5) },
+        }).Run();
+
+        Assert.True(r.Failures is null || r.Failures.Count == 0, r.Failures is null ? null : string.Join("; ", r.Failures.Select(f => f.ToString())));
+        Assert.Equal("always", r.Settings.TransparentHugePages);
+        Assert.Equal(strategies.Length * 2, r.Points.Count);
+        foreach (ScalingPoint p in r.Points)
+        {
+            long huge = p.Counters.GetValueOrDefault(nameof(CpuCounter.ThpFaultAlloc));
+            long faults = p.Counters.GetValueOrDefault(nameof(CpuCounter.Faults));
+            long aborts = p.Outcomes?.Where(o => o.Name == "abort: huge-page").Sum(o => o.Count) ?? 0;
+            output.WriteLine($"{p.Strategy} x{p.Threads}: {p.OpsPerSecond:N0} pages/s, {faults} faults, {huge} huge, {aborts} huge-page aborts");
+            Assert.Equal("predicted", p.Mode);
+            Assert.True(p.OpsPerSecond > 0, $"{p.Strategy} x{p.Threads}: no operation predicted.");
+            Assert.True(huge > 0 && huge == faults, $"{p.Strategy} x{p.Threads}: {huge} huge faults of {faults}.");
+            Assert.Equal(p.Strategy.StartsWith("speculative", StringComparison.Ordinal) ? huge : 0, aborts);
+        }
     }
 
     [Fact]
