@@ -460,6 +460,79 @@ public sealed unsafe class TransparentHugePageTests(ITestOutputHelper output)
         Assert.Empty(InvariantChecker.FindViolations(mm)); // Quiescent again: the shootdown removed them.
     }
 
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void ConcurrentFaultsZapsSplitsAndProtectsOnHugePagesKeepTheInvariants(string strategy)
+    {
+        // Two CPUs on one shared 8 MiB region and a region each of their own, for a bounded time: faults (huge, and 4 KiB
+        // once split), partial and whole DONTNEED, partial and whole mprotect there and back, map and partial unmap;
+        // then the checker, the machine's violation log and the frame ledger. Seeded per CPU; any failure names the seed.
+        const int Seed = 16;
+        const ulong Shared = 4 * Huge;
+        using var machine = new Machine(new MachineOptions { CpuCount = 2, MemoryBytes = 160L << 20, HugePageReserve = 64 });
+        var ledger = FrameLedger.Begin(machine);
+        var stats = new long[2, 4];
+        using (AddressSpace mm = NewSpace(machine, strategy))
+        {
+            machine.Run(0, cpu => mm.Map(cpu, Shared, Protection.ReadWrite, fixedAddress: Base));
+            long deadline = Environment.TickCount64 + 1500;
+            Task[] cpus = [.. Enumerable.Range(0, 2).Select(id => machine.RunAsync(id, cpu =>
+            {
+                var rng = new Random(Seed + id);
+                while (Environment.TickCount64 < deadline)
+                {
+                    ulong page = Base + ((ulong)rng.Next((int)(Shared / Page)) * Page);
+                    // Partial operations (which split, and so use up the reserve for good) are rare beside whole ones.
+                    int op = rng.Next(40);
+                    if (op < 20)
+                    {
+                        stats[id, 0] += ((op & 1) == 0 ? mm.TryWrite(cpu, page, (ulong)rng.Next()) : mm.TryRead(cpu, page, out ulong _)) == AccessResult.Ok ? 1 : 0;
+                    }
+                    else if (op < 28)
+                    {
+                        bool all = op != 20;
+                        mm.DontNeed(cpu, all ? page & ~(Huge - 1) : page, all ? Huge : Math.Min((ulong)rng.Next(1, 17) * Page, Base + Shared - page));
+                        stats[id, 1]++;
+                    }
+                    else if (op < 34)
+                    {
+                        bool all = op != 28;
+                        ulong at = all ? page & ~(Huge - 1) : page;
+                        ulong length = all ? Huge : Math.Min((ulong)rng.Next(1, 9) * Page, Base + Shared - page);
+                        mm.Protect(cpu, at, length, Protection.Read);
+                        mm.Protect(cpu, at, length, Protection.ReadWrite);
+                        stats[id, 2]++;
+                    }
+                    else
+                    {
+                        ulong own = mm.Map(cpu, 2 * Huge, Protection.ReadWrite);
+                        for (ulong off = 0; off < 2 * Huge; off += 64 * Page)
+                        {
+                            mm.Write(cpu, own + off, off);
+                        }
+
+                        if (op == 34)
+                        {
+                            mm.Unmap(cpu, own + ((ulong)rng.Next(1, 1023) * Page), Page);
+                        }
+
+                        mm.Unmap(cpu, own, 2 * Huge);
+                        stats[id, 3]++;
+                    }
+                }
+            }))];
+            Task.WaitAll(cpus);
+            output.WriteLine($"{strategy} (seed {Seed}): accesses {stats[0, 0] + stats[1, 0]}, dontneeds {stats[0, 1] + stats[1, 1]}, protects {stats[0, 2] + stats[1, 2]}, map/unmaps {stats[0, 3] + stats[1, 3]}; "
+                + $"huge faults {machine.Counter(CpuCounter.ThpFaultAlloc)}, fallbacks {machine.Counter(CpuCounter.ThpFaultFallback)}, splits {machine.Counter(CpuCounter.ThpSplitPmd)}");
+            Assert.True(machine.Counter(CpuCounter.ThpFaultAlloc) > 0 && machine.Counter(CpuCounter.ThpSplitPmd) > 0, "The run made no huge page or split none.");
+            IReadOnlyList<string> violations = InvariantChecker.FindViolations(mm);
+            Assert.True(violations.Count == 0, $"seed {Seed}: " + string.Join(Environment.NewLine, violations));
+            Assert.Empty(machine.Violations);
+        }
+
+        ledger.AssertBalanced();
+    }
+
     [Fact]
     public void PageFault1WithHugePagesIsPredictedInVirtualTimeUnderEveryStrategy()
     {
