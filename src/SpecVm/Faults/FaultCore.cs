@@ -7,29 +7,34 @@ using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
-/// <summary>A frame made ready for a fault before any lock is taken (Linux prepares the page outside the PTL too).</summary>
+/// <summary>
+/// A frame made ready for a fault before any lock is taken (Linux prepares the page outside the PTL too): made by
+/// <see cref="FaultCore.Prepare(Cpu, AddressSpace, Vma, ulong, bool, out PreparedPage)"/>, then either installed
+/// (<see cref="FaultCore.Install(Cpu, AddressSpace, ref PreparedPage, PteSlot, ulong)"/>) or given back
+/// (<see cref="FaultCore.Abandon"/>). Opaque to strategies: what it holds is the library's.
+/// </summary>
 public struct PreparedPage
 {
     /// <summary>The frame to map.</summary>
-    public long Pfn;
+    internal long Pfn { get; set; }
 
     /// <summary>PTE flag bits (without the PFN).</summary>
-    public ulong Flags;
+    internal ulong Flags { get; set; }
 
     /// <summary>True if <see cref="Pfn"/> is a fresh frame owned by this fault (freed if the fault is abandoned).</summary>
-    public bool Fresh;
+    internal bool Fresh { get; set; }
 
     /// <summary>True if the frame is a page-cache page that becomes dirty when mapped.</summary>
-    public bool DirtiesPageCache;
+    internal bool DirtiesPageCache { get; set; }
 
     /// <summary>
     /// True if <see cref="Pfn"/> is the machine's shared zero page, mapped by a special PTE (Linux <c>pte_mkspecial</c>):
     /// its map count is not touched, and it is never freed.
     /// </summary>
-    public bool Special;
+    internal bool Special { get; set; }
 
     /// <summary>The counter of the fault kind.</summary>
-    public CpuCounter Kind;
+    internal CpuCounter Kind { get; set; }
 }
 
 /// <summary>
@@ -37,12 +42,24 @@ public struct PreparedPage
 /// install it under the PTL after rechecking the PTE, and resolve faults on present PTEs (copy-on-write, write-enable,
 /// re-enable). Public so that a custom strategy in one file can use it.
 /// </summary>
+/// <remarks>
+/// <para>
+/// Under a lock that keeps the VMA stable, one call does the whole fault: <see cref="HandleStable"/> with the mmap lock
+/// held (<see cref="AddressSpace.MmapReadLock"/>), <see cref="HandleUnderVmaLock"/> with the VMA read-locked
+/// (<see cref="Vma.TryReadLock(AddressSpace)"/>). A strategy that validates instead of locking (the speculative ones)
+/// uses the pieces: <see cref="Prepare(Cpu, AddressSpace, Vma, ulong, bool, out PreparedPage)"/> outside any lock,
+/// <see cref="WalkLockless"/> with interrupts disabled, the PTL through the <see cref="PteSlot"/>, a recheck of what it
+/// read (<see cref="Vma.ReadRetryAfterFence"/>, <see cref="AddressSpace.MmapLockSpeculateRetry"/>), then
+/// <see cref="Install(Cpu, AddressSpace, ref PreparedPage, PteSlot, ulong)"/>, or <see cref="Abandon"/> when it gives
+/// up.
+/// </para>
+/// </remarks>
 public static unsafe partial class FaultCore
 {
     /// <summary>The PTE flags a page of <paramref name="vma"/> gets, for a frame in state <paramref name="frameState"/>.</summary>
     /// <param name="vma">The VMA.</param>
     /// <param name="frameState">The frame's state once mapped (<see cref="FrameState.Anonymous"/> or <see cref="FrameState.PageCache"/>).</param>
-    public static ulong PteFlagsFor(Vma vma, FrameState frameState) => PteRights.For(vma, frameState);
+    internal static ulong PteFlagsFor(Vma vma, FrameState frameState) => PteRights.For(vma, frameState);
 
     /// <summary>
     /// Handles a fault with a VMA that cannot change under the caller, holding the mmap lock (for read at least):
@@ -61,9 +78,15 @@ public static unsafe partial class FaultCore
     /// Handles a fault with <paramref name="vma"/> read-locked and no mmap lock (Linux <c>FAULT_FLAG_VMA_LOCK</c>): as
     /// <see cref="HandleStable"/>, but a fault that the address space's <see cref="PerVmaLockScope"/> does not finish
     /// under the VMA lock returns <see cref="FaultResult.Retry"/> having changed nothing but page tables (Linux
-    /// <c>VM_FAULT_RETRY</c>), for the caller to retry under the mmap lock.
+    /// <c>VM_FAULT_RETRY</c>), for the caller to release the VMA lock and retry under the mmap lock.
     /// </summary>
-    internal static FaultResult HandleUnderVmaLock(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write) =>
+    /// <param name="cpu">The faulting CPU.</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="vma">The VMA containing <paramref name="address"/>, read-locked by the caller (<see cref="Vma.TryReadLock(AddressSpace)"/>).</param>
+    /// <param name="address">The faulting address.</param>
+    /// <param name="write">True for a write.</param>
+    /// <returns>The result; <see cref="FaultResult.Retry"/> to retry under the mmap lock.</returns>
+    public static FaultResult HandleUnderVmaLock(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write) =>
         Handle(cpu, mm, vma, address, write, vmaLocked: true);
 
     private static FaultResult Handle(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, bool vmaLocked)
@@ -78,7 +101,7 @@ public static unsafe partial class FaultCore
 
         // Linux's __handle_mm_fault: the PMD first (a huge page there, or an empty one where a huge page may go), then
         // the PTE. Only with huge pages on: otherwise no PMD is ever huge and the walk below goes straight to the PTE.
-        if (mm.TransparentHugePages && HandleHugePmd(cpu, mm, vma, address, write, vmaLocked) is FaultResult huge)
+        if (mm.ThpAlways && HandleHugePmd(cpu, mm, vma, address, write, vmaLocked) is FaultResult huge)
         {
             return huge;
         }
@@ -187,8 +210,20 @@ public static unsafe partial class FaultCore
         return Prepare(cpu, mm, vma, address, write, out page);
     }
 
-    /// <summary>As <see cref="Prepare(Cpu, Vma, ulong, bool, out PreparedPage)"/>, for <paramref name="vma"/> of <paramref name="mm"/>.</summary>
-    internal static FaultResult Prepare(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, out PreparedPage page)
+    /// <summary>
+    /// Prepares the frame for a not-present fault in <paramref name="vma"/> of <paramref name="mm"/> outside any lock
+    /// (Linux allocates and zeroes or copies the page before it takes the PTL): a fresh zeroed frame for an anonymous
+    /// page (the shared zero page for a read, when <see cref="AddressSpaceOptions.UseZeroPage"/>), the page-cache page
+    /// of a file page, or a private copy of it for a write to a private file mapping.
+    /// </summary>
+    /// <param name="cpu">The faulting CPU.</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="vma">The VMA (as read locklessly: the caller rechecks before installing).</param>
+    /// <param name="address">The faulting address.</param>
+    /// <param name="write">True for a write.</param>
+    /// <param name="page">The prepared page, to install or abandon.</param>
+    /// <returns><see cref="FaultResult.Handled"/> when prepared; <see cref="FaultResult.OutOfMemory"/> otherwise.</returns>
+    public static FaultResult Prepare(Cpu cpu, AddressSpace mm, Vma vma, ulong address, bool write, out PreparedPage page)
     {
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(vma);
@@ -285,7 +320,7 @@ public static unsafe partial class FaultCore
     /// <param name="page">The prepared page.</param>
     /// <param name="entry">The PTE slot.</param>
     /// <param name="expected">The PTE value seen by the walk.</param>
-    public static bool Install(Cpu cpu, AddressSpace mm, ref PreparedPage page, ulong* entry, ulong expected)
+    internal static bool Install(Cpu cpu, AddressSpace mm, ref PreparedPage page, ulong* entry, ulong expected)
     {
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(mm);
@@ -334,6 +369,62 @@ public static unsafe partial class FaultCore
         page.Fresh = false;
         return true;
     }
+
+    /// <summary>
+    /// Installs a prepared page in the entry <paramref name="pte"/> if it still holds <paramref name="expected"/> (Linux
+    /// <c>set_pte_at</c> after the <c>pte_same</c> recheck). The caller holds the entry's PTL
+    /// (<see cref="PteSlot.TryLock"/> or <see cref="PteSlot.Lock"/>) and has rechecked, after taking it, that the VMA it
+    /// prepared for is unchanged. Returns false, changing nothing, if another CPU changed the entry first: the fault is
+    /// then done or must be retried, and the page must be <see cref="Abandon"/>ed.
+    /// </summary>
+    /// <param name="cpu">The faulting CPU.</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="page">The prepared page; installed pages are no longer the fault's to abandon.</param>
+    /// <param name="pte">The entry, from <see cref="WalkLockless"/>.</param>
+    /// <param name="expected">The value <see cref="PteSlot.Read"/> returned before the page was prepared.</param>
+    /// <returns>True if installed.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Install(Cpu cpu, AddressSpace mm, ref PreparedPage page, PteSlot pte, ulong expected) =>
+        Install(cpu, mm, ref page, pte.Entry, expected);
+
+    /// <summary>
+    /// Walks the page table of <paramref name="mm"/> to the entry of <paramref name="address"/> without locks and without
+    /// allocating (the 2017 speculative fault's walk, as <c>gup_fast</c>): a slot without a table
+    /// (<see cref="PteSlot.HasTable"/> false) when a level is missing, or when the PMD maps a 2 MiB page
+    /// (<see cref="PteSlot.IsHuge"/>; transparent huge pages, which the published speculative paths leave to the classic
+    /// one). Interrupts must be disabled on
+    /// <paramref name="cpu"/> from before the walk until the slot is no longer used: that is what keeps the tables
+    /// walked from being freed (<see cref="PteSlot"/>).
+    /// </summary>
+    /// <param name="cpu">The walking CPU, on its own thread, with interrupts disabled (<see cref="Cpu.LocalIrqDisable"/>).</param>
+    /// <param name="mm">The address space.</param>
+    /// <param name="address">A user address.</param>
+    /// <returns>The entry and its table.</returns>
+    /// <exception cref="InvalidOperationException">Interrupts are enabled on <paramref name="cpu"/>: a table could be
+    /// freed, and reused, under the walk.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static PteSlot WalkLockless(Cpu cpu, AddressSpace mm, ulong address)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        ArgumentNullException.ThrowIfNull(mm);
+        if (!cpu.IrqsDisabled)
+        {
+            ThrowWalkWithIrqsEnabled(cpu);
+        }
+
+        ulong* entry = mm.PageTable.WalkLocklessLeaf(address, out long ptePfn, out bool huge);
+        if (huge)
+        {
+            return PteSlot.HugePmd; // A PMD that maps a 2 MiB page: no PTE table to lock or install in.
+        }
+
+        // The PFN comes from a PMD entry of a table this walk reached with interrupts off, so it names a live table.
+        return entry == null ? default : new PteSlot(entry, ref mm.Machine.Memory.FrameUnchecked(ptePfn), ptePfn);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowWalkWithIrqsEnabled(Cpu cpu) =>
+        throw new InvalidOperationException($"FaultCore.WalkLockless on CPU {cpu.Id} with interrupts enabled: a page table can be freed under a lockless walk unless interrupts stay disabled (Cpu.LocalIrqDisable) until the slot is no longer used.");
 
     /// <summary>
     /// Allocates a frame for an anonymous page and charges it to the memory cgroup (Linux <c>alloc_anon_folio</c> →

@@ -19,7 +19,7 @@ public sealed class MmapLockStrategy : FaultStrategy
         ArgumentNullException.ThrowIfNull(cpu);
         ArgumentNullException.ThrowIfNull(mm);
         cpu.Count(CpuCounter.MmapLockFaults);
-        mm.ReadLockMm(cpu);
+        mm.MmapReadLock(cpu);
         try
         {
             Vma? vma = mm.Vmas.Find(address);
@@ -27,7 +27,7 @@ public sealed class MmapLockStrategy : FaultStrategy
         }
         finally
         {
-            mm.MmapLock.ExitRead();
+            mm.MmapReadUnlock();
         }
     }
 }

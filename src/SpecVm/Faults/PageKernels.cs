@@ -10,7 +10,7 @@ namespace SpecVm.Faults;
 /// 256-bit vectors, with a scalar fallback. A benchmark compares them with <c>NativeMemory.Clear</c> and
 /// <c>Buffer.MemoryCopy</c>.
 /// </summary>
-public static unsafe class PageKernels
+internal static unsafe class PageKernels
 {
     /// <summary>Zeroes one 4 KiB page.</summary>
     /// <param name="page">The page (4 KiB aligned).</param>

@@ -109,14 +109,14 @@ public sealed class PerVmaLockStrategy : FaultStrategy
                     break;
                 }
 
-                VmaReadLock locked = vma.TryReadLock(ref mm.LockSeq);
-                if (locked == VmaReadLock.Detached)
+                VmaReadLockResult locked = vma.TryReadLock(mm);
+                if (locked == VmaReadLockResult.Detached)
                 {
                     cpu.Count(CpuCounter.VmaLockMiss);
                     continue; // Replaced by another VMA (6.15's -EAGAIN from vma_start_read): look again.
                 }
 
-                if (locked != VmaReadLock.Locked)
+                if (locked != VmaReadLockResult.Locked)
                 {
                     break; // Write-locked by the current write section.
                 }

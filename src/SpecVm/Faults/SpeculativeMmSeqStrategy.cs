@@ -1,8 +1,5 @@
-using SpecVm.Memory;
 using SpecVm.Mm;
-using SpecVm.Paging;
 using SpecVm.Smp;
-using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
@@ -29,7 +26,9 @@ namespace SpecVm.Faults;
 /// "unchanged" is "same count, writer bit still clear": a writer's whole section lies between its setting of the bit
 /// and its bump of the count, so no section can begin and end unseen between two reads. (Linux 6.14 made
 /// <c>mm_lock_seq</c> such a seqcount itself, odd while the lock is held for write.) The recheck reads the bit first
-/// and the count second; see <see cref="MmSeqUnchanged"/>.
+/// and the count second; see <see cref="AddressSpace.MmapLockSpeculateRetry"/>. The strategy reads both through
+/// <see cref="AddressSpace.MmapLockSpeculateTryBegin"/> and <see cref="AddressSpace.MmapLockSpeculateRetry"/>, today's
+/// Linux names for the same check (<c>mmap_seq_read_start</c> and <c>mmap_seq_read_check</c> in the series).
 /// </para>
 /// <para>
 /// Two differences from the series, both conservative: the VMA is copied into locals for the checks (as
@@ -43,7 +42,7 @@ namespace SpecVm.Faults;
 /// which <c>mmap_seq</c>'s line would not be: the model overstates its misses when other faults take the mmap lock).
 /// </para>
 /// </remarks>
-public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
+public sealed class SpeculativeMmSeqStrategy : FaultStrategy
 {
     private const string StrategyName = "speculative-mmseq";
 
@@ -119,42 +118,11 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         return _fallback.HandleFault(cpu, mm, address, write);
     }
 
-    /// <summary>
-    /// <c>mmap_seq_read_start</c>: the mm sequence's count, or false when a writer holds the mmap lock (the sequence is
-    /// "odd").
-    /// </summary>
-    private static bool TryReadBegin(AddressSpace mm, out int seq)
-    {
-        // Acquire: pairs with the release bump of the last writer to leave, so everything that writer changed (the VMA
-        // tree, the PTEs it zapped) is visible to the reads that follow, which cannot be hoisted above this one.
-        seq = Volatile.Read(ref mm.LockSeq);
-        VirtualTime.Access(mm.MmapLock, 0, LineAccess.Load);
-
-        // Acquire read of the lock word after the count: a writer inside now changes what we are about to read.
-        return !mm.MmapLock.IsWriteLocked;
-    }
-
-    /// <summary>
-    /// <c>mmap_seq_read_check</c>: true when no writer has held the mmap lock since <see cref="TryReadBegin"/> returned
-    /// <paramref name="seq"/>. The caller fences after its data reads (or accepts that a stale answer only delays the
-    /// abort to a later check).
-    /// </summary>
-    private static bool MmSeqUnchanged(AddressSpace mm, int seq)
-    {
-        // The writer bit first, then the count, both acquire. A writer sets the bit (a CAS, a full fence) before its
-        // first change and clears it (release) after bumping the count. If we see the bit clear because that writer
-        // left, the acquire chain makes its bump visible to the count read below; in the other order, a writer could
-        // bump and leave between our two reads and we would see the old count with the bit clear: a whole write
-        // section missed.
-        VirtualTime.Access(mm.MmapLock, 0, LineAccess.Load);
-        return !mm.MmapLock.IsWriteLocked && Volatile.Read(ref mm.LockSeq) == seq;
-    }
-
     /// <summary>The speculative attempt; null with <paramref name="abort"/> set when it must fall back.</summary>
     private FaultResult? TrySpeculative(Cpu cpu, AddressSpace mm, ulong address, bool write, out RegisteredCounter abort)
     {
         abort = AbortFault;
-        if (!TryReadBegin(mm, out int seq))
+        if (!mm.MmapLockSpeculateTryBegin(out int seq))
         {
             abort = AbortOdd; // A writer is changing the mm now: whatever we read could be half-done.
             return null;
@@ -184,7 +152,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         // is an early abort only; a copy torn by a writer that this check misses is caught by the recheck under the
         // PTL, after the trylock's full fence, before anything is installed.
         var copy = new VmaInfo(vma.Start, vma.End, vma.Protection, vma.Kind, vma.File, vma.FilePageOffset);
-        if (!MmSeqUnchanged(mm, seq))
+        if (mm.MmapLockSpeculateRetry(seq))
         {
             abort = AbortVmaCopy;
             return null;
@@ -208,7 +176,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         // PMD before do_anonymous_page allocates, and gives up (spf_fail) on a huge PMD or an empty one, which is where
         // the classic path would map a huge page. Off, nothing changes: no PMD is ever huge, and an empty one aborts at
         // the walk below as before.
-        if (mm.TransparentHugePages && HugePmd(cpu, mm, copy, address, write))
+        if (mm.TransparentHugePages != TransparentHugePageMode.Never && HugePmd(cpu, mm, copy, address, write))
         {
             abort = AbortHugePage;
             return null;
@@ -229,19 +197,18 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         bool installed = false;
         try
         {
-            ulong* entry = mm.PageTable.WalkLocklessLeaf(address, out long ptePfn, out bool huge);
-            if (entry == null || huge)
+            PteSlot slot = FaultCore.WalkLockless(cpu, mm, address);
+            if (!slot.HasTable)
             {
-                abort = huge ? AbortHugePage : AbortNoPageTable;
+                abort = slot.IsHuge ? AbortHugePage : AbortNoPageTable;
                 return null;
             }
 
             // Acquire (READ_ONCE of the PTE): the frame state of whatever it maps is visible.
-            ulong pte = Volatile.Read(ref *entry);
-            if ((pte & Pte.Present) != 0)
+            ulong pte = slot.Read();
+            if (PteSlot.IsPresent(pte))
             {
-                ulong need = write ? Pte.Present | Pte.User | Pte.Writable : Pte.Present | Pte.User;
-                if ((pte & need) == need)
+                if (PteSlot.Permits(pte, write))
                 {
                     // Another CPU installed the page since our walk missed it: retry the access (do_anonymous_page
                     // finds !pte_none under the PTL and returns; no fallback).
@@ -255,13 +222,12 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
 
             // pte_map_lock's first check: a writer since the start means the walk may have gone through tables it is
             // tearing down; give up before contending for the PTL (no fence: early abort only, as above).
-            if (!PlantSkipSeqRecheck && !MmSeqUnchanged(mm, seq))
+            if (!PlantSkipSeqRecheck && mm.MmapLockSpeculateRetry(seq))
             {
                 abort = AbortSeq1;
                 return null;
             }
 
-            ref PageFrame table = ref cpu.Machine.Memory.Frame(ptePfn);
 #if DEBUG
             HookAction action = cpu.Machine.Hooks.Fire(HookPoint.SpecBeforePtlTryLock, cpu);
             if (action != HookAction.Continue)
@@ -273,7 +239,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
 
             // Trylock, never spin: an unmapper may hold this PTL while it waits for our TLB acknowledgement, which we
             // cannot give with interrupts off (SpeculativeStrategy.SpinOnPtl shows the deadlock a spin would cause).
-            if (!table.Ptl.TryLock(cpu.Id))
+            if (!slot.TryLock(cpu))
             {
                 abort = AbortPtl;
                 return null;
@@ -293,13 +259,13 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
                 // prepared page are all still right, and a writer that comes now must take this PTL to zap the PTE we
                 // install. The trylock's successful CAS just above is a full fence after our reads of the VMA and the
                 // tables (the smp_rmb of mmap_seq_read_check): none of them can be satisfied after this recheck.
-                if (!PlantSkipSeqRecheck && !MmSeqUnchanged(mm, seq))
+                if (!PlantSkipSeqRecheck && mm.MmapLockSpeculateRetry(seq))
                 {
                     abort = AbortSeq2;
                     return null;
                 }
 
-                if (!FaultCore.Install(cpu, mm, ref page, entry, pte))
+                if (!FaultCore.Install(cpu, mm, ref page, slot, pte))
                 {
                     // Another CPU installed a page since our walk: the fault is done (do_anonymous_page's !pte_none).
                     cpu.Count(CpuCounter.FaultRaced);
@@ -310,7 +276,7 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
             }
             finally
             {
-                table.Ptl.Unlock(cpu.Id);
+                slot.Unlock(cpu);
             }
         }
         finally
@@ -336,8 +302,8 @@ public sealed unsafe class SpeculativeMmSeqStrategy : FaultStrategy
         cpu.LocalIrqDisable();
         try
         {
-            ulong* leaf = mm.PageTable.WalkLocklessLeaf(address, out _, out bool huge);
-            return huge || (leaf == null && mm.HugeFaultApplies(copy.Kind, copy.Start, copy.End, address, write));
+            PteSlot slot = FaultCore.WalkLockless(cpu, mm, address);
+            return slot.IsHuge || (!slot.HasTable && mm.WouldMapHugePage(copy, address, write));
         }
         finally
         {

@@ -1,6 +1,5 @@
 using SpecVm.Mm;
 using SpecVm.Smp;
-using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
@@ -33,12 +32,7 @@ public sealed class SpeculativeRefcountStrategy : FaultStrategy
         try
         {
             Vma? vma = mm.Vmas.Find(address);
-            if (vma != null)
-            {
-                // Full fence (Interlocked): the point is the shared line's round trip, as a get_vma() would cost.
-                VirtualTime.Access(vma, Vma.LineRefs, LineAccess.Rmw);
-                Interlocked.Increment(ref vma.Refs);
-            }
+            vma?.Get(); // One atomic on the VMA's reference line: the point is that line's round trip, as get_vma() costs.
 
             try
             {
@@ -46,11 +40,7 @@ public sealed class SpeculativeRefcountStrategy : FaultStrategy
             }
             finally
             {
-                if (vma != null)
-                {
-                    VirtualTime.Access(vma, Vma.LineRefs, LineAccess.Rmw);
-                    Interlocked.Decrement(ref vma.Refs); // Full fence: the put, as a put_vma() would.
-                }
+                vma?.Put(); // The put, as put_vma() (a full fence, as the get).
             }
         }
         finally

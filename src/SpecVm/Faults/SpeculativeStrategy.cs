@@ -1,13 +1,10 @@
-using SpecVm.Memory;
 using SpecVm.Mm;
-using SpecVm.Paging;
 using SpecVm.Smp;
-using SpecVm.Sync;
 
 namespace SpecVm.Faults;
 
 /// <summary>Why a speculative fault gave up (each is counted; see <see cref="CpuCounter"/>).</summary>
-public enum SpeculativeAbort
+internal enum SpeculativeAbort
 {
     /// <summary>No VMA at the address.</summary>
     VmaNotFound,
@@ -56,7 +53,7 @@ public enum SpeculativeAbort
 /// with a spin to reproduce that deadlock on purpose (the hard-lockup watchdog then fires).
 /// </para>
 /// </remarks>
-public sealed unsafe class SpeculativeStrategy : FaultStrategy
+public sealed class SpeculativeStrategy : FaultStrategy
 {
     /// <summary>Every outcome, once: the abort reasons are the <see cref="SpeculativeAbort"/> members, in order.</summary>
     private static readonly FaultOutcome[] AllOutcomes =
@@ -125,30 +122,22 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         return _fallback.HandleFault(cpu, mm, address, write);
     }
 
-    /// <summary>Debug check: the PTE table a lockless walker (interrupts off) reached must still be a page table.</summary>
-    [System.Diagnostics.Conditional("DEBUG")]
-    private static void CheckTableStillAllocated(Cpu cpu, long ptePfn)
-    {
-        if (cpu.Machine.Memory.Frame(ptePfn).ReadState() != FrameState.PageTable)
-        {
-            cpu.Machine.ReportViolation($"CPU {cpu.Id}: lockless walker with interrupts disabled reached page-table page {ptePfn}, which was freed under it");
-        }
-    }
-
     /// <summary>
     /// Why a lockless walk that found no PTE table aborts: a huge page at the PMD, or an empty PMD (or a missing level
     /// above it) where the classic path would map a huge page, is <see cref="SpeculativeAbort.HugePage"/>; any other
     /// missing level is <see cref="SpeculativeAbort.NoPageTable"/>. Both went to the series' <c>out_walk</c>.
     /// </summary>
     private static SpeculativeAbort WalkAbort(AddressSpace mm, Vma vma, ulong address, bool write, bool huge) =>
-        huge || mm.HugeFaultApplies(vma.Kind, vma.Start, vma.End, address, write) ? SpeculativeAbort.HugePage : SpeculativeAbort.NoPageTable;
+        huge || (mm.TransparentHugePages != TransparentHugePageMode.Never
+            && mm.WouldMapHugePage(new VmaInfo(vma.Start, vma.End, vma.Protection, vma.Kind, vma.File, vma.FilePageOffset), address, write))
+            ? SpeculativeAbort.HugePage
+            : SpeculativeAbort.NoPageTable;
 
     /// <summary>A fault that found its PTE present: done by another CPU, or a write-protect fault (abort).</summary>
     private static FaultResult? PresentPte(Cpu cpu, ulong pte, bool write, out SpeculativeAbort abort)
     {
         abort = SpeculativeAbort.UnsupportedKind;
-        ulong need = write ? Pte.Present | Pte.User | Pte.Writable : Pte.Present | Pte.User;
-        if ((pte & need) == need)
+        if (PteSlot.Permits(pte, write))
         {
             // Another CPU installed the page since the MMU's walk missed it: nothing to do but retry the access
             // (Linux's do_anonymous_page finds !pte_none under the PTL and returns, no fallback to mmap_sem).
@@ -180,8 +169,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         }
 #endif
 
-        VirtualTime.Access(vma, Vma.LineSeq, LineAccess.Load);
-        if (!vma.Seq.TryReadBegin(out int seq))
+        if (!vma.TryReadBegin(out int seq))
         {
             abort = SpeculativeAbort.SeqOdd;
             return null;
@@ -196,7 +184,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
 #endif
 
         // vma_has_changed(): detached, or (for a recycled VMA) no longer covering the address.
-        if (Volatile.Read(ref vma.Detached) != 0 || !vma.Contains(address))
+        if (vma.IsDetached || !vma.Contains(address))
         {
             abort = SpeculativeAbort.SeqChanged;
             return null;
@@ -210,8 +198,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
 
         if (!vma.Allows(write))
         {
-            VirtualTime.Access(vma, Vma.LineSeq, LineAccess.Load);
-            if (vma.Seq.ReadRetry(seq))
+            if (vma.ReadRetry(seq))
             {
                 abort = SpeculativeAbort.SeqChanged;
                 return null;
@@ -228,16 +215,15 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         cpu.LocalIrqDisable();
         try
         {
-            ulong* peek = mm.PageTable.WalkLocklessLeaf(address, out _, out bool huge);
-            if (peek == null || huge)
+            PteSlot peek = FaultCore.WalkLockless(cpu, mm, address);
+            if (!peek.HasTable)
             {
-                abort = WalkAbort(mm, vma, address, write, huge);
+                abort = WalkAbort(mm, vma, address, write, peek.IsHuge);
                 return null;
             }
 
-            // Acquire (READ_ONCE of the PTE).
-            ulong seen = Volatile.Read(ref *peek);
-            if ((seen & Pte.Present) != 0)
+            ulong seen = peek.Read(); // Acquire (READ_ONCE of the PTE).
+            if (PteSlot.IsPresent(seen))
             {
                 return PresentPte(cpu, seen, write, out abort);
             }
@@ -263,21 +249,19 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
         bool installed = false;
         try
         {
-            ulong* entry = mm.PageTable.WalkLocklessLeaf(address, out long ptePfn, out bool huge);
-            if (entry == null || huge)
+            PteSlot slot = FaultCore.WalkLockless(cpu, mm, address);
+            if (!slot.HasTable)
             {
-                abort = WalkAbort(mm, vma, address, write, huge);
+                abort = WalkAbort(mm, vma, address, write, slot.IsHuge);
                 return null;
             }
 
-            // Acquire (READ_ONCE of the PTE).
-            ulong pte = Volatile.Read(ref *entry);
-            if ((pte & Pte.Present) != 0)
+            ulong pte = slot.Read(); // Acquire (READ_ONCE of the PTE).
+            if (PteSlot.IsPresent(pte))
             {
                 return PresentPte(cpu, pte, write, out abort); // Installed since our first look.
             }
 
-            ref PageFrame table = ref cpu.Machine.Memory.Frame(ptePfn);
 #if DEBUG
             HookAction action = cpu.Machine.Hooks.Fire(HookPoint.SpecBeforePtlTryLock, cpu);
             if (action != HookAction.Continue)
@@ -286,13 +270,11 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
                 return null;
             }
 #endif
-            CheckTableStillAllocated(cpu, ptePfn);
             if (SpinOnPtl)
             {
-                cpu.SetSpinTarget("PTL (interrupts disabled) of PTE table", ptePfn);
-                cpu.LockPtl(ref table.Ptl);
+                slot.Lock(cpu); // The deadlock on purpose: a spin with interrupts off (the watchdog names the PTL).
             }
-            else if (!table.Ptl.TryLock(cpu.Id))
+            else if (!slot.TryLock(cpu))
             {
                 abort = SpeculativeAbort.PtlBusy;
                 return null;
@@ -312,14 +294,13 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
                 // we decided from it (kind, protection, range) may be wrong; unmap bumps the count before it zaps.
                 // The PTL's successful CAS just above is a full fence after our reads of the VMA, which is the fence
                 // Boehm's recheck needs; ReadRetryAfterFence does not issue a second one.
-                VirtualTime.Access(vma, Vma.LineSeq, LineAccess.Load);
-                if (!PlantSkipSeqRecheck && (vma.Seq.ReadRetryAfterFence(seq) || Volatile.Read(ref vma.Detached) != 0))
+                if (!PlantSkipSeqRecheck && (vma.ReadRetryAfterFence(seq) || vma.IsDetached))
                 {
                     abort = SpeculativeAbort.SeqChanged;
                     return null;
                 }
 
-                if (!FaultCore.Install(cpu, mm, ref page, entry, pte))
+                if (!FaultCore.Install(cpu, mm, ref page, slot, pte))
                 {
                     abort = SpeculativeAbort.PteChanged;
                     return null;
@@ -329,7 +310,7 @@ public sealed unsafe class SpeculativeStrategy : FaultStrategy
             }
             finally
             {
-                table.Ptl.Unlock(cpu.Id);
+                slot.Unlock(cpu);
             }
         }
         finally

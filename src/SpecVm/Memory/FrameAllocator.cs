@@ -37,7 +37,7 @@ namespace SpecVm.Memory;
 /// counted by <see cref="FreeFrames"/>, so the census still balances.
 /// </para>
 /// </remarks>
-public sealed unsafe class FrameAllocator : IDisposable
+internal sealed unsafe class FrameAllocator : IDisposable
 {
     /// <summary>
     /// Linux's <c>pcp->batch</c> for any zone over 256 MiB: mm/page_alloc.c <c>zone_batchsize</c> takes

@@ -6,7 +6,7 @@ using SpecVm.Sync;
 namespace SpecVm.Memory;
 
 /// <summary>What a physical frame is being used for; every frame is in exactly one state (accounting must balance).</summary>
-public enum FrameState
+internal enum FrameState
 {
     /// <summary>In the global pool or a per-CPU cache.</summary>
     Free = 0,
@@ -39,7 +39,7 @@ public enum FrameState
 /// </summary>
 /// <remarks>64 bytes, so a frame's PTL shares a 128-byte line with at most one neighbour's (as two struct pages do).</remarks>
 [StructLayout(LayoutKind.Explicit, Size = 64)]
-public struct PageFrame
+internal struct PageFrame
 {
     /// <summary>The frame's current use.</summary>
     [FieldOffset(0)]
@@ -109,7 +109,7 @@ public struct PageFrame
 
 /// <summary>Bits of <see cref="PageFrame.Flags"/>.</summary>
 [Flags]
-public enum PageFrameFlags
+internal enum PageFrameFlags
 {
     /// <summary>No flags.</summary>
     None = 0,

@@ -7,7 +7,7 @@ namespace SpecVm.Memory;
 /// The machine's physical memory: one native, page-aligned arena of 4 KiB frames and a <see cref="PageFrame"/> metadata
 /// array beside it (Linux <c>mem_map</c>). Frame data is real memory that workloads read and write.
 /// </summary>
-public sealed unsafe class PhysicalMemory : IDisposable
+public sealed unsafe class PhysicalMemory
 {
     /// <summary>Bytes in one frame (4 KiB).</summary>
     public const int PageSize = 4096;
@@ -21,7 +21,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
 
     /// <summary>Reserves <paramref name="frameCount"/> frames. The OS commits the memory lazily, on first touch.</summary>
     /// <param name="frameCount">The number of 4 KiB frames; at least 16.</param>
-    public PhysicalMemory(int frameCount)
+    internal PhysicalMemory(int frameCount)
     {
         if (frameCount < 16)
         {
@@ -46,7 +46,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
 
     /// <summary>The metadata of frame <paramref name="pfn"/>.</summary>
     /// <param name="pfn">The page frame number, 0 to <see cref="FrameCount"/> - 1.</param>
-    public ref PageFrame Frame(long pfn)
+    internal ref PageFrame Frame(long pfn)
     {
         ObjectDisposedException.ThrowIf(_frames == null, this);
         if ((ulong)pfn >= (ulong)_frameCount)
@@ -68,7 +68,7 @@ public sealed unsafe class PhysicalMemory : IDisposable
 
     /// <summary>The address of frame <paramref name="pfn"/>'s data.</summary>
     /// <param name="pfn">The page frame number.</param>
-    public byte* FrameData(long pfn)
+    internal byte* FrameData(long pfn)
     {
         ObjectDisposedException.ThrowIf(_arena == null, this);
         if ((ulong)pfn >= (ulong)_frameCount)
@@ -84,14 +84,14 @@ public sealed unsafe class PhysicalMemory : IDisposable
 
     /// <summary>A span over frame <paramref name="pfn"/>'s 4 KiB of data.</summary>
     /// <param name="pfn">The page frame number.</param>
-    public Span<byte> FrameSpan(long pfn) => new(FrameData(pfn), PageSize);
+    internal Span<byte> FrameSpan(long pfn) => new(FrameData(pfn), PageSize);
 
     /// <summary>
     /// Makes the OS commit the whole arena now by writing a zero into every frame, so that first touches of the host's
     /// memory (real page faults, possibly milliseconds each on a loaded host) are not measured as the model's cost.
     /// Call it before any frame is handed out: it overwrites the first byte of every frame.
     /// </summary>
-    public void Prefault()
+    internal void Prefault()
     {
         ObjectDisposedException.ThrowIf(_arena == null, this);
         for (long pfn = 0; pfn < _frameCount; pfn++)
@@ -113,8 +113,8 @@ public sealed unsafe class PhysicalMemory : IDisposable
         return census;
     }
 
-    /// <summary>Frees the arena and the metadata.</summary>
-    public void Dispose()
+    /// <summary>Frees the arena and the metadata (the machine does, when it is disposed).</summary>
+    internal void Dispose()
     {
         if (_arena != null)
         {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using SpecVm.Smp;
 using SpecVm.Sync;
 
@@ -55,10 +56,22 @@ public sealed unsafe partial class AddressSpace
         _mmapLock.DowngradeWrite();
     }
 
-    /// <summary>Takes the mmap lock for read on behalf of <paramref name="cpu"/>, counting waits.</summary>
-    /// <param name="cpu">The CPU.</param>
-    internal void ReadLockMm(Cpu cpu)
+    /// <summary>
+    /// Takes the mmap lock for read on behalf of <paramref name="cpu"/> (Linux <c>mmap_read_lock</c>): one fetch-add on
+    /// the lock's count word when no writer holds or waits for it; otherwise spins, then sleeps (the CPU goes lazy for
+    /// TLB shootdowns meanwhile), counting the wait in the CPU's counters and wait histogram. Release it with
+    /// <see cref="MmapReadUnlock"/>.
+    /// </summary>
+    /// <remarks>
+    /// A fault strategy holds it while it finds the VMA and handles the fault under it (<c>FaultCore.HandleStable</c>),
+    /// and must not take it while it holds a VMA read lock (<see cref="Vma.TryReadLock(AddressSpace)"/>): a writer that
+    /// holds the mmap lock waits for that VMA's readers. Never call it with interrupts disabled (it may sleep).
+    /// </remarks>
+    /// <param name="cpu">The CPU taking the lock, on its own thread.</param>
+    /// <exception cref="ObjectDisposedException">The address space was disposed (the lock is not held then).</exception>
+    public void MmapReadLock(Cpu cpu)
     {
+        ArgumentNullException.ThrowIfNull(cpu);
         // down_read: one fetch-add on the fast path (no CAS loop first); the clock is read only if we waited.
         long waited = _mmapLock.EnterReadTimed(cpu);
         if (waited != 0)
@@ -75,6 +88,55 @@ public sealed unsafe partial class AddressSpace
         }
 
         cpu.Count(CpuCounter.MmapReadAcquisitions);
+    }
+
+    /// <summary>Releases the mmap lock taken by <see cref="MmapReadLock"/> (Linux <c>mmap_read_unlock</c>): one atomic on the count word.</summary>
+    /// <exception cref="SynchronizationLockException">The lock is not held for read.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void MmapReadUnlock() => _mmapLock.ExitRead();
+
+    /// <summary>
+    /// Starts a speculative read of the whole address space (Linux <c>mmap_lock_speculate_try_begin</c>, the
+    /// per-mm sequence of Michel Lespinasse's 2021 speculative faults): false while a writer holds the mmap lock;
+    /// otherwise <paramref name="seq"/> is the sequence to pass to <see cref="MmapLockSpeculateRetry"/>. Anything read
+    /// between the two (VMAs, page tables) is valid only if no mmap writer entered meanwhile, in any part of the
+    /// address space.
+    /// </summary>
+    /// <param name="seq">The sequence (the per-VMA-lock sequence, <c>mm_lock_seq</c>, bumped by every writer that leaves).</param>
+    /// <returns>True if no writer is inside.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool MmapLockSpeculateTryBegin(out int seq)
+    {
+        // Acquire: pairs with the release bump of the last writer to leave (WriteUnlock, DowngradeToRead), so everything
+        // that writer changed (the VMA tree, the PTEs it zapped) is visible to the reads that follow, which cannot be
+        // hoisted above this one.
+        seq = Volatile.Read(ref _lockSeq.Value);
+        VirtualTime.Access(_mmapLock, 0, LineAccess.Load);
+
+        // Acquire read of the lock word after the count: a writer inside now changes what we are about to read.
+        return !_mmapLock.IsWriteLocked;
+    }
+
+    /// <summary>
+    /// Ends a speculative read begun by <see cref="MmapLockSpeculateTryBegin"/> (Linux <c>mmap_lock_speculate_retry</c>):
+    /// true if an mmap writer is inside or has been since, so what was read must be discarded.
+    /// </summary>
+    /// <remarks>
+    /// No fence of its own: a caller that must not let an earlier read pass the check (the final check before it
+    /// publishes anything) makes it after a full fence, as a successful PTL trylock is.
+    /// </remarks>
+    /// <param name="seq">The sequence <see cref="MmapLockSpeculateTryBegin"/> returned.</param>
+    /// <returns>True to retry or abort.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool MmapLockSpeculateRetry(int seq)
+    {
+        // The writer bit first, then the count, both acquire. A writer sets the bit (a CAS, a full fence) before its
+        // first change and clears it (release) after bumping the count. If we see the bit clear because that writer
+        // left, the acquire chain makes its bump visible to the count read below; in the other order, a writer could
+        // bump and leave between our two reads and we would see the old count with the bit clear: a whole write
+        // section missed.
+        VirtualTime.Access(_mmapLock, 0, LineAccess.Load);
+        return _mmapLock.IsWriteLocked || Volatile.Read(ref _lockSeq.Value) != seq;
     }
 
     private void BeginChange(Cpu cpu, Vma v)

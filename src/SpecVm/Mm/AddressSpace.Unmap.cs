@@ -171,7 +171,7 @@ public sealed unsafe partial class AddressSpace
         CheckLength(length);
         CheckRange(start, length, nameof(start));
         ulong end = start + length;
-        ReadLockMm(cpu);
+        MmapReadLock(cpu);
         try
         {
             // A per-CPU scratch list: DontNeed runs under the read lock, so CPUs may be here at once; one list each

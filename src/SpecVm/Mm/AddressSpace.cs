@@ -97,19 +97,19 @@ public sealed unsafe partial class AddressSpace : IDisposable
     public FaultStrategy Strategy => _strategy;
 
     /// <summary>The mmap lock (Linux <c>mmap_lock</c>, once <c>mmap_sem</c>).</summary>
-    public RwSemaphore MmapLock => _mmapLock;
+    internal RwSemaphore MmapLock => _mmapLock;
 
     /// <summary>The TLB context: id, generation and CPU mask.</summary>
-    public TlbContext TlbContext => _tlb;
+    internal TlbContext TlbContext => _tlb;
 
     /// <summary>The page table.</summary>
-    public PageTable PageTable => _pageTable;
+    internal PageTable PageTable => _pageTable;
 
     /// <summary>The VMAs.</summary>
     public VmaIndex Vmas => _index;
 
     /// <summary>The VMA slab (grace-period reuse, poisoning, counters).</summary>
-    public VmaSlab Slab => _slab;
+    internal VmaSlab Slab => _slab;
 
     /// <summary>The options.</summary>
     public AddressSpaceOptions Options => _options;
@@ -127,7 +127,25 @@ public sealed unsafe partial class AddressSpace : IDisposable
     internal bool UseZeroPage => _useZeroPage;
 
     /// <summary>True when <see cref="AddressSpaceOptions.TransparentHugePages"/> is <see cref="TransparentHugePageMode.Always"/> (fixed at construction).</summary>
-    internal bool TransparentHugePages => _thp;
+    internal bool ThpAlways => _thp;
+
+    /// <summary>
+    /// Whether anonymous faults map 2 MiB pages here: <see cref="AddressSpaceOptions.TransparentHugePages"/> as fixed at
+    /// construction.
+    /// </summary>
+    public TransparentHugePageMode TransparentHugePages => _thp ? TransparentHugePageMode.Always : TransparentHugePageMode.Never;
+
+    /// <summary>
+    /// True if the classic path would map a transparent huge page for a not-present fault at <paramref name="address"/>
+    /// in <paramref name="vma"/> (Linux <c>thp_vma_allowable_order</c> and <c>do_huge_pmd_anonymous_page</c>'s range
+    /// check): huge pages on, an anonymous VMA covering the whole aligned 2 MiB around the address, and a write, or a read
+    /// that does not map the zero page. A speculative path that does not handle huge pages (neither published series
+    /// does) leaves such a fault to the classic one when it finds the PMD empty.
+    /// </summary>
+    /// <param name="vma">The VMA as the caller read it.</param>
+    /// <param name="address">The faulting address.</param>
+    /// <param name="write">True for a write.</param>
+    public bool WouldMapHugePage(VmaInfo vma, ulong address, bool write) => HugeFaultApplies(vma.Kind, vma.Start, vma.End, address, write);
 
     /// <summary>Planted bug for tests: a whole-huge-page zap frees the huge page before its shootdown.</summary>
     internal bool PlantFreeHugeBeforeShootdown { get; set; }
@@ -147,8 +165,11 @@ public sealed unsafe partial class AddressSpace : IDisposable
         return _thp && kind == MappingKind.Anonymous && (write || !_useZeroPage) && huge >= vmaStart && vmaEnd - huge >= PageTable.PteTableSpan;
     }
 
-    /// <summary><see cref="AddressSpaceOptions.PerVmaLockScope"/> as fixed at construction (read on every per-VMA-lock fault).</summary>
-    internal PerVmaLockScope VmaLockScope => _vmaLockScope;
+    /// <summary>
+    /// Which faults the per-VMA lock handles, by modelled kernel version: <see cref="AddressSpaceOptions.PerVmaLockScope"/>
+    /// as fixed at construction (a field of this object, read on every per-VMA-lock fault).
+    /// </summary>
+    public PerVmaLockScope VmaLockScope => _vmaLockScope;
 
     /// <summary>Replaces the fault strategy (only while no CPU is faulting in this address space).</summary>
     /// <param name="strategy">The new strategy.</param>

@@ -103,7 +103,7 @@ public sealed unsafe class SimFile : IDisposable
     /// </summary>
     /// <param name="cpu">The CPU doing the read, or -1.</param>
     /// <param name="index">The page index, 0 to <see cref="Pages"/> - 1.</param>
-    public long GetPage(int cpu, long index)
+    internal long GetPage(int cpu, long index)
     {
         ObjectDisposedException.ThrowIf(_machine.IsDisposed, _machine);
         if ((ulong)index >= (ulong)_pages.Length)

@@ -143,6 +143,97 @@ public sealed class Vma
         }
     }
 
+    /// <summary>
+    /// Starts a lockless read of this VMA (Linux <c>raw_read_seqcount(&amp;vma-&gt;vm_sequence)</c> in the 2017
+    /// speculative fault): false, with nothing to read, while a writer is changing or retiring it (its sequence count is
+    /// odd). Pair it with <see cref="ReadRetry"/> before acting on what was read.
+    /// </summary>
+    /// <remarks>
+    /// The VMA may be detached, or even recycled for another range, between the lookup and this call (VMAs go back to
+    /// the slab after an SRCU grace period, so hold <see cref="Smp.Machine.Srcu"/>'s read lock across the lookup and the
+    /// read): check <see cref="IsDetached"/> and <see cref="Contains"/> after this call, as Linux's
+    /// <c>vma_has_changed</c> does. One acquire load, no store: readers never write the VMA's line.
+    /// </remarks>
+    /// <param name="seq">The (even) count to pass to <see cref="ReadRetry"/>.</param>
+    /// <returns>True if no writer is inside.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryReadBegin(out int seq)
+    {
+        VirtualTime.Access(this, LineSeq, LineAccess.Load);
+        return Seq.TryReadBegin(out seq);
+    }
+
+    /// <summary>
+    /// Ends a lockless read (Linux <c>read_seqcount_retry</c>): true if a writer changed or retired the VMA since
+    /// <see cref="TryReadBegin"/> returned <paramref name="seq"/>, so everything read or decided from it must be
+    /// discarded. Issues a full fence first, so that none of the reads in between is satisfied after the recheck
+    /// (Boehm 2012; .NET has no acquire-only fence).
+    /// </summary>
+    /// <param name="seq">The count <see cref="TryReadBegin"/> returned.</param>
+    /// <returns>True to retry or abort.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool ReadRetry(int seq)
+    {
+        VirtualTime.Access(this, LineSeq, LineAccess.Load);
+        return Seq.ReadRetry(seq);
+    }
+
+    /// <summary>
+    /// As <see cref="ReadRetry"/>, without its fence, for a caller that has just executed one (a successful
+    /// <c>PteSlot.TryLock</c> or any other interlocked operation after its reads of the VMA): the speculative fault's
+    /// recheck under the PTL. Used without such a fence it can miss a writer.
+    /// </summary>
+    /// <param name="seq">The count <see cref="TryReadBegin"/> returned.</param>
+    /// <returns>True to retry or abort.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool ReadRetryAfterFence(int seq)
+    {
+        VirtualTime.Access(this, LineSeq, LineAccess.Load);
+        return Seq.ReadRetryAfterFence(seq);
+    }
+
+    /// <summary>
+    /// Per-VMA lock, read side (Linux <c>vma_start_read(mm, vma)</c>, 6.4+): pins the VMA against writers without the
+    /// mmap lock. Call it inside an SRCU read section on a VMA just found by <see cref="AddressSpace.Vmas"/>, then check
+    /// that the VMA still <see cref="Contains"/> the address; on <see cref="VmaReadLockResult.Locked"/> call
+    /// <see cref="ReadUnlock"/> when done, and never take the mmap lock while holding it.
+    /// </summary>
+    /// <remarks>
+    /// Fails (<see cref="VmaReadLockResult.WriteLocked"/>) if a writer marked the VMA in its current mmap write section,
+    /// and (<see cref="VmaReadLockResult.Detached"/>) if the VMA was removed from the index: look the address up again.
+    /// One CAS on the VMA's reader count, which sits alone on its cache line; the protocol is described on the internal
+    /// overload this calls.
+    /// </remarks>
+    /// <param name="mm">The address space the VMA was found in.</param>
+    /// <returns>What the attempt found.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public VmaReadLockResult TryReadLock(AddressSpace mm)
+    {
+        ArgumentNullException.ThrowIfNull(mm);
+        return TryReadLock(ref mm.LockSeq);
+    }
+
+    /// <summary>
+    /// Takes a reference on the VMA (Linux <c>get_vma</c> of the speculative fault series before v12): one atomic
+    /// increment of a count alone on its cache line, the cost a refcounted speculative fault pays on every fault. The
+    /// address space never reads the count: it does not keep the VMA alive (an SRCU read section does).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Get()
+    {
+        // Full fence (Interlocked): the shared line's round trip is the point, as get_vma's atomic_inc costs.
+        VirtualTime.Access(this, LineRefs, LineAccess.Rmw);
+        Interlocked.Increment(ref _refs.Value);
+    }
+
+    /// <summary>Drops a reference taken by <see cref="Get"/> (Linux <c>put_vma</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Put()
+    {
+        VirtualTime.Access(this, LineRefs, LineAccess.Rmw);
+        Interlocked.Decrement(ref _refs.Value); // Full fence: the put, as put_vma's atomic_dec_and_test would.
+    }
+
     /// <summary>The sequence count (by reference).</summary>
     internal ref SeqCount Seq
     {
@@ -252,7 +343,7 @@ public sealed class Vma
 
     /// <summary>
     /// Marks the VMA detached (removed from the index), for both kinds of lockless reader: the speculative path reads
-    /// <see cref="Detached"/>; the per-VMA lock's <see cref="TryReadLock"/> finds the detached bit in the reader word.
+    /// <see cref="Detached"/>; the per-VMA lock's <see cref="TryReadLock(ref int)"/> finds the detached bit in the reader word.
     /// The caller holds the mmap lock for write and has write-locked the VMA (<see cref="WriteLock"/>).
     /// </summary>
     internal void MarkDetached()
@@ -290,7 +381,7 @@ public sealed class Vma
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void ReportPoisonedRead() => _slab.ReportPoisonedRead();
 
-    /// <summary>The reader word's detached bit (see <see cref="TryReadLock"/>).</summary>
+    /// <summary>The reader word's detached bit (see <see cref="TryReadLock(ref int)"/>).</summary>
     internal const int ReaderDetached = 1 << 30;
 
     /// <summary>The reader word's count of per-VMA-lock readers inside.</summary>
@@ -325,13 +416,14 @@ public sealed class Vma
     /// </para>
     /// </remarks>
     /// <param name="mmLockSeq">The address space's current lock sequence.</param>
-    internal VmaReadLock TryReadLock(ref int mmLockSeq)
+    /// <returns>What the attempt found; <see cref="VmaReadLockResult.Locked"/> obliges a <see cref="ReadUnlock"/>.</returns>
+    internal VmaReadLockResult TryReadLock(ref int mmLockSeq)
     {
         // Acquire reads: a VMA marked by the current write section is locked; don't bother bouncing its line.
         VirtualTime.Access(this, LineLockSeq, LineAccess.Load);
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
-            return VmaReadLock.WriteLocked;
+            return VmaReadLockResult.WriteLocked;
         }
 
         // The read that seeds the CAS is priced with the CAS it feeds (one exclusive fetch of the line, as a lock
@@ -342,12 +434,12 @@ public sealed class Vma
         {
             if ((seen & ReaderDetached) != 0)
             {
-                return VmaReadLock.Detached; // Linux 6.15: oldcnt == 0, -EAGAIN: the caller looks the address up again.
+                return VmaReadLockResult.Detached; // Linux 6.15: oldcnt == 0, -EAGAIN: the caller looks the address up again.
             }
 
             if ((seen & ReaderMask) >= MaxReaders)
             {
-                return VmaReadLock.WriteLocked; // At the limit (6.15's VMA_REF_LIMIT): refuse, as a busy lock.
+                return VmaReadLockResult.WriteLocked; // At the limit (6.15's VMA_REF_LIMIT): refuse, as a busy lock.
             }
 
             // CAS (full fence), the claim and one half of a Dekker pair with WriteLock: our count is published before
@@ -368,14 +460,18 @@ public sealed class Vma
         if (Volatile.Read(ref _lockSeq) == Volatile.Read(ref mmLockSeq))
         {
             ReadUnlock(); // A writer marked it between our first check and our CAS: give the count back, fall back.
-            return VmaReadLock.WriteLocked;
+            return VmaReadLockResult.WriteLocked;
         }
 
-        return VmaReadLock.Locked;
+        return VmaReadLockResult.Locked;
     }
 
-    /// <summary>Per-VMA lock, read release (<c>vma_end_read</c>).</summary>
-    internal void ReadUnlock()
+    /// <summary>
+    /// Releases the per-VMA read lock taken by <see cref="TryReadLock(AddressSpace)"/> (Linux <c>vma_end_read</c>): one
+    /// atomic decrement of the reader word, a full fence, so the fault's work is done before a writer sees no reader.
+    /// </summary>
+    /// <exception cref="SynchronizationLockException">The VMA is not read-locked.</exception>
+    public void ReadUnlock()
     {
         // Full fence: the fault's work is done before the writer may see zero readers.
         VirtualTime.Access(this, LineReaders, LineAccess.Rmw);
@@ -450,10 +546,10 @@ public sealed class Vma
     }
 }
 
-/// <summary>What <see cref="Vma.TryReadLock"/> found.</summary>
-internal enum VmaReadLock
+/// <summary>What <see cref="Vma.TryReadLock(AddressSpace)"/> found (Linux 6.15 <c>vma_start_read</c>'s three outcomes).</summary>
+public enum VmaReadLockResult
 {
-    /// <summary>Read-locked: the caller must <see cref="Vma.ReadUnlock"/>.</summary>
+    /// <summary>Read-locked: the caller must call <see cref="Vma.ReadUnlock"/>.</summary>
     Locked,
 
     /// <summary>A writer marked the VMA in its current write section (or the count is at its limit): fall back.</summary>

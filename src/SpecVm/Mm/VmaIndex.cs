@@ -18,19 +18,28 @@ namespace SpecVm.Mm;
 /// Deletion removes empty nodes but does not merge underfull ones, so the height stays bounded by the logarithm of
 /// the largest size the tree has had. Lookups are O(log n) and allocation-free.
 /// </para>
+/// <para>
+/// Public surface: the reads (<see cref="Find"/>, <see cref="FirstOverlap"/>, <see cref="Count"/>,
+/// <see cref="Snapshot"/>). Only the address space changes the index, under its mmap write lock.
+/// </para>
 /// </remarks>
 public sealed class VmaIndex
 {
     /// <summary>Slots per node (the maple tree's leaves have 16).</summary>
-    public const int Fanout = 16;
+    internal const int Fanout = 16;
 
     private Root _root = new(null, 0);
+
+    /// <summary>Creates an empty index (each address space owns one: <see cref="AddressSpace.Vmas"/>).</summary>
+    internal VmaIndex()
+    {
+    }
 
     /// <summary>The number of VMAs.</summary>
     public int Count => Volatile.Read(ref _root).Count;
 
     /// <summary>The height of the tree (0 when empty).</summary>
-    public int Height
+    internal int Height
     {
         get
         {
@@ -121,7 +130,7 @@ public sealed class VmaIndex
     /// <param name="start">Start address.</param>
     /// <param name="end">End address (exclusive).</param>
     /// <param name="into">The list to fill.</param>
-    public void CollectOverlapping(ulong start, ulong end, List<Vma> into)
+    internal void CollectOverlapping(ulong start, ulong end, List<Vma> into)
     {
         ArgumentNullException.ThrowIfNull(into);
         Root root = Volatile.Read(ref _root);
@@ -133,7 +142,7 @@ public sealed class VmaIndex
     /// <summary>Removes <paramref name="remove"/> and adds <paramref name="add"/> in one publication. Caller holds the mmap lock for write.</summary>
     /// <param name="remove">VMAs currently in the index.</param>
     /// <param name="add">New VMAs, overlapping nothing that remains.</param>
-    public void Replace(IReadOnlyCollection<Vma> remove, IReadOnlyCollection<Vma> add)
+    internal void Replace(IReadOnlyCollection<Vma> remove, IReadOnlyCollection<Vma> add)
     {
         ArgumentNullException.ThrowIfNull(remove);
         ArgumentNullException.ThrowIfNull(add);

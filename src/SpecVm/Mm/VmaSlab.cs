@@ -7,7 +7,7 @@ namespace SpecVm.Mm;
 /// VMA returns to the free list only after an SRCU grace period, so no lockless reader that could still hold it sees
 /// it change identity. Reuse is first-in first-out, which keeps a freed VMA poisoned as long as possible.
 /// </summary>
-public sealed class VmaSlab
+internal sealed class VmaSlab
 {
     private readonly Srcu _srcu;
     private readonly bool _poison;

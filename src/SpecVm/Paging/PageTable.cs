@@ -29,7 +29,7 @@ namespace SpecVm.Paging;
 /// has been acknowledged by every CPU, which is what makes a lockless walk with interrupts disabled safe.
 /// </para>
 /// </remarks>
-public sealed unsafe class PageTable
+internal sealed unsafe class PageTable
 {
     /// <summary>The first address above user space (2^47).</summary>
     public const ulong UserTop = 1UL << 47;

@@ -17,7 +17,7 @@ namespace SpecVm.Paging;
 /// PS is meaningful only in a PMD entry (x86's page-size bit: the entry maps 512 contiguous frames from its PFN, a
 /// 2 MiB-aligned block); in a PTE it is never set (x86 reuses it as PAT there, which SpecVm does not model).
 /// </remarks>
-public readonly struct Pte : IEquatable<Pte>
+internal readonly struct Pte : IEquatable<Pte>
 {
     /// <summary>Present (P).</summary>
     public const ulong Present = 1UL << 0;

@@ -8,7 +8,7 @@ using SpecVm.Smp;
 namespace SpecVm.Scaling;
 
 /// <summary>Collects <see cref="MachineInfo"/> about the current machine and <see cref="RuntimeSettings"/> about this process.</summary>
-public static class MachineInfoProbe
+internal static class MachineInfoProbe
 {
     /// <summary>
     /// The build and runtime settings of this process: the library's build configuration and whether the JIT

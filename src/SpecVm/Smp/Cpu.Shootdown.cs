@@ -13,7 +13,7 @@ public sealed unsafe partial class Cpu
     private readonly FlushRequest _request;
 
     /// <summary>The address space this CPU has loaded (its CR3), or null.</summary>
-    public TlbContext? Loaded => _loaded;
+    internal TlbContext? Loaded => _loaded;
 
     /// <summary>The TLB generation of <see cref="Loaded"/> this CPU has flushed up to (checkers; racy unless the CPU is quiet).</summary>
     internal long LoadedGeneration => Volatile.Read(ref _loadedGeneration);
@@ -21,7 +21,7 @@ public sealed unsafe partial class Cpu
     /// <summary>Loads <paramref name="context"/> (a context switch): joins its CPU mask and starts with a clean TLB.</summary>
     /// <param name="context">The address space's TLB context.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void SwitchTo(TlbContext context)
+    internal void SwitchTo(TlbContext context)
     {
         if (!ReferenceEquals(_loaded, context))
         {
@@ -46,7 +46,7 @@ public sealed unsafe partial class Cpu
     }
 
     /// <summary>Leaves the loaded address space (it is being destroyed, or the CPU goes idle for good).</summary>
-    public void SwitchToNone()
+    internal void SwitchToNone()
     {
         if (_loaded != null)
         {
@@ -59,7 +59,7 @@ public sealed unsafe partial class Cpu
     /// <summary>Flushes local translations of [<paramref name="start"/>, <paramref name="end"/>) in the loaded context.</summary>
     /// <param name="start">Start address (page aligned).</param>
     /// <param name="end">End address (page aligned, exclusive).</param>
-    public void FlushLocal(ulong start, ulong end)
+    internal void FlushLocal(ulong start, ulong end)
     {
         if (_tlb.FlushRange(start >> 12, end >> 12))
         {
@@ -80,7 +80,7 @@ public sealed unsafe partial class Cpu
     /// <param name="context">The address space's TLB context.</param>
     /// <param name="start">Start address (page aligned).</param>
     /// <param name="end">End address (page aligned, exclusive); ulong.MaxValue flushes everything.</param>
-    public void Shootdown(TlbContext context, ulong start, ulong end) => Shootdown(context, start, end, ulong.MaxValue);
+    internal void Shootdown(TlbContext context, ulong start, ulong end) => Shootdown(context, start, end, ulong.MaxValue);
 
     /// <summary>
     /// A targeted shootdown: as <see cref="Shootdown(TlbContext, ulong, ulong)"/>, but only the CPUs in
@@ -91,7 +91,7 @@ public sealed unsafe partial class Cpu
     /// <param name="start">Start address (page aligned).</param>
     /// <param name="end">End address (page aligned, exclusive); ulong.MaxValue flushes everything.</param>
     /// <param name="mayCache">Bit mask of the CPUs that may cache a translation of the range.</param>
-    public void Shootdown(TlbContext context, ulong start, ulong end, ulong mayCache)
+    internal void Shootdown(TlbContext context, ulong start, ulong end, ulong mayCache)
     {
         ArgumentNullException.ThrowIfNull(context);
         if (_irqDepth != 0)

@@ -68,7 +68,7 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     public Machine Machine => _machine;
 
     /// <summary>This CPU's TLB.</summary>
-    public Tlb Tlb => _tlb;
+    internal Tlb Tlb => _tlb;
 
     /// <summary>The managed thread id of this CPU's thread (0 before it starts).</summary>
     public int ThreadId { get; internal set; }
@@ -89,10 +89,10 @@ public sealed unsafe partial class Cpu : ISpinWaiter
     public bool IrqsDisabled => _irqDepth != 0;
 
     /// <summary>True while this CPU is lazy (asleep, skipped by shootdowns).</summary>
-    public bool IsLazy => Volatile.Read(ref _shared.Lazy) != 0;
+    internal bool IsLazy => Volatile.Read(ref _shared.Lazy) != 0;
 
     /// <summary>Bit mask of CPUs with a flush IPI pending here (a racy snapshot).</summary>
-    public ulong PendingIpis => Volatile.Read(ref _shared.Pending);
+    internal ulong PendingIpis => Volatile.Read(ref _shared.Pending);
 
     /// <summary>Adds <paramref name="delta"/> to one of this CPU's counters (owner only; no atomics).</summary>
     /// <param name="counter">Which counter.</param>

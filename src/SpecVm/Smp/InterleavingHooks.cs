@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 namespace SpecVm.Smp;
 
 /// <summary>The protocol decision points where tests may inject delays, forced aborts and forced trylock failures.</summary>
-public enum HookPoint
+internal enum HookPoint
 {
     /// <summary>Speculative fault: the VMA was found, its sequence count not yet read.</summary>
     SpecAfterLookup,
@@ -34,7 +34,7 @@ public enum HookPoint
 }
 
 /// <summary>What a hook handler tells the code at a <see cref="HookPoint"/>.</summary>
-public enum HookAction
+internal enum HookAction
 {
     /// <summary>Go on normally.</summary>
     Continue,
@@ -52,7 +52,7 @@ public enum HookAction
 /// <see cref="HookAction"/>. The calls are compiled only into Debug builds of SpecVm: a Release build (the NuGet
 /// package) never calls the handler and pays nothing.
 /// </summary>
-public sealed class InterleavingHooks
+internal sealed class InterleavingHooks
 {
     private Func<HookPoint, Cpu, HookAction>? _handler;
 

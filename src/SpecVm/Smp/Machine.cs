@@ -126,7 +126,7 @@ public sealed unsafe class Machine : IDisposable
     public PhysicalMemory Memory => _memory;
 
     /// <summary>The frame allocator.</summary>
-    public FrameAllocator Frames => _frames;
+    internal FrameAllocator Frames => _frames;
 
     /// <summary>The LRU of anonymous pages, with its lock and per-CPU folio batches.</summary>
     internal LruVec Lru => _lru;
@@ -153,7 +153,7 @@ public sealed unsafe class Machine : IDisposable
     /// anonymous read faults map read-only when <c>AddressSpaceOptions.UseZeroPage</c> is on. Its state is
     /// <see cref="FrameState.ZeroPage"/> and its map count stays 0, as Linux does not count the zero page's mappings.
     /// </summary>
-    public long ZeroPfn => _zeroPfn;
+    internal long ZeroPfn => _zeroPfn;
 
     /// <summary>
     /// Protocol violations that debug checks observed (for example a lockless walker that found its page-table page
@@ -184,7 +184,7 @@ public sealed unsafe class Machine : IDisposable
     }
 
     /// <summary>Interleaving hooks for tests (called only in Debug builds of SpecVm).</summary>
-    public InterleavingHooks Hooks { get; } = new();
+    internal InterleavingHooks Hooks { get; } = new();
 
     /// <summary>The SRCU domain guarding VMA lifetimes (the speculative series' <c>vma_srcu</c>).</summary>
     public Srcu Srcu => _srcu;

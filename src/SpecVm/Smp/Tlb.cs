@@ -7,7 +7,7 @@ namespace SpecVm.Smp;
 /// A CPU's software TLB: direct-mapped (QEMU softmmu style), tagged by address-space id and virtual page, caching the
 /// leaf PTE (PFN and permissions). Only its CPU touches it; other CPUs ask for flushes with IPIs.
 /// </summary>
-public sealed unsafe class Tlb : IDisposable
+internal sealed unsafe class Tlb : IDisposable
 {
     /// <summary>Above this many pages a range flush flushes everything (Linux x86 <c>tlb_single_page_flush_ceiling</c> = 33).</summary>
     public const int SinglePageFlushCeiling = 33;

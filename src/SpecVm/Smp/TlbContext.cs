@@ -12,7 +12,7 @@ namespace SpecVm.Smp;
 /// records the generation it has flushed up to, so one that slept through a shootdown (lazy) sees it is behind when
 /// it wakes and flushes itself. The generation and the mask each sit on their own cache line.
 /// </remarks>
-public sealed class TlbContext
+internal sealed class TlbContext
 {
     private static int s_nextId;
     private Line _line;

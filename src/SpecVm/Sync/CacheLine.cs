@@ -6,7 +6,7 @@ namespace SpecVm.Sync;
 /// apart still false-share; ARM64 parts such as Apple's M series have 128-byte lines outright. An AnyCPU package
 /// cannot rely on <c>#if TARGET_ARM64</c>, so one number serves both (dotnet/runtime Internal/Padding.cs does the same).
 /// </remarks>
-public static class CacheLine
+internal static class CacheLine
 {
     /// <summary>The size in bytes of one padded line.</summary>
     public const int Size = 128;

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 namespace SpecVm.Sync;
 
 /// <summary><c>cpu_relax()</c>: the pause hint that every spin loop issues once per iteration (through <c>Backoff</c>, the library's one spin-wait policy).</summary>
-public static class CpuRelax
+internal static class CpuRelax
 {
     /// <summary>Hints the core that this is a spin-wait (x86 <c>PAUSE</c>; a yield-free no-op elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -11,7 +11,7 @@ namespace SpecVm.Sync;
 /// that interrupts are enabled (sleeping with irqs off is a bug) and marks the CPU lazy so shootdowns skip it;
 /// <see cref="FinishBlock"/> leaves lazy mode and catches up with missed TLB flushes.
 /// </remarks>
-public interface ISpinWaiter
+internal interface ISpinWaiter
 {
     /// <summary>One iteration of a spin-wait: serve what may be served (interrupts) and relax the core.</summary>
     void Relax();

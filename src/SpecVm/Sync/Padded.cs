@@ -5,7 +5,7 @@ namespace SpecVm.Sync;
 /// <summary>A <see cref="long"/> alone on its own cache line (with a line of padding before and after it).</summary>
 /// <remarks>Built like dotnet/runtime's <c>PaddedHeadAndTail</c>: size 3 lines, the hot field at 1 line.</remarks>
 [StructLayout(LayoutKind.Explicit, Size = 3 * CacheLine.Size)]
-public struct PaddedLong
+internal struct PaddedLong
 {
     /// <summary>The value.</summary>
     [FieldOffset(CacheLine.Size)]
@@ -14,7 +14,7 @@ public struct PaddedLong
 
 /// <summary>An <see cref="int"/> alone on its own cache line (with a line of padding before and after it).</summary>
 [StructLayout(LayoutKind.Explicit, Size = 3 * CacheLine.Size)]
-public struct PaddedInt
+internal struct PaddedInt
 {
     /// <summary>The value.</summary>
     [FieldOffset(CacheLine.Size)]

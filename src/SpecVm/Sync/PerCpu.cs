@@ -13,7 +13,7 @@ namespace SpecVm.Sync;
 /// hoped for: a managed array may start anywhere within a line. A slot is meant to be written only by its own CPU;
 /// other CPUs may read it (summing counters), which is what makes the padding worth it.
 /// </remarks>
-public sealed unsafe class PerCpu<T> : IDisposable
+internal sealed unsafe class PerCpu<T> : IDisposable
     where T : unmanaged
 {
     private byte* _base;

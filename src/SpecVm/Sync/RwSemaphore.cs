@@ -34,7 +34,7 @@ namespace SpecVm.Sync;
 /// <see cref="SynchronizationLockException"/> and leaves the count word as it was.
 /// </para>
 /// </remarks>
-public sealed class RwSemaphore
+internal sealed class RwSemaphore
 {
     private const long WriterLocked = 1;
     private const long WaitingWriterUnit = 1L << 1;

@@ -25,6 +25,12 @@ namespace SpecVm.Sync;
 /// grace period for the batch, then runs the callbacks. <see cref="Barrier"/> waits for all queued callbacks.
 /// </para>
 /// <para>
+/// Public surface: the read side only (<see cref="ReadLock"/>, <see cref="ReadLockLite"/>, <see cref="ReadUnlock"/>,
+/// <see cref="ReadUnlockLocal"/>), which a fault strategy needs around a lockless VMA lookup
+/// (<c>cpu.Machine.Srcu</c>); the update side (grace periods, deferred frees) belongs to the address space that retires
+/// VMAs and is internal.
+/// </para>
+/// <para>
 /// Misuse is refused before any counter changes. A CPU's read-section nesting depth is its own slot's lock counts
 /// minus its unlock counts, so it costs the read path nothing: an unlock of an index with no open section on that
 /// CPU throws <see cref="InvalidOperationException"/> (an extra unlock would otherwise make every later grace period
@@ -61,30 +67,30 @@ public sealed unsafe class Srcu : IDisposable
 
     /// <summary>Creates an SRCU domain for <paramref name="cpuCount"/> CPUs.</summary>
     /// <param name="cpuCount">The number of reader slots (CPU ids 0..cpuCount-1).</param>
-    public Srcu(int cpuCount)
+    internal Srcu(int cpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(cpuCount, 1);
         _slots = new PerCpu<Slot>(cpuCount);
     }
 
     /// <summary>The number of reader slots.</summary>
-    public int CpuCount => _slots.Count;
+    internal int CpuCount => _slots.Count;
 
     /// <summary>Grace periods completed so far.</summary>
-    public long GracePeriods => Volatile.Read(ref _gracePeriods);
+    internal long GracePeriods => Volatile.Read(ref _gracePeriods);
 
     /// <summary>Deferred callbacks run so far.</summary>
-    public long CallbacksRun => Volatile.Read(ref _callbacksRun);
+    internal long CallbacksRun => Volatile.Read(ref _callbacksRun);
 
     /// <summary>Deferred callbacks that threw, or were dropped because their grace period failed, so far.</summary>
-    public long FailedCallbacks => Volatile.Read(ref _failedCallbacks);
+    internal long FailedCallbacks => Volatile.Read(ref _failedCallbacks);
 
     /// <summary>
     /// How long a grace period may wait for readers before <see cref="Synchronize"/> gives up with
     /// <see cref="HungTaskException"/>; <see cref="Timeout.InfiniteTimeSpan"/> waits forever. Defaults to
     /// <see cref="Watchdog.DefaultTimeout"/>: 30 s in Debug builds, infinite in Release.
     /// </summary>
-    public TimeSpan WatchdogTimeout
+    internal TimeSpan WatchdogTimeout
     {
         get => _watchdogTimeout;
         set
@@ -241,7 +247,7 @@ public sealed unsafe class Srcu : IDisposable
     /// <exception cref="InvalidOperationException">The waiting CPU is inside a read section (it would wait for itself).</exception>
     /// <exception cref="HungTaskException">The wait outlasted <see cref="WatchdogTimeout"/>.</exception>
     /// <exception cref="ObjectDisposedException">The domain was disposed.</exception>
-    public void Synchronize(ISpinWaiter? waiter = null)
+    internal void Synchronize(ISpinWaiter? waiter = null)
     {
         int self = waiter?.Id ?? -1;
         if ((uint)self < (uint)_slots.Count && OpenSections(self) > 0)
@@ -369,7 +375,7 @@ public sealed unsafe class Srcu : IDisposable
     /// <summary>Runs <paramref name="callback"/> once, after a grace period that starts after this call (<c>call_srcu</c>).</summary>
     /// <param name="callback">The callback; give it a static lambda and pass data through <paramref name="state"/> to avoid allocating.</param>
     /// <param name="state">Passed to the callback.</param>
-    public void Defer(Action<object?> callback, object? state)
+    internal void Defer(Action<object?> callback, object? state)
     {
         ArgumentNullException.ThrowIfNull(callback);
         lock (_queueLock)
@@ -422,7 +428,7 @@ public sealed unsafe class Srcu : IDisposable
     /// <exception cref="InvalidOperationException">Called from a deferred callback (it would wait for itself).</exception>
     /// <exception cref="HungTaskException">The wait outlasted twice <see cref="WatchdogTimeout"/> (a callback that does
     /// not return).</exception>
-    public void Barrier()
+    internal void Barrier()
     {
         // Acquire read of the worker, which Defer publishes under _queueLock: a stale null only means the caller is not
         // the worker (the worker's own thread saw the assignment before it started), so the check is never wrong.
@@ -460,7 +466,7 @@ public sealed unsafe class Srcu : IDisposable
     }
 
     /// <summary>Callbacks queued and not yet run (a racy snapshot).</summary>
-    public int PendingCallbacks
+    internal int PendingCallbacks
     {
         get
         {
@@ -539,7 +545,7 @@ public sealed unsafe class Srcu : IDisposable
 
     /// <summary>Runs the callbacks still queued (after a grace period), stops the worker and frees the slots. Waits for
     /// the worker: with a read section left open and the watchdog off (Release), that wait does not end.</summary>
-    public void Dispose()
+    internal void Dispose()
     {
         Thread? worker;
         lock (_queueLock)
@@ -557,6 +563,10 @@ public sealed unsafe class Srcu : IDisposable
         worker?.Join();
         _slots.Dispose();
     }
+
+    /// <summary>As <see cref="Dispose"/>: the machine that owns the domain disposes it (explicit, so that users of a
+    /// machine's domain are not offered it).</summary>
+    void IDisposable.Dispose() => Dispose();
 
     private string DescribeOpenSections()
     {

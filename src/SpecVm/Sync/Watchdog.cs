@@ -1,7 +1,7 @@
 namespace SpecVm.Sync;
 
 /// <summary>The default of the Sync primitives' wait watchdogs (see <see cref="HungTaskException"/>).</summary>
-public static class Watchdog
+internal static class Watchdog
 {
     /// <summary>
     /// 30 s in a Debug build of SpecVm (longer than any legitimate wait in its tests and workloads, whose lock holds

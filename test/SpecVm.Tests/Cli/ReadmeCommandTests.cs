@@ -29,7 +29,7 @@ public partial class ReadmeCommandTests
     }
 
     [Fact]
-    public void TheMoreCommandsBlockHasTheNineCommands() => Assert.Equal(9, ReadmeBlock("## More commands").Count);
+    public void TheMoreCommandsBlockHasTheTenCommands() => Assert.Equal(10, ReadmeBlock("## More commands").Count);
 
     [Theory]
     [MemberData(nameof(MoreCommands))]

@@ -9,13 +9,16 @@ public class InterleavingHookTests
     [HookFact]
     public void HooksAreCompiledIntoTheBuildTheTestsUse() => Assert.True(InterleavingHooks.CompiledIn);
 
+    // The hook enums are internal (a public test method cannot take them), so the data passes their values as ints.
     [HookTheory]
-    [InlineData(HookPoint.SpecAfterLookup, HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 64)]
-    [InlineData(HookPoint.SpecAfterSeqRead, HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 64)]
-    [InlineData(HookPoint.SpecBeforePtlTryLock, HookAction.FailTryLock, CpuCounter.SpecAbortPtlBusy, 63)]
-    [InlineData(HookPoint.SpecBeforeRecheck, HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 63)]
-    public void ForcedSpeculativeAbortsAreCountedAndFallBack(HookPoint point, HookAction action, CpuCounter counter, int expected)
+    [InlineData((int)HookPoint.SpecAfterLookup, (int)HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 64)]
+    [InlineData((int)HookPoint.SpecAfterSeqRead, (int)HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 64)]
+    [InlineData((int)HookPoint.SpecBeforePtlTryLock, (int)HookAction.FailTryLock, CpuCounter.SpecAbortPtlBusy, 63)]
+    [InlineData((int)HookPoint.SpecBeforeRecheck, (int)HookAction.ForceAbort, CpuCounter.SpecAbortSeqChanged, 63)]
+    public void ForcedSpeculativeAbortsAreCountedAndFallBack(int pointValue, int actionValue, CpuCounter counter, int expected)
     {
+        var point = (HookPoint)pointValue;
+        var action = (HookAction)actionValue;
         using var machine = new Machine(new MachineOptions { CpuCount = 1, MemoryBytes = 32L << 20 });
         using var mm = new AddressSpace(machine, new SpeculativeStrategy());
         machine.Hooks.Handler = (p, _) => p == point ? action : HookAction.Continue;

@@ -23,6 +23,7 @@ public class GuideTests(ITestOutputHelper output)
         Assert.Contains("SegmentationFault", printed);
         Assert.Contains("hEllo", printed);
         Assert.Contains("slice-toucher write-only-speculation x1", printed);
+        Assert.Contains("vma lock 1, mmap lock 1", printed);
         Assert.Contains("time mode: virtual, cost model epyc-2s-128", printed);
         Assert.Contains("slice-toucher speculative on 8 simulated CPUs", printed);
         Assert.Contains("kernel 4.14-spf: munmap downgrade False, LRU batch 14", printed);

@@ -16,11 +16,11 @@ public sealed class VmaReadLockTests
         var vma = new Vma(new VmaSlab(srcu, poison: false));
         int mmLockSeq = 7;
         vma.WriteLock(mmLockSeq, waiter: null); // Marked in write section 7.
-        Assert.Equal(VmaReadLock.WriteLocked, vma.TryReadLock(ref mmLockSeq));
+        Assert.Equal(VmaReadLockResult.WriteLocked, vma.TryReadLock(ref mmLockSeq));
         Assert.Equal(0, vma.ReaderCount & Vma.ReaderMask);
 
         mmLockSeq++; // The write section ends (mmap_write_unlock: vma_end_write_all).
-        Assert.Equal(VmaReadLock.Locked, vma.TryReadLock(ref mmLockSeq));
+        Assert.Equal(VmaReadLockResult.Locked, vma.TryReadLock(ref mmLockSeq));
         Assert.Equal(1, vma.ReaderCount & Vma.ReaderMask);
         vma.ReadUnlock();
         Assert.Equal(0, vma.ReaderCount);
@@ -33,7 +33,7 @@ public sealed class VmaReadLockTests
         var vma = new Vma(new VmaSlab(srcu, poison: false));
         int mmLockSeq = 0;
         vma.MarkDetached();
-        Assert.Equal(VmaReadLock.Detached, vma.TryReadLock(ref mmLockSeq));
+        Assert.Equal(VmaReadLockResult.Detached, vma.TryReadLock(ref mmLockSeq));
         Assert.Equal(Vma.ReaderDetached, vma.ReaderCount); // The bit alone: no reader count was taken.
         Assert.True(vma.IsDetached);
     }
@@ -53,13 +53,13 @@ public sealed class VmaReadLockTests
             // Lock and unlock in turns (every CAS contends with the other thread's), then hold PerThread counts.
             for (int i = 0; i < PerThread; i++)
             {
-                Assert.Equal(VmaReadLock.Locked, vma.TryReadLock(ref mmLockSeq));
+                Assert.Equal(VmaReadLockResult.Locked, vma.TryReadLock(ref mmLockSeq));
                 vma.ReadUnlock();
             }
 
             for (int i = 0; i < PerThread; i++)
             {
-                Assert.Equal(VmaReadLock.Locked, vma.TryReadLock(ref mmLockSeq));
+                Assert.Equal(VmaReadLockResult.Locked, vma.TryReadLock(ref mmLockSeq));
             }
         }
 
@@ -70,7 +70,7 @@ public sealed class VmaReadLockTests
 
         // A detach now keeps the count (readers inside finish) and refuses newcomers.
         vma.MarkDetached();
-        Assert.Equal(VmaReadLock.Detached, vma.TryReadLock(ref mmLockSeq));
+        Assert.Equal(VmaReadLockResult.Detached, vma.TryReadLock(ref mmLockSeq));
         for (int i = 0; i < 2 * PerThread; i++)
         {
             vma.ReadUnlock();

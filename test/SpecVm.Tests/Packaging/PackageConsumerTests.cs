@@ -61,6 +61,10 @@ public class PackageConsumerTests(ITestOutputHelper output)
             Run(sample, "dotnet", $"restore --packages \"{packages}\"");
             string stdout = Run(sample, "dotnet", "run --no-restore -c Release");
             Assert.Contains("sample OK", stdout);
+
+            // The sample's own strategy, built against the package's public API: the first write retries under the mmap
+            // lock (the VMA has no anon_vma yet), the second completes under the VMA lock.
+            Assert.Contains("custom strategy vma-lock-or-mmap-lock: faults 2, vma lock 1, mmap lock 1", stdout);
         }
         finally
         {

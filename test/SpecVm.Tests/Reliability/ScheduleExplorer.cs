@@ -41,7 +41,7 @@ public enum Plant
 /// <summary>One deterministic schedule: where each side parks, and which side is released first.</summary>
 /// <remarks><see cref="ZapBatch"/> 1 makes the writer flush while holding the PTL (the hazard); 4096 lets it reach its
 /// later hook points with the PTL released.</remarks>
-public readonly record struct Schedule(HookPoint FaultPoint, HookPoint WriterPoint, bool FaultFirst, WriterOp Op, int ZapBatch)
+internal readonly record struct Schedule(HookPoint FaultPoint, HookPoint WriterPoint, bool FaultFirst, WriterOp Op, int ZapBatch)
 {
     public override string ToString() => $"{Op}: fault@{FaultPoint} writer@{WriterPoint} {(FaultFirst ? "fault-first" : "writer-first")} zap-batch {ZapBatch}";
 }
@@ -52,7 +52,7 @@ public readonly record struct Schedule(HookPoint FaultPoint, HookPoint WriterPoi
 /// ack), then the two are released in a chosen order. Every combination of points and orders is one schedule; after
 /// each the invariants are checked. Rare orders are tried deliberately rather than by luck.
 /// </summary>
-public static class ScheduleExplorer
+internal static class ScheduleExplorer
 {
     public static readonly HookPoint[] FaultPoints =
         [HookPoint.SpecAfterLookup, HookPoint.SpecAfterSeqRead, HookPoint.SpecBeforePtlTryLock, HookPoint.SpecBeforeRecheck];
