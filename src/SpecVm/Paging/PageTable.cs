@@ -352,9 +352,17 @@ internal sealed unsafe class PageTable
             table = new Pte(value).Pfn;
         }
 
+        // A huge page is a leaf, not a table: never detach one as a table (its region's zap removes it; one still here
+        // is a bug the invariant checker reports, a huge PMD outside every VMA, rather than frames freed as tables).
+        ulong* slot = Entries(table) + IndexAt(regionBase, level + 1);
+        if ((Volatile.Read(ref *slot) & Pte.Huge) != 0)
+        {
+            return 0;
+        }
+
         // Exchange (full fence): walkers that start after this see no table; walkers already past this level are
         // why the frames wait for a shootdown before they are freed.
-        ulong old = Interlocked.Exchange(ref *(Entries(table) + IndexAt(regionBase, level + 1)), 0);
+        ulong old = Interlocked.Exchange(ref *slot, 0);
         if ((old & Pte.Present) == 0)
         {
             return 0;
