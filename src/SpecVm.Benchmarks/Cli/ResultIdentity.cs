@@ -62,6 +62,7 @@ internal static class ResultIdentity
         Check("settings.targetedShootdowns", sa.TargetedShootdowns, sb.TargetedShootdowns, false);
         Check("settings.downgradeOnUnmap", sa.DowngradeOnUnmap, sb.DowngradeOnUnmap, false);
         Check("settings.lockLayout", sa.LockLayout, sb.LockLayout, false);
+        Check("settings.transparentHugePages", sa.TransparentHugePages ?? "never", sb.TransparentHugePages ?? "never", false);
         Check("settings.kernelProfile", sa.KernelProfile, sb.KernelProfile, false);
         Check("settings.seed", sa.Seed, sb.Seed, true);
         if (!crossMode)

@@ -30,6 +30,7 @@ internal sealed class ScaleOptions
     private Option<bool> _targeted = null!;
     private Option<string> _lockLayout = null!;
     private Option<bool> _noDowngrade = null!;
+    private Option<string> _thp = null!;
     private Option<string> _kernel = null!;
     private Option<long> _mappingMib = null!;
     private Option<long> _sliceMib = null!;
@@ -106,6 +107,11 @@ internal sealed class ScaleOptions
         _noDowngrade = new Option<bool>("--no-unmap-downgrade")
         {
             Description = "munmap holds the mmap lock for write through the zap and shootdowns, as the 4.14 kernels did (default: as the kernel profile says; 4.20+ downgrade).",
+        },
+        _thp = new Option<string>("--thp")
+        {
+            Description = "Transparent huge pages for the model's anonymous memory: always (a fault in a VMA covering an aligned 2 MiB maps a 2 MiB page; the speculative paths leave those faults to the classic path, as published) or never (the default; LKP splits every report by this).",
+            DefaultValueFactory = _ => "never",
         },
         _kernel = new Option<string>("--kernel")
         {
@@ -210,6 +216,7 @@ internal sealed class ScaleOptions
         command.Options.Add(_targeted);
         command.Options.Add(_lockLayout);
         command.Options.Add(_noDowngrade);
+        command.Options.Add(_thp);
         command.Options.Add(_kernel);
         command.Options.Add(_mappingMib);
         command.Options.Add(_sliceMib);
@@ -346,6 +353,12 @@ internal sealed class ScaleOptions
         string kernelName = p.GetValue(_kernel) ?? KernelProfile.Default.Name;
         KernelProfile kernel = KernelProfile.TryGet(kernelName)
             ?? throw new UsageException($"--kernel: unknown kernel profile '{kernelName}' (known: {string.Join(", ", KernelProfile.Names)}).");
+        TransparentHugePageMode thp = (p.GetValue(_thp) ?? "never") switch
+        {
+            "always" => TransparentHugePageMode.Always,
+            "never" => TransparentHugePageMode.Never,
+            string other => throw new UsageException($"--thp: '{other}' is not a mode (always or never)."),
+        };
         string outDir = p.GetValue(_out) ?? Path.Combine("results", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         return new ScaleSettings(workloads, strategies, threads, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(duration), repeats, outDir, oversubscribe, p.GetValue(_verify))
         {
@@ -355,6 +368,7 @@ internal sealed class ScaleOptions
             LockLayout = lockLayout,
             Kernel = kernel,
             DowngradeOnUnmap = kernel.DowngradeOnUnmap && !p.GetValue(_noDowngrade),
+            TransparentHugePages = thp,
             WriterOpsPerSecond = writerRate,
             AllowDebug = p.GetValue(_allowDebug),
             DryRun = p.GetValue(_dryRun),
@@ -529,6 +543,9 @@ internal sealed record ScaleSettings(
 
     /// <summary>munmap downgrades the mmap lock before zapping (Linux 4.20+; the profile's, unless <c>--no-unmap-downgrade</c>).</summary>
     public bool DowngradeOnUnmap { get; init; } = true;
+
+    /// <summary>Transparent huge pages in the model's address spaces (<c>--thp</c>).</summary>
+    public TransparentHugePageMode TransparentHugePages { get; init; }
 
     /// <summary>database-load bytes per loader, MiB.</summary>
     public long SliceMib { get; init; } = DatabaseLoad.DefaultSliceBytes >> 20;

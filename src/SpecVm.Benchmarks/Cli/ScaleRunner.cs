@@ -109,6 +109,7 @@ internal static class ScaleRunner
         o.TargetedShootdowns = s.TargetedShootdowns;
         o.DowngradeOnUnmap = s.DowngradeOnUnmap;
         o.LockLayout = s.LockLayout;
+        o.TransparentHugePages = s.TransparentHugePages;
         return o;
     }
 

@@ -86,10 +86,11 @@ internal static class MarkdownReport
 
         if (s.TargetedShootdowns != null || s.DowngradeOnUnmap != null)
         {
+            string thp = s.TransparentHugePages == "always" ? "; transparent huge pages always (2 MiB anonymous pages; docs/design.md §6)" : string.Empty;
             string layout = s.LockLayout == null ? string.Empty
                 : s.LockLayout == MmLockLines.Name(LockLayout.SharedLine) ? "; lock layout shared-line (the mmap lock's count and the page-table lock on one 64-byte line: false sharing)"
                 : $"; lock layout {s.LockLayout}";
-            sb.AppendLine(Inv, $"- Model: targeted shootdowns {(s.TargetedShootdowns == true ? "on" : "off")}; munmap {(s.DowngradeOnUnmap == false ? "holds the mmap lock for write through the zap (4.14)" : "downgrades to read before zapping (4.20+)")}{layout}");
+            sb.AppendLine(Inv, $"- Model: targeted shootdowns {(s.TargetedShootdowns == true ? "on" : "off")}; munmap {(s.DowngradeOnUnmap == false ? "holds the mmap lock for write through the zap (4.14)" : "downgrades to read before zapping (4.20+)")}{layout}{thp}");
         }
 
         if (measured)

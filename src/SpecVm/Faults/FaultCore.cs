@@ -54,7 +54,7 @@ public struct PreparedPage
 /// up.
 /// </para>
 /// </remarks>
-public static unsafe class FaultCore
+public static unsafe partial class FaultCore
 {
     /// <summary>The PTE flags a page of <paramref name="vma"/> gets, for a frame in state <paramref name="frameState"/>.</summary>
     /// <param name="vma">The VMA.</param>
@@ -99,10 +99,18 @@ public static unsafe class FaultCore
             return FaultResult.SegmentationFault;
         }
 
-        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, cpu, address, out long ptePfn);
+        // Linux's __handle_mm_fault: the PMD first (a huge page there, or an empty one where a huge page may go), then
+        // the PTE. Only with huge pages on: otherwise no PMD is ever huge and the walk below goes straight to the PTE.
+        if (mm.ThpAlways && HandleHugePmd(cpu, mm, vma, address, write, vmaLocked) is FaultResult huge)
+        {
+            return huge;
+        }
+
+        ulong* entry = mm.PageTable.WalkAllocate(cpu.Id, cpu, address, 1, out long ptePfn, out bool raced);
         if (entry == null)
         {
-            return FaultResult.OutOfMemory;
+            // A huge page was installed since HandleHugePmd looked (another CPU's fault): retry the access.
+            return raced ? FaultResult.Handled : FaultResult.OutOfMemory;
         }
 
         // Acquire: see the frame state of whatever the entry maps.
@@ -382,7 +390,9 @@ public static unsafe class FaultCore
     /// <summary>
     /// Walks the page table of <paramref name="mm"/> to the entry of <paramref name="address"/> without locks and without
     /// allocating (the 2017 speculative fault's walk, as <c>gup_fast</c>): a slot without a table
-    /// (<see cref="PteSlot.HasTable"/> false) when a level is missing. Interrupts must be disabled on
+    /// (<see cref="PteSlot.HasTable"/> false) when a level is missing, or when the PMD maps a 2 MiB page
+    /// (<see cref="PteSlot.IsHuge"/>; transparent huge pages, which the published speculative paths leave to the classic
+    /// one). Interrupts must be disabled on
     /// <paramref name="cpu"/> from before the walk until the slot is no longer used: that is what keeps the tables
     /// walked from being freed (<see cref="PteSlot"/>).
     /// </summary>
@@ -402,7 +412,12 @@ public static unsafe class FaultCore
             ThrowWalkWithIrqsEnabled(cpu);
         }
 
-        ulong* entry = mm.PageTable.WalkLockless(address, out long ptePfn);
+        ulong* entry = mm.PageTable.WalkLocklessLeaf(address, out long ptePfn, out bool huge);
+        if (huge)
+        {
+            return PteSlot.HugePmd; // A PMD that maps a 2 MiB page: no PTE table to lock or install in.
+        }
+
         // The PFN comes from a PMD entry of a table this walk reached with interrupts off, so it names a live table.
         return entry == null ? default : new PteSlot(entry, ref mm.Machine.Memory.FrameUnchecked(ptePfn), ptePfn);
     }

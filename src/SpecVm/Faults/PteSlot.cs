@@ -32,6 +32,7 @@ public readonly unsafe ref struct PteSlot
     private readonly ulong* _entry;
     private readonly PageFrame* _table;
     private readonly long _tablePfn;
+    private readonly bool _huge;
 
     internal PteSlot(ulong* entry, ref PageFrame table, long tablePfn)
     {
@@ -40,15 +41,32 @@ public readonly unsafe ref struct PteSlot
         _tablePfn = tablePfn;
     }
 
+    private PteSlot(bool huge)
+    {
+        _huge = huge;
+        _tablePfn = -1;
+    }
+
+    /// <summary>The slot of a walk that stopped at a PMD mapping a huge page.</summary>
+    internal static PteSlot HugePmd => new(huge: true);
+
     /// <summary>
     /// False when the walk found a page-table level missing: nothing is mapped there, and a lockless walker may not
-    /// allocate tables (the 2017 series aborts to the mmap lock). Every other member requires a slot that has one.
+    /// allocate tables (the 2017 series aborts to the mmap lock); or found the PMD mapping a 2 MiB page
+    /// (<see cref="IsHuge"/>). Every other member requires a slot that has one.
     /// </summary>
     public bool HasTable
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get => _entry != null;
     }
+
+    /// <summary>
+    /// True when the walk stopped at a PMD that maps a 2 MiB transparent huge page (<c>pmd_trans_huge</c>): there is no
+    /// PTE table (<see cref="HasTable"/> is false), and the published speculative paths leave such a fault to the classic
+    /// path, which handles huge pages (<see cref="FaultCore.HandleStable"/>).
+    /// </summary>
+    public bool IsHuge => _huge;
 
     /// <summary>The PFN of the page-table page holding the entry (for diagnostics), or -1 without one.</summary>
     internal long TablePfn => _entry != null ? _tablePfn : -1;

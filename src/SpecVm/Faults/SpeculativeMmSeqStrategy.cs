@@ -60,6 +60,7 @@ public sealed class SpeculativeMmSeqStrategy : FaultStrategy
     private static readonly RegisteredCounter AbortSeq1 = Register("abort: seq1");
     private static readonly RegisteredCounter AbortPtl = Register("abort: ptl");
     private static readonly RegisteredCounter AbortSeq2 = Register("abort: seq2");
+    private static readonly RegisteredCounter AbortHugePage = Register("abort: huge-page");
     private static readonly RegisteredCounter FallbackCount = Register("fallback");
 
     private static readonly FaultOutcome[] AllOutcomes =
@@ -76,6 +77,7 @@ public sealed class SpeculativeMmSeqStrategy : FaultStrategy
         new("abort: seq1", FaultOutcomeKind.Abort, AbortSeq1, "The mm sequence moved before the PTL was tried: an mmap write anywhere in the mm (SPF_ABORT_PTE_MAP_LOCK_SEQ1)."),
         new("abort: ptl", FaultOutcomeKind.Abort, AbortPtl, "The PTL trylock failed (SPF_ABORT_PTE_MAP_LOCK_PTL)."),
         new("abort: seq2", FaultOutcomeKind.Abort, AbortSeq2, "The mm sequence moved, checked under the PTL: an mmap write anywhere in the mm (SPF_ABORT_PTE_MAP_LOCK_SEQ2)."),
+        new("abort: huge-page", FaultOutcomeKind.Abort, AbortHugePage, "The PMD maps a 2 MiB page, or is empty where the classic path would map one: \"we do not handle huge pages\" (SPF_ABORT_PMD)."),
         new("fallback", FaultOutcomeKind.Fallback, FallbackCount, "Attempts that fell back to the mmap lock (SPF_ABORT)."),
     ];
 
@@ -170,6 +172,16 @@ public sealed class SpeculativeMmSeqStrategy : FaultStrategy
             return null;
         }
 
+        // With huge pages on, look at the PMD before preparing a 4 KiB page: the series' __handle_mm_fault walks to the
+        // PMD before do_anonymous_page allocates, and gives up (spf_fail) on a huge PMD or an empty one, which is where
+        // the classic path would map a huge page. Off, nothing changes: no PMD is ever huge, and an empty one aborts at
+        // the walk below as before.
+        if (mm.TransparentHugePages != TransparentHugePageMode.Never && HugePmd(cpu, mm, copy, address, write))
+        {
+            abort = AbortHugePage;
+            return null;
+        }
+
         // All work that does not depend on the VMA staying put happens before any lock: get and zero the frame.
         FaultResult prepared = FaultCore.Prepare(cpu, vma, address, write, out PreparedPage page);
         if (prepared != FaultResult.Handled)
@@ -188,7 +200,7 @@ public sealed class SpeculativeMmSeqStrategy : FaultStrategy
             PteSlot slot = FaultCore.WalkLockless(cpu, mm, address);
             if (!slot.HasTable)
             {
-                abort = AbortNoPageTable;
+                abort = slot.IsHuge ? AbortHugePage : AbortNoPageTable;
                 return null;
             }
 
@@ -278,6 +290,25 @@ public sealed class SpeculativeMmSeqStrategy : FaultStrategy
 
         cpu.Count(SuccessCount);
         return FaultResult.Handled;
+    }
+
+    /// <summary>
+    /// True if the PMD of <paramref name="address"/> maps a huge page, or is empty (or a level above it is missing) where
+    /// the classic path would map one for this fault (<paramref name="copy"/> is the VMA as sampled). Walked with
+    /// interrupts off, as every speculative walk.
+    /// </summary>
+    private static bool HugePmd(Cpu cpu, AddressSpace mm, in VmaInfo copy, ulong address, bool write)
+    {
+        cpu.LocalIrqDisable();
+        try
+        {
+            PteSlot slot = FaultCore.WalkLockless(cpu, mm, address);
+            return slot.IsHuge || (!slot.HasTable && mm.WouldMapHugePage(copy, address, write));
+        }
+        finally
+        {
+            cpu.LocalIrqEnable();
+        }
     }
 
     /// <summary>As <see cref="Vma.Allows"/>, on the copy: write needs write, any right allows a read.</summary>

@@ -26,6 +26,12 @@ internal enum SpeculativeAbort
 
     /// <summary>The PTE changed between the walk and the PTL.</summary>
     PteChanged,
+
+    /// <summary>
+    /// A transparent huge page: the PMD maps one, or is empty where the classic path would map one (the series leaves
+    /// THP to the classic path: <c>pmd_trans_huge</c> and <c>pmd_none</c> go to <c>out_walk</c>).
+    /// </summary>
+    HugePage,
 }
 
 /// <summary>
@@ -61,6 +67,7 @@ public sealed class SpeculativeStrategy : FaultStrategy
         new("abort: no-page-table", FaultOutcomeKind.Abort, CpuCounter.SpecAbortNoPageTable, "A page-table level was missing (never allocated speculatively)."),
         new("abort: ptl-busy", FaultOutcomeKind.Abort, CpuCounter.SpecAbortPtlBusy, "The PTL trylock failed."),
         new("abort: pte-changed", FaultOutcomeKind.Abort, CpuCounter.SpecAbortPteChanged, "The PTE changed between the walk and the PTL."),
+        new("abort: huge-page", FaultOutcomeKind.Abort, CpuCounter.SpecAbortHugePage, "The PMD maps a 2 MiB page, or is empty where the classic path would map one: THP is never handled speculatively."),
         new("access-error", FaultOutcomeKind.Other, CpuCounter.SpecAccessError, "SIGSEGV decided on the speculative path (no fallback)."),
         new("fallback", FaultOutcomeKind.Fallback, CpuCounter.SpecFallbacks, "Attempts that fell back to the mmap lock."),
     ];
@@ -108,11 +115,23 @@ public sealed class SpeculativeStrategy : FaultStrategy
             SpeculativeAbort.UnsupportedKind => CpuCounter.SpecAbortUnsupported,
             SpeculativeAbort.NoPageTable => CpuCounter.SpecAbortNoPageTable,
             SpeculativeAbort.PtlBusy => CpuCounter.SpecAbortPtlBusy,
+            SpeculativeAbort.HugePage => CpuCounter.SpecAbortHugePage,
             _ => CpuCounter.SpecAbortPteChanged,
         });
         cpu.Count(CpuCounter.SpecFallbacks);
         return _fallback.HandleFault(cpu, mm, address, write);
     }
+
+    /// <summary>
+    /// Why a lockless walk that found no PTE table aborts: a huge page at the PMD, or an empty PMD (or a missing level
+    /// above it) where the classic path would map a huge page, is <see cref="SpeculativeAbort.HugePage"/>; any other
+    /// missing level is <see cref="SpeculativeAbort.NoPageTable"/>. Both went to the series' <c>out_walk</c>.
+    /// </summary>
+    private static SpeculativeAbort WalkAbort(AddressSpace mm, Vma vma, ulong address, bool write, bool huge) =>
+        huge || (mm.TransparentHugePages != TransparentHugePageMode.Never
+            && mm.WouldMapHugePage(new VmaInfo(vma.Start, vma.End, vma.Protection, vma.Kind, vma.File, vma.FilePageOffset), address, write))
+            ? SpeculativeAbort.HugePage
+            : SpeculativeAbort.NoPageTable;
 
     /// <summary>A fault that found its PTE present: done by another CPU, or a write-protect fault (abort).</summary>
     private static FaultResult? PresentPte(Cpu cpu, ulong pte, bool write, out SpeculativeAbort abort)
@@ -199,7 +218,7 @@ public sealed class SpeculativeStrategy : FaultStrategy
             PteSlot peek = FaultCore.WalkLockless(cpu, mm, address);
             if (!peek.HasTable)
             {
-                abort = SpeculativeAbort.NoPageTable;
+                abort = WalkAbort(mm, vma, address, write, peek.IsHuge);
                 return null;
             }
 
@@ -233,7 +252,7 @@ public sealed class SpeculativeStrategy : FaultStrategy
             PteSlot slot = FaultCore.WalkLockless(cpu, mm, address);
             if (!slot.HasTable)
             {
-                abort = SpeculativeAbort.NoPageTable;
+                abort = WalkAbort(mm, vma, address, write, slot.IsHuge);
                 return null;
             }
 

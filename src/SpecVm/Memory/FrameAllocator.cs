@@ -26,6 +26,16 @@ namespace SpecVm.Memory;
 /// runs on no CPU (setup, callbacks; cpu = -1) uses the pool directly; such callers are serialised among themselves by
 /// a host lock and then take the spinlock under one reserved owner id.
 /// </para>
+/// <para>
+/// Transparent huge pages come from a reserve of 2 MiB-aligned blocks of 512 frames carved from the top of memory when
+/// the allocator is built (<see cref="HugeBlocks"/>, <c>MachineOptions.HugePageReserve</c>), kept apart from the 4 KiB
+/// pool so that 4 KiB allocations never fragment them. Linux allocates an order-9 page from the buddy lists
+/// (compacting memory if it must, or failing: <c>thp_fault_fallback</c>); here a huge allocation pops a block under the
+/// zone lock and fails when the reserve is empty. A freed huge page returns to the reserve as a block; a huge page
+/// whose PMD is split becomes 512 ordinary frames (<see cref="Dissolve"/>) and its frames return to the 4 KiB pool one
+/// by one, so the reserve only shrinks. Free frames of the reserve are in the <see cref="FrameState.Free"/> state and
+/// counted by <see cref="FreeFrames"/>, so the census still balances.
+/// </para>
 /// </remarks>
 internal sealed unsafe class FrameAllocator : IDisposable
 {
@@ -46,6 +56,9 @@ internal sealed unsafe class FrameAllocator : IDisposable
     /// <summary>The largest batch or high accepted (a cache's native array is <see cref="PcpHigh"/> ints).</summary>
     internal const int MaxPcp = 1 << 20;
 
+    /// <summary>Frames in a huge page (2 MiB / 4 KiB; Linux <c>HPAGE_PMD_NR</c>).</summary>
+    internal const int HugeFrames = 512;
+
     private readonly PhysicalMemory _memory;
     private readonly PerCpu<Cache> _caches;
     private readonly int _batch;
@@ -55,11 +68,14 @@ internal sealed unsafe class FrameAllocator : IDisposable
     private readonly LockCounters _lockCounters;
     private readonly Lock _noCpuLock = new();
     private readonly int _noCpuOwner;
+    private readonly int[] _hugePool;
+    private readonly int _hugeBlocks;
 
     // Two lines in native memory: the zone lock (and its waiter count) on the first, the free list's head and count on
     // the second.
     private byte* _zone;
     private int _poolCount;
+    private int _hugeCount;
     private long _poolAllocs;
     private long _poolFrees;
 
@@ -67,17 +83,22 @@ internal sealed unsafe class FrameAllocator : IDisposable
     /// <param name="memory">The physical memory.</param>
     /// <param name="cpuCount">The number of CPUs with caches.</param>
     public FrameAllocator(PhysicalMemory memory, int cpuCount)
-        : this(memory, cpuCount, DefaultPcpBatch, DefaultPcpHigh, default)
+        : this(memory, cpuCount, DefaultPcpBatch, DefaultPcpHigh, default, 0)
     {
     }
 
-    /// <summary>Creates an allocator with a given per-CPU batch and high mark, recording zone-lock statistics in <paramref name="counters"/>.</summary>
-    internal FrameAllocator(PhysicalMemory memory, int cpuCount, int pcpBatch, int pcpHigh, LockCounters counters)
+    /// <summary>
+    /// Creates an allocator with a given per-CPU batch and high mark and <paramref name="hugeBlocks"/> 2 MiB blocks
+    /// reserved for huge pages, recording zone-lock statistics in <paramref name="counters"/>.
+    /// </summary>
+    internal FrameAllocator(PhysicalMemory memory, int cpuCount, int pcpBatch, int pcpHigh, LockCounters counters, int hugeBlocks)
     {
         ArgumentNullException.ThrowIfNull(memory);
         ArgumentOutOfRangeException.ThrowIfLessThan(pcpBatch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(pcpHigh, pcpBatch);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(pcpHigh, MaxPcp);
+        ArgumentOutOfRangeException.ThrowIfNegative(hugeBlocks);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(hugeBlocks, MaxHugeBlocks(memory.FrameCount));
         _memory = memory;
         _batch = pcpBatch;
         _high = pcpHigh;
@@ -97,11 +118,38 @@ internal sealed unsafe class FrameAllocator : IDisposable
         // Frame 0 stays reserved (state PageTable-like "never free") so that a zero PFN in a PTE is always a bug.
         memory.Frame(0).State = FrameState.PageTable;
         memory.Frame(0).Owner = -1;
+
+        // The huge-page reserve: the highest whole 2 MiB-aligned blocks, lowest first on the stack's top so that the
+        // first huge page is the lowest block (any order would do; this one is easy to read in a test).
+        _hugeBlocks = hugeBlocks;
+        _hugePool = new int[hugeBlocks];
+        int firstReserved = ((memory.FrameCount / HugeFrames) - hugeBlocks) * HugeFrames;
+        for (int b = hugeBlocks - 1; b >= 0; b--)
+        {
+            _hugePool[_hugeCount++] = firstReserved + (b * HugeFrames);
+        }
+
+        int poolTop = hugeBlocks == 0 ? memory.FrameCount : firstReserved;
         for (int pfn = memory.FrameCount - 1; pfn >= 1; pfn--)
         {
-            _pool[_poolCount++] = pfn;
+            if (pfn < poolTop || pfn >= firstReserved + (hugeBlocks * HugeFrames))
+            {
+                _pool[_poolCount++] = pfn;
+            }
         }
     }
+
+    /// <summary>
+    /// The most 2 MiB blocks a memory of <paramref name="frameCount"/> frames can reserve for huge pages: every whole
+    /// aligned block but the first (frame 0 is never allocated, and the 4 KiB pool keeps at least that block's frames).
+    /// </summary>
+    internal static int MaxHugeBlocks(long frameCount) => (int)Math.Max(0, (frameCount / HugeFrames) - 1);
+
+    /// <summary>2 MiB blocks reserved for huge pages when the allocator was built (<c>MachineOptions.HugePageReserve</c>).</summary>
+    public int HugeBlocks => _hugeBlocks;
+
+    /// <summary>Free blocks left in the huge-page reserve (a racy snapshot; exact when the machine is quiet).</summary>
+    public int FreeHugeBlocks => Volatile.Read(ref _hugeCount);
 
     /// <summary>The memory this allocator serves.</summary>
     public PhysicalMemory Memory => _memory;
@@ -235,6 +283,12 @@ internal sealed unsafe class FrameAllocator : IDisposable
             throw new InvalidOperationException($"Double free of frame {pfn}.");
         }
 
+        if ((frame.Flags & (int)(PageFrameFlags.CompoundHead | PageFrameFlags.CompoundTail)) != 0)
+        {
+            FreeHuge(cpu, pfn);
+            return;
+        }
+
         frame.WriteState(FrameState.Free);
         if (cpu < 0)
         {
@@ -255,13 +309,145 @@ internal sealed unsafe class FrameAllocator : IDisposable
         _stats[cpu].Frees++;
     }
 
+    /// <summary>
+    /// Allocates a 2 MiB huge page: 512 contiguous frames from a 2 MiB-aligned PFN, all in <paramref name="state"/>, the
+    /// first marked <see cref="PageFrameFlags.CompoundHead"/> and the rest <see cref="PageFrameFlags.CompoundTail"/>.
+    /// Returns the first frame's PFN, or -1 when the reserve is empty (Linux then falls back to 4 KiB pages and counts
+    /// <c>thp_fault_fallback</c>). Free it with <see cref="Free"/> on the head.
+    /// </summary>
+    /// <param name="cpu">The allocating CPU's id, or -1.</param>
+    /// <param name="state">The state to give the frames (not <see cref="FrameState.Free"/>).</param>
+    internal long TryAllocateHuge(int cpu, FrameState state)
+    {
+        int head = -1;
+        if (Volatile.Read(ref _hugeCount) == 0)
+        {
+            return -1; // Racy early out: an empty reserve stays empty but for frees, which a miss here only delays.
+        }
+
+        EnterZone(cpu);
+        VirtualTime.Access(PoolLine, LineAccess.Store); // The free list's head and count (Linux's order-9 free_area).
+        if (_hugeCount > 0)
+        {
+            head = _hugePool[--_hugeCount];
+        }
+
+        ExitZone(cpu);
+        if (cpu < 0)
+        {
+            if (head >= 0)
+            {
+                Interlocked.Add(ref _poolAllocs, HugeFrames); // Statistics only.
+            }
+        }
+        else if (head >= 0)
+        {
+            _stats[cpu].Allocs += HugeFrames;
+        }
+
+        if (head < 0)
+        {
+            return -1;
+        }
+
+        // prep_compound_page: every struct page of the folio is written (the tails point at the head).
+        for (int i = 0; i < HugeFrames; i++)
+        {
+            ref PageFrame frame = ref _memory.FrameUnchecked(head + i);
+            VirtualTime.Access(_memory, head + i, LineAccess.Store);
+            frame.MapCount = 0;
+            frame.Flags = (int)(i == 0 ? PageFrameFlags.CompoundHead : PageFrameFlags.CompoundTail);
+            frame.Owner = 0;
+            frame.Index = 0;
+            frame.TlbCpus = 0;
+            frame.LruState = 0;
+
+            // Release: the reset metadata is visible before the state says the frame is in use (census readers).
+            frame.WriteState(state);
+        }
+
+        return head;
+    }
+
+    /// <summary>
+    /// Makes the huge page at <paramref name="head"/> 512 ordinary frames (Linux <c>split_huge_page</c>): they keep their
+    /// states and are freed one by one into the 4 KiB pool. The caller owns the page (its PMD was just split under the
+    /// PMD lock).
+    /// </summary>
+    internal void Dissolve(long head)
+    {
+        for (int i = 0; i < HugeFrames; i++)
+        {
+            ref PageFrame frame = ref _memory.FrameUnchecked(head + i);
+            frame.Flags &= ~(int)(PageFrameFlags.CompoundHead | PageFrameFlags.CompoundTail);
+        }
+
+        _memory.FrameUnchecked(head).Index = 0;
+    }
+
+    /// <summary>Returns a whole huge page to the reserve (<see cref="Free"/> of a compound head).</summary>
+    private void FreeHuge(int cpu, long head)
+    {
+        if ((_memory.FrameUnchecked(head).Flags & (int)PageFrameFlags.CompoundHead) == 0 || (head % HugeFrames) != 0)
+        {
+            throw new InvalidOperationException($"Frame {head} is a tail of a huge page: free the huge page by its head.");
+        }
+
+        for (int i = 0; i < HugeFrames; i++)
+        {
+            ref PageFrame frame = ref _memory.FrameUnchecked(head + i);
+            frame.Flags = 0;
+            frame.WriteState(FrameState.Free); // Release, as in Free: the cleared flags are visible first.
+        }
+
+        EnterZone(cpu);
+        VirtualTime.Access(PoolLine, LineAccess.Store);
+        _hugePool[_hugeCount++] = (int)head;
+        ExitZone(cpu);
+        if (cpu < 0)
+        {
+            Interlocked.Add(ref _poolFrees, HugeFrames); // Statistics only.
+        }
+        else
+        {
+            _stats[cpu].Frees += HugeFrames;
+        }
+    }
+
+    /// <summary>Takes the zone lock as CPU <paramref name="cpu"/>, or, for code on no CPU (-1), as the reserved owner after the host lock.</summary>
+    private void EnterZone(int cpu)
+    {
+        if (cpu >= 0)
+        {
+            LockZone(cpu);
+            return;
+        }
+
+        _noCpuLock.Enter();
+        ZoneLock.Lock(_noCpuOwner, null);
+    }
+
+    /// <summary>Releases what <see cref="EnterZone"/> took.</summary>
+    private void ExitZone(int cpu)
+    {
+        if (cpu >= 0)
+        {
+            ZoneLock.Unlock(cpu);
+            return;
+        }
+
+        ZoneLock.Unlock(_noCpuOwner);
+        _noCpuLock.Exit();
+    }
+
     /// <summary>Frames in the global pool plus every CPU cache (a racy snapshot).</summary>
     public long FreeFrames
     {
         get
         {
-            // Racy snapshot of the pool's count (written under the zone lock); exact when the machine is quiet.
-            long sum = Volatile.Read(ref _poolCount);
+            // Racy snapshots of the pool's and the huge reserve's counts (written under the zone lock); exact when the
+            // machine is quiet. The reserve's free blocks are free frames too.
+            long sum = Volatile.Read(ref _poolCount) + ((long)Volatile.Read(ref _hugeCount) * HugeFrames);
 
             for (int i = 0; i < _caches.Count; i++)
             {

@@ -101,7 +101,22 @@ internal sealed unsafe class MemCgroup : IDisposable
             }
         }
 
-        return Refill(cpu);
+        return Refill(cpu, cpu >= 0 ? ChargeBatch : 1);
+    }
+
+    /// <summary>
+    /// Charges <paramref name="pages"/> pages at once, a huge page's 512 (Linux <c>mem_cgroup_charge</c> of a large
+    /// folio: <c>try_charge_memcg</c> consumes the stock only for charges of at most <see cref="ChargeBatch"/> pages and
+    /// otherwise charges the pages themselves up the hierarchy, leaving no surplus). False when the limit refuses it.
+    /// </summary>
+    internal bool TryCharge(int cpu, int pages)
+    {
+        if (_depth == 0)
+        {
+            return true;
+        }
+
+        return pages == 1 ? TryCharge(cpu) : Refill(cpu, pages, surplus: false);
     }
 
     /// <summary>Uncharges <paramref name="pages"/> freed pages up the hierarchy in one walk (Linux <c>uncharge_batch</c>).</summary>
@@ -144,10 +159,10 @@ internal sealed unsafe class MemCgroup : IDisposable
         }
     }
 
+    /// <summary>Charges <paramref name="batch"/> pages up the hierarchy; with <paramref name="surplus"/>, all but one go to the CPU's stock.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool Refill(int cpu)
+    private bool Refill(int cpu, long batch, bool surplus = true)
     {
-        long batch = cpu >= 0 ? ChargeBatch : 1;
         long start = VirtualTime.Timestamp();
 
         // page_counter_try_charge: the cgroup first, then each ancestor up to the root.
@@ -171,7 +186,7 @@ internal sealed unsafe class MemCgroup : IDisposable
         }
 
         _counters.Record(cpu, false, VirtualTime.Timestamp() - start);
-        if (cpu >= 0)
+        if (cpu >= 0 && surplus)
         {
             _stocks[cpu].Pages += batch - 1; // The surplus stays in the stock; one page is this charge's.
         }

@@ -61,7 +61,10 @@ internal struct PageFrame
     [FieldOffset(16)]
     public long Owner;
 
-    /// <summary>For page-cache pages: the page index in the file; for page tables: the base virtual address covered.</summary>
+    /// <summary>
+    /// For page-cache pages: the page index in the file; for page tables: the base virtual address covered; for the head
+    /// of a PMD-mapped huge page: the PFN of its deposited PTE table.
+    /// </summary>
     [FieldOffset(24)]
     public long Index;
 
@@ -113,4 +116,14 @@ internal enum PageFrameFlags
 
     /// <summary>Written through a shared mapping since it was read in (Linux <c>PG_dirty</c>).</summary>
     Dirty = 1,
+
+    /// <summary>
+    /// The first frame of a 2 MiB transparent huge page (Linux <c>PG_head</c>): 512 contiguous frames from a 2 MiB-aligned
+    /// PFN, allocated and freed as one. While it is mapped by a PMD, its <see cref="PageFrame.Index"/> holds the PFN of
+    /// the PTE table deposited for a later split (Linux <c>pgtable_trans_huge_deposit</c>).
+    /// </summary>
+    CompoundHead = 2,
+
+    /// <summary>One of the 511 frames after a <see cref="CompoundHead"/> (Linux's tail pages).</summary>
+    CompoundTail = 4,
 }

@@ -51,7 +51,11 @@ public sealed unsafe partial class AddressSpace
             }
             else
             {
-                start = FindGap(length);
+                // With huge pages on, an anonymous mapping of whole 2 MiB units starts on a 2 MiB boundary, so that
+                // each of its units can be one huge page (Linux 6.7+ thp_get_unmapped_area for anonymous mappings,
+                // "mm: align larger anonymous mappings on THP boundaries"; IS_ALIGNED(len, PMD_SIZE) since 6.8).
+                bool hugeAligned = _thp && kind == MappingKind.Anonymous && (length & (Paging.PageTable.PteTableSpan - 1)) == 0;
+                start = FindGap(length, hugeAligned ? Paging.PageTable.PteTableSpan : PhysicalMemory.PageSize);
             }
 
             ulong end = start + length;
@@ -106,15 +110,16 @@ public sealed unsafe partial class AddressSpace
         }
     }
 
-    private ulong FindGap(ulong length)
+    /// <summary>The highest free range of <paramref name="length"/> bytes below the hint, starting on an <paramref name="align"/> boundary.</summary>
+    private ulong FindGap(ulong length, ulong align)
     {
         for (int pass = 0; pass < 2; pass++)
         {
             ulong hint = _mmapHint;
-            while (hint >= MinAddress + length)
+            while (hint >= MinAddress + length && ((hint - length) & ~(align - 1)) >= MinAddress)
             {
-                ulong start = hint - length;
-                Vma? clash = _index.FirstOverlap(start, hint);
+                ulong start = (hint - length) & ~(align - 1);
+                Vma? clash = _index.FirstOverlap(start, start + length);
                 if (clash == null)
                 {
                     _mmapHint = start;

@@ -199,16 +199,28 @@ public sealed unsafe partial class AddressSpace
 
         for (int faults = 0; ; faults++)
         {
-            ulong* entry = _pageTable.WalkLockless(address, out long ptePfn);
+            ulong* entry = _pageTable.WalkLocklessLeaf(address, out long tablePfn, out bool huge);
             if (entry != null)
             {
                 if (_targeted)
                 {
-                    NoteTlbUser(cpu, ptePfn);
+                    NoteTlbUser(cpu, tablePfn);
                 }
 
                 // Acquire: the frame's contents (zeroed or copied before the PTE was installed) are visible.
                 ulong pte = Volatile.Read(ref *entry);
+                if (huge)
+                {
+                    if ((pte & Pte.Huge) == 0)
+                    {
+                        continue; // Split or zapped since the walk (its PMD now points at a table, or at nothing): walk again.
+                    }
+
+                    // A 2 MiB page: the TLB caches the 4 KiB translation of this subpage (base frame + index), as the
+                    // model's TLB is per 4 KiB; a shootdown of any part of the huge range removes it.
+                    pte = PageTable.Subpage(pte, vpn & (PageTable.HugePages - 1));
+                }
+
                 if (Permits(pte, write))
                 {
                     cpu.Tlb.Fill(tag, vpn, pte);
@@ -285,10 +297,11 @@ public sealed unsafe partial class AddressSpace
         ulong cpus = 0;
         for (ulong region = start & ~(PageTable.PteTableSpan - 1); region < end; region += PageTable.PteTableSpan)
         {
-            if (_pageTable.WalkLockless(region, out long ptePfn) != null)
+            // The PTE table, or for a huge page the PMD table whose entry served the translations.
+            if (_pageTable.WalkLocklessLeaf(region, out long tablePfn, out _) != null)
             {
                 // Acquire read of the CPUs' bits (see NoteTlbUser).
-                cpus |= Volatile.Read(ref _memory.FrameUnchecked(ptePfn).TlbCpus);
+                cpus |= Volatile.Read(ref _memory.FrameUnchecked(tablePfn).TlbCpus);
             }
         }
 
@@ -349,6 +362,15 @@ public sealed unsafe partial class AddressSpace
         {
             ulong from = Math.Max(start, region);
             ulong to = Math.Min(end, region + PageTable.PteTableSpan);
+
+            // A huge page here: zapped whole if the range covers it, split first if not (then its PTEs are zapped below).
+            long pmdTablePfn = -1;
+            ulong* pmd = _thp ? HugeEntryFor(cpu, region, from, to, out pmdTablePfn) : null;
+            if (pmd != null && ZapHuge(cpu, pmd, pmdTablePfn, gather, flushStart, flushEnd, ref n, ref unflushed))
+            {
+                continue;
+            }
+
             while (from < to)
             {
                 ulong* entry = _pageTable.WalkLockless(from, out long ptePfn);
@@ -450,13 +472,17 @@ public sealed unsafe partial class AddressSpace
         // Linux's unmap_region starts with lru_add_drain(): this CPU's new pages go onto the list first, so that its
         // own pages leave the list below rather than being freed from its batch.
         lru.DrainAdds(cpu.Id);
+        long pages = 0;
         for (int i = 0; i < count; i++)
         {
-            lru.Release(cpu.Id, gather![i]);
+            // A huge page is one entry, its head (read before the release frees it): 512 pages to uncharge.
+            long pfn = gather![i];
+            pages += (_memory.FrameUnchecked(pfn).Flags & (int)PageFrameFlags.CompoundHead) != 0 ? PageTable.HugePages : 1;
+            lru.Release(cpu.Id, pfn);
         }
 
         lru.FinishRelease(cpu.Id);
-        _machine.Memcg.Uncharge(cpu.Id, count);
+        _machine.Memcg.Uncharge(cpu.Id, pages);
     }
 
     /// <summary>
@@ -470,6 +496,16 @@ public sealed unsafe partial class AddressSpace
         {
             ulong from = Math.Max(start, region);
             ulong to = Math.Min(end, region + PageTable.PteTableSpan);
+
+            // A huge page here: changed whole if the range covers it, split first if not (then its PTEs change below).
+            long pmdTablePfn = -1;
+            ulong* pmd = _thp ? HugeEntryFor(cpu, region, from, to, out pmdTablePfn) : null;
+            if (pmd != null && ChangeHuge(cpu, vma, pmd, pmdTablePfn) is bool hugeNarrowed)
+            {
+                narrowed |= hugeNarrowed;
+                continue;
+            }
+
             ulong* entry = _pageTable.WalkLockless(from, out long ptePfn);
             if (entry == null)
             {

@@ -50,6 +50,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
     private readonly bool _targeted;
 
     private readonly bool _useZeroPage;
+    private readonly bool _thp;
     private readonly PerVmaLockScope _vmaLockScope;
     private readonly long[]?[] _gathers;
     private readonly List<Vma>?[] _scratch;
@@ -78,6 +79,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         _options.Validate();
         _targeted = _options.TargetedShootdowns;
         _useZeroPage = _options.UseZeroPage;
+        _thp = _options.TransparentHugePages == TransparentHugePageMode.Always;
         _vmaLockScope = _options.PerVmaLockScope;
         _accessContext = _tlb;
         _machine = machine;
@@ -130,6 +132,45 @@ public sealed unsafe partial class AddressSpace : IDisposable
 
     /// <summary><see cref="AddressSpaceOptions.UseZeroPage"/> as fixed at construction (read on every anonymous read fault).</summary>
     internal bool UseZeroPage => _useZeroPage;
+
+    /// <summary>True when <see cref="AddressSpaceOptions.TransparentHugePages"/> is <see cref="TransparentHugePageMode.Always"/> (fixed at construction).</summary>
+    internal bool ThpAlways => _thp;
+
+    /// <summary>
+    /// Whether anonymous faults map 2 MiB pages here: <see cref="AddressSpaceOptions.TransparentHugePages"/> as fixed at
+    /// construction.
+    /// </summary>
+    public TransparentHugePageMode TransparentHugePages => _thp ? TransparentHugePageMode.Always : TransparentHugePageMode.Never;
+
+    /// <summary>
+    /// True if the classic path would map a transparent huge page for a not-present fault at <paramref name="address"/>
+    /// in <paramref name="vma"/> (Linux <c>thp_vma_allowable_order</c> and <c>do_huge_pmd_anonymous_page</c>'s range
+    /// check): huge pages on, an anonymous VMA covering the whole aligned 2 MiB around the address, and a write, or a read
+    /// that does not map the zero page. A speculative path that does not handle huge pages (neither published series
+    /// does) leaves such a fault to the classic one when it finds the PMD empty.
+    /// </summary>
+    /// <param name="vma">The VMA as the caller read it.</param>
+    /// <param name="address">The faulting address.</param>
+    /// <param name="write">True for a write.</param>
+    public bool WouldMapHugePage(VmaInfo vma, ulong address, bool write) => HugeFaultApplies(vma.Kind, vma.Start, vma.End, address, write);
+
+    /// <summary>Planted bug for tests: a whole-huge-page zap frees the huge page before its shootdown.</summary>
+    internal bool PlantFreeHugeBeforeShootdown { get; set; }
+
+    /// <summary>Planted bug for tests: a huge-PMD split leaves the first subpage's PTE empty (the subpage is lost).</summary>
+    internal bool PlantSplitDropsSubpage { get; set; }
+
+    /// <summary>
+    /// True if a not-present anonymous fault at <paramref name="address"/> in [<paramref name="vmaStart"/>,
+    /// <paramref name="vmaEnd"/>) would map a huge page here (Linux <c>thp_vma_allowable_order</c> plus
+    /// <c>do_huge_pmd_anonymous_page</c>'s range check): huge pages on, an anonymous VMA covering the whole aligned 2 MiB,
+    /// and a write, or a read that does not map the zero page.
+    /// </summary>
+    internal bool HugeFaultApplies(MappingKind kind, ulong vmaStart, ulong vmaEnd, ulong address, bool write)
+    {
+        ulong huge = address & ~(PageTable.PteTableSpan - 1);
+        return _thp && kind == MappingKind.Anonymous && (write || !_useZeroPage) && huge >= vmaStart && vmaEnd - huge >= PageTable.PteTableSpan;
+    }
 
     /// <summary>
     /// Which faults the per-VMA lock handles, by modelled kernel version: <see cref="AddressSpaceOptions.PerVmaLockScope"/>
@@ -217,7 +258,12 @@ public sealed unsafe partial class AddressSpace : IDisposable
             {
                 ref PageFrame frame = ref memory.Frame(pte.Pfn);
                 FrameState state = frame.ReadState();
-                if (state == FrameState.Anonymous)
+                if (pte.IsHuge)
+                {
+                    lru.Release(-1, pte.Pfn); // A huge page: one LRU entry, its head; freed whole (FreeAll freed its deposit).
+                    anonymous += PageTable.HugePages;
+                }
+                else if (state == FrameState.Anonymous)
                 {
                     lru.Release(-1, pte.Pfn);
                     anonymous++;

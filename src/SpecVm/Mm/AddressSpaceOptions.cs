@@ -55,8 +55,22 @@ public sealed class AddressSpaceOptions
     /// </summary>
     public LockLayout LockLayout { get; set; } = LockLayout.Padded;
 
+    /// <summary>
+    /// Transparent huge pages for anonymous memory (Linux <c>/sys/kernel/mm/transparent_hugepage/enabled</c>): with
+    /// <see cref="TransparentHugePageMode.Always"/>, a fault in a private anonymous VMA that covers the whole 2 MiB-aligned
+    /// range around the address, with no page table there yet, maps a 2 MiB page with one PMD entry
+    /// (<c>do_huge_pmd_anonymous_page</c>), taken from the machine's reserve (<c>MachineOptions.HugePageReserve</c>).
+    /// Default <see cref="TransparentHugePageMode.Never"/>: 4 KiB pages only, the model as it was.
+    /// </summary>
+    public TransparentHugePageMode TransparentHugePages { get; set; } = TransparentHugePageMode.Never;
+
     internal void Validate()
     {
+        if (!Enum.IsDefined(TransparentHugePages))
+        {
+            throw new ArgumentOutOfRangeException(nameof(TransparentHugePages), TransparentHugePages, "Not a TransparentHugePageMode value.");
+        }
+
         if (!Enum.IsDefined(LockLayout))
         {
             throw new ArgumentOutOfRangeException(nameof(LockLayout), LockLayout, "Not a LockLayout value.");
@@ -114,4 +128,18 @@ public enum PerVmaLockScope
     /// <c>vmf_anon_prepare</c> (retry), and the mmap lock path allocates it. A zero-page read fault needs none.
     /// </summary>
     Full,
+}
+
+/// <summary>When anonymous faults map 2 MiB transparent huge pages (Linux's <c>transparent_hugepage/enabled</c> modes).</summary>
+public enum TransparentHugePageMode
+{
+    /// <summary>Never: every page is 4 KiB (Linux <c>never</c>).</summary>
+    Never = 0,
+
+    /// <summary>
+    /// Every eligible anonymous fault tries a huge page (Linux <c>always</c>): a private anonymous VMA covering the whole
+    /// aligned 2 MiB, an empty PMD, and a write (or a read with <see cref="AddressSpaceOptions.UseZeroPage"/> off; with it
+    /// on, a read maps the 4 KiB zero page: the model has no huge zero page).
+    /// </summary>
+    Always = 1,
 }

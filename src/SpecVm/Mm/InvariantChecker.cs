@@ -26,7 +26,7 @@ namespace SpecVm.Mm;
 /// throws an <see cref="InvariantViolationException"/> listing all of them.
 /// </para>
 /// </remarks>
-public static class InvariantChecker
+public static unsafe class InvariantChecker
 {
     /// <summary>Violations reported per check before the rest are summarised (a broken run can have millions).</summary>
     private const int MaxReportsPerCheck = 20;
@@ -58,6 +58,7 @@ public static class InvariantChecker
         }
 
         violations.AddRange(CheckFrames(machine, spaces, files));
+        violations.AddRange(CheckTlbs(machine, spaces));
         return violations;
     }
 
@@ -143,6 +144,43 @@ public static class InvariantChecker
 
         PhysicalMemory memory = mm.Machine.Memory;
         IReadOnlyList<Vma> vmas = mm.Vmas.SnapshotLive();
+
+        // Huge pages first (their subpages are checked below as the PTEs they stand for; a broken huge page would
+        // otherwise be reported only as 512 subpage violations): one anonymous VMA covers the whole 2 MiB (a split was
+        // not missed when a VMA edge moved into it), the frames form one intact huge page, and the PTE table deposited
+        // for its split is a page table.
+        mm.PageTable.ForEachHuge((va, pmd) =>
+        {
+            Vma? vma = FindIn(vmas, va);
+            if (vma == null || vma.End - va < PageTable.PteTableSpan || vma.Kind != MappingKind.Anonymous)
+            {
+                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}) is not inside one anonymous VMA ({vma?.ToString() ?? "none"}): a split was missed.");
+            }
+
+            long head = pmd.Pfn;
+            if (head % PageTable.HugePages != 0 || head + PageTable.HugePages > memory.FrameCount)
+            {
+                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}) maps frame {head}, which does not start a 2 MiB block.");
+                return;
+            }
+
+            for (int i = 0; i < PageTable.HugePages; i++)
+            {
+                PageFrameFlags want = i == 0 ? PageFrameFlags.CompoundHead : PageFrameFlags.CompoundTail;
+                if (((PageFrameFlags)memory.Frame(head + i).Flags & (PageFrameFlags.CompoundHead | PageFrameFlags.CompoundTail)) != want)
+                {
+                    Add(violations, $"Huge PMD at 0x{va:x} ({pmd}): frame {head + i} is not marked {want}: the huge page was split or freed under its PMD.");
+                    break;
+                }
+            }
+
+            long deposit = memory.Frame(head).Index;
+            if ((ulong)deposit >= (ulong)memory.FrameCount || deposit == 0 || memory.Frame(deposit).ReadState() != FrameState.PageTable)
+            {
+                Add(violations, $"Huge PMD at 0x{va:x} ({pmd}): its deposited PTE table {deposit} is not a page table.");
+            }
+        });
+
         mm.PageTable.ForEachPresent((va, pte) =>
         {
             Vma? vma = FindIn(vmas, va);
@@ -229,6 +267,73 @@ public static class InvariantChecker
                     break;
             }
         });
+
+        return violations;
+    }
+
+    /// <summary>
+    /// No TLB holds a translation that a shootdown should have removed: for every CPU that has one of
+    /// <paramref name="spaces"/> loaded and has flushed up to its current TLB generation (a lazy CPU behind it flushes
+    /// when it wakes), every cached translation of that address space maps a frame that is not free, and the same frame
+    /// the page table maps there now (a translation may be narrower than the PTE, after a widening needs no shootdown,
+    /// never to another frame).
+    /// </summary>
+    /// <param name="machine">The machine.</param>
+    /// <param name="spaces">The address spaces whose translations to check.</param>
+    /// <remarks>
+    /// The first check holds at any moment, even in the middle of an unmap (frames are freed only after the shootdown);
+    /// the second only when the machine is quiescent. Each violation says which it is ("freed" or "stale").
+    /// </remarks>
+    public static IReadOnlyList<string> CheckTlbs(Machine machine, IReadOnlyList<AddressSpace> spaces)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(spaces);
+        var violations = new List<string>();
+        PhysicalMemory memory = machine.Memory;
+        foreach (Cpu cpu in machine.Cpus)
+        {
+            TlbContext? loaded = cpu.Loaded;
+            AddressSpace? mm = null;
+            foreach (AddressSpace candidate in spaces)
+            {
+                mm = ReferenceEquals(candidate.TlbContext, loaded) ? candidate : mm;
+            }
+
+            if (mm == null || cpu.LoadedGeneration != mm.TlbContext.Generation)
+            {
+                continue;
+            }
+
+            cpu.Tlb.ForEachValid(mm.TlbContext.Id, (vpn, cached) =>
+            {
+                var pte = new Pte(cached);
+                ulong va = vpn << PhysicalMemory.PageShift;
+                if ((ulong)pte.Pfn >= (ulong)memory.FrameCount)
+                {
+                    Add(violations, $"CPU {cpu.Id}'s TLB maps 0x{va:x} to frame {pte.Pfn}, which does not exist.");
+                    return;
+                }
+
+                if (memory.Frame(pte.Pfn).ReadState() == FrameState.Free)
+                {
+                    Add(violations, $"CPU {cpu.Id}'s TLB maps 0x{va:x} to frame {pte.Pfn}, which was freed: the frame was freed before the shootdown that removes the translation.");
+                    return;
+                }
+
+                ulong* leaf = mm.PageTable.WalkLocklessLeaf(va, out _, out bool huge);
+                ulong now = leaf == null ? 0 : Volatile.Read(ref *leaf);
+                if (huge && (now & Pte.Huge) != 0)
+                {
+                    now = PageTable.Subpage(now, vpn & (PageTable.HugePages - 1));
+                }
+
+                if ((now & Pte.Present) == 0 || new Pte(now).Pfn != pte.Pfn)
+                {
+                    Add(violations, $"CPU {cpu.Id}'s TLB maps 0x{va:x} to frame {pte.Pfn}, but the page table maps {new Pte(now)} there: a stale translation survived its shootdown.");
+                }
+            });
+        }
+
         return violations;
     }
 
@@ -310,17 +415,31 @@ public static class InvariantChecker
             Add(violations, $"{census.PageCache} frames are page cache, but the files cache {cached}.");
         }
 
-        // How many PTEs map each frame.
+        // How many PTEs map each frame (a huge page's subpages count as the PTEs they stand for), and which frames
+        // are mapped by a huge PMD.
         var mappers = new Dictionary<long, int>();
+        var hugeMapped = new HashSet<long>();
         foreach (AddressSpace mm in spaces)
         {
             mm.PageTable.ForEachPresent((_, pte) => mappers[pte.Pfn] = mappers.GetValueOrDefault(pte.Pfn) + 1);
+            mm.PageTable.ForEachHuge((_, pmd) =>
+            {
+                for (int i = 0; i < PageTable.HugePages; i++)
+                {
+                    hugeMapped.Add(pmd.Pfn + i);
+                }
+            });
         }
 
         for (long pfn = 1; pfn < memory.FrameCount; pfn++)
         {
             ref PageFrame frame = ref memory.Frame(pfn);
             int ptes = mappers.GetValueOrDefault(pfn);
+            if ((frame.Flags & (int)(PageFrameFlags.CompoundHead | PageFrameFlags.CompoundTail)) != 0 && !hugeMapped.Contains(pfn))
+            {
+                Add(violations, $"Frame {pfn} ({frame.ReadState()}) is part of a huge page that no huge PMD maps: a split that did not make it 4 KiB frames, or a huge page lost.");
+            }
+
             switch (frame.ReadState())
             {
                 case FrameState.Anonymous:

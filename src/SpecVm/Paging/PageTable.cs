@@ -20,6 +20,13 @@ namespace SpecVm.Paging;
 /// <c>__pud_alloc</c> and <c>__pmd_alloc</c> take, and <c>pmd_install</c> where split PMD locks are off): taken only
 /// when a level is missing, so a walk that finds every level present never touches it. An address space places that
 /// lock in its lock block (<c>Mm.LockLayout</c>); a table made with the public constructor has a lock of its own.
+/// A PMD entry with <see cref="Pte.Huge"/> is a leaf mapping a 2 MiB page (a transparent huge page, Linux
+/// <c>pmd_trans_huge</c>). It is guarded by the PMD table's own split lock (its <see cref="PageFrame.Ptl"/>: Linux's
+/// <c>pmd_lock</c> with split PMD locks), installed by a compare-and-swap from empty (so it cannot overwrite a PTE table
+/// installed meanwhile without that lock), and carries a PTE table deposited when it was made
+/// (<see cref="Deposit"/>, Linux <c>pgtable_trans_huge_deposit</c>), so that splitting it (<see cref="SplitHuge"/>)
+/// never allocates. Lockless walkers stop at a huge PMD (<see cref="WalkLocklessLeaf"/>); the walks that only know
+/// PTEs (<see cref="WalkLockless(ulong, out long)"/>, <see cref="WalkAllocate(int, ulong, out long)"/>) return null there.
 /// </para>
 /// <para>
 /// A detached table (<see cref="DetachTables"/>, <see cref="DetachPteTable"/>) is not freed here: the caller frees it only after a TLB shootdown
@@ -31,8 +38,11 @@ internal sealed unsafe class PageTable
     /// <summary>The first address above user space (2^47).</summary>
     public const ulong UserTop = 1UL << 47;
 
-    /// <summary>Bytes covered by one PTE table (2 MiB).</summary>
+    /// <summary>Bytes covered by one PTE table (2 MiB), which is also the size of a huge page mapped by one PMD entry.</summary>
     public const ulong PteTableSpan = 1UL << 21;
+
+    /// <summary>4 KiB pages in a huge page (Linux <c>HPAGE_PMD_NR</c>).</summary>
+    internal const int HugePages = 512;
 
     private const ulong TableFlags = Pte.Present | Pte.Writable | Pte.User;
 
@@ -109,12 +119,34 @@ internal sealed unsafe class PageTable
 
     /// <summary>
     /// Walks to the PTE of <paramref name="va"/> without locks. Returns null if a level is missing (the 2017
-    /// speculative path aborts then: it never allocates tables).
+    /// speculative path aborts then: it never allocates tables) or the PMD maps a huge page (see
+    /// <see cref="WalkLocklessLeaf"/> for walkers that handle one).
     /// </summary>
     /// <param name="va">A user address.</param>
     /// <param name="ptePfn">The PFN of the PTE table (whose PTL guards the entry), or -1.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong* WalkLockless(ulong va, out long ptePfn)
+    {
+        ulong* entry = WalkLocklessLeaf(va, out ptePfn, out bool huge);
+        if (huge)
+        {
+            ptePfn = -1;
+            return null;
+        }
+
+        return entry;
+    }
+
+    /// <summary>
+    /// Walks to the leaf entry of <paramref name="va"/> without locks: its PTE, or — <paramref name="huge"/> true — the
+    /// PMD entry when that maps a 2 MiB page. Null (table -1) if a level is missing. The caller rereads the entry; a PMD
+    /// entry read again may have been split or zapped since (no longer <see cref="Pte.Huge"/>): walk again then.
+    /// </summary>
+    /// <param name="va">A user address.</param>
+    /// <param name="tablePfn">The PFN of the table holding the leaf (a PTE table, or for a huge page the PMD table), whose PTL guards it; or -1.</param>
+    /// <param name="huge">True if the leaf is a PMD entry mapping a huge page.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong* WalkLocklessLeaf(ulong va, out long tablePfn, out bool huge)
     {
         long table = _root;
         for (int level = 4; level > 1; level--)
@@ -123,55 +155,102 @@ internal sealed unsafe class PageTable
 
             // Acquire (READ_ONCE): the lower table's contents, initialised before its CAS install, are visible.
             ulong value = Volatile.Read(ref *entry);
+
+            // One compare for both rare cases: a missing level, or a PS leaf (only PMD entries ever have PS set).
+            if ((value & (Pte.Present | Pte.Huge)) != Pte.Present)
+            {
+                huge = (value & Pte.Present) != 0;
+                tablePfn = huge ? table : -1;
+                return huge ? entry : null;
+            }
+
+            table = new Pte(value).Pfn;
+        }
+
+        huge = false;
+        tablePfn = table;
+        return Entries(table) + IndexAt(va, 1);
+    }
+
+    /// <summary>
+    /// Walks to the PMD entry of <paramref name="va"/> without locks (null, table -1, if the PML4 or PUD level is missing).
+    /// Under the mmap lock the upper tables on the way cannot be freed.
+    /// </summary>
+    /// <param name="va">A user address.</param>
+    /// <param name="pmdTablePfn">The PFN of the PMD table (whose PTL guards a huge entry), or -1.</param>
+    internal ulong* PmdEntry(ulong va, out long pmdTablePfn)
+    {
+        long table = _root;
+        for (int level = 4; level > 2; level--)
+        {
+            // Acquire (READ_ONCE), as in WalkLocklessLeaf.
+            ulong value = Volatile.Read(ref *(Entries(table) + IndexAt(va, level)));
             if ((value & Pte.Present) == 0)
             {
-                ptePfn = -1;
+                pmdTablePfn = -1;
                 return null;
             }
 
             table = new Pte(value).Pfn;
         }
 
-        ptePfn = table;
-        return Entries(table) + IndexAt(va, 1);
+        pmdTablePfn = table;
+        return Entries(table) + IndexAt(va, 2);
     }
 
-    /// <summary>Walks to the PTE of <paramref name="va"/>, allocating missing levels. Returns null if out of frames.</summary>
+    /// <summary>
+    /// Walks to the PTE of <paramref name="va"/>, allocating missing levels. Returns null if out of frames, or if the PMD
+    /// maps a huge page.
+    /// </summary>
     /// <param name="cpu">The faulting CPU (for its frame cache), or -1.</param>
     /// <param name="va">A user address.</param>
     /// <param name="ptePfn">The PFN of the PTE table, or -1.</param>
-    public ulong* WalkAllocate(int cpu, ulong va, out long ptePfn) => WalkAllocate(cpu, null, va, out ptePfn);
+    public ulong* WalkAllocate(int cpu, ulong va, out long ptePfn) => WalkAllocate(cpu, null, va, 1, out ptePfn, out _);
 
     /// <summary>
-    /// As <see cref="WalkAllocate(int, ulong, out long)"/>, serving <paramref name="waiter"/> (the faulting CPU: its
-    /// interrupts) while it spins for the page-table lock to install a missing level.
+    /// Walks to the entry of level <paramref name="leafLevel"/> (1: the PTE; 2: the PMD entry, allocating no PTE table)
+    /// for <paramref name="va"/>, allocating the missing levels above it, serving <paramref name="waiter"/> (the faulting
+    /// CPU: its interrupts) while it spins for the page-table lock to install a missing level. Null if out of frames (or
+    /// freed); walking to a PTE, null with <paramref name="huge"/> true and the PMD table in <paramref name="tablePfn"/>
+    /// if the PMD maps a huge page.
     /// </summary>
-    /// <param name="cpu">The faulting CPU, or -1.</param>
+    /// <param name="cpu">The faulting CPU (for its frame cache), or -1.</param>
     /// <param name="waiter">Called each spin iteration on the page-table lock; may be null.</param>
     /// <param name="va">A user address.</param>
-    /// <param name="ptePfn">The PFN of the PTE table, or -1.</param>
-    internal ulong* WalkAllocate(int cpu, ISpinWaiter? waiter, ulong va, out long ptePfn)
+    /// <param name="leafLevel">1 or 2.</param>
+    /// <param name="tablePfn">The PFN of the table holding the entry returned, or -1.</param>
+    /// <param name="huge">True if the walk stopped at a PMD entry mapping a huge page.</param>
+    internal ulong* WalkAllocate(int cpu, ISpinWaiter? waiter, ulong va, int leafLevel, out long tablePfn, out bool huge)
     {
         long table = _root;
+        huge = false;
         if (table == 0)
         {
             // Freed (the address space was disposed): never install tables into the shared empty frame 0.
-            ptePfn = -1;
+            tablePfn = -1;
             return null;
         }
 
-        for (int level = 4; level > 1; level--)
+        for (int level = 4; level > leafLevel; level--)
         {
             ulong* entry = Entries(table) + IndexAt(va, level);
 
             // Acquire: see WalkLockless.
             ulong value = Volatile.Read(ref *entry);
+            if ((value & Pte.Huge) != 0)
+            {
+                // A huge page (only PMD entries have PS): there is no PTE table to walk into.
+                huge = true;
+                tablePfn = table;
+                return null;
+            }
+
             if ((value & Pte.Present) == 0)
             {
                 long fresh = _allocator.TryAllocate(cpu, FrameState.PageTable);
                 if (fresh < 0)
                 {
-                    ptePfn = -1;
+                    tablePfn = -1;
                     return null;
                 }
 
@@ -198,14 +277,73 @@ internal sealed unsafe class PageTable
                 {
                     _allocator.Free(cpu, fresh);
                     value = seen;
+                    if ((value & Pte.Huge) != 0)
+                    {
+                        huge = true; // A huge fault installed its PMD first (it too installs with a CAS from empty).
+                        tablePfn = table;
+                        return null;
+                    }
                 }
             }
 
             table = new Pte(value).Pfn;
         }
 
-        ptePfn = table;
-        return Entries(table) + IndexAt(va, 1);
+        tablePfn = table;
+        return Entries(table) + IndexAt(va, leafLevel);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="pfn"/>, a fresh <see cref="FrameState.PageTable"/> frame, the PTE table deposited with a huge
+    /// page about to be mapped at <paramref name="regionBase"/> (Linux <c>pgtable_trans_huge_deposit</c>, counted in
+    /// <c>nr_ptes</c> as Linux counts it): zeroed and owned by this table, reachable by no walker until a split
+    /// publishes it. Withdraw it with <see cref="Withdraw"/> when the huge page goes away unsplit.
+    /// </summary>
+    internal void Deposit(long pfn, ulong regionBase)
+    {
+        InitTable(pfn, 1, regionBase);
+        Interlocked.Increment(ref _tables); // Statistics, as in WalkAllocate.
+    }
+
+    /// <summary>Gives back a deposited table that no split used (Linux <c>zap_deposited_table</c>); the caller frees the frame.</summary>
+    internal void Withdraw() => Interlocked.Decrement(ref _tables); // Statistics, as in WalkAllocate.
+
+    /// <summary>
+    /// Installs the huge-page leaf <paramref name="value"/> in the empty PMD entry <paramref name="pmd"/> with a
+    /// compare-and-swap (full fence: the zeroed page, its metadata and its deposit are visible before the entry); false
+    /// if the entry is no longer empty (a PTE table or another huge page got there first). The caller holds the PMD lock.
+    /// </summary>
+    internal static bool TryInstallHuge(ulong* pmd, ulong value) =>
+        Interlocked.CompareExchange(ref *pmd, value, 0UL) == 0UL;
+
+    /// <summary>
+    /// Replaces the huge-page leaf <paramref name="huge"/> at <paramref name="pmd"/> by its deposited PTE table, filled
+    /// with 512 PTEs mapping the same frames with the same rights (Linux <c>__split_huge_pmd_locked</c>). The caller
+    /// holds the PMD lock, has checked the entry still holds <paramref name="huge"/>, and shoots down the range after.
+    /// With <paramref name="plantDropFirst"/> (a planted bug for tests) the first PTE is left empty.
+    /// </summary>
+    /// <returns>The PFN of the PTE table now in the PMD entry.</returns>
+    internal long SplitHuge(ulong* pmd, long pmdTablePfn, ulong huge, ulong regionBase, long deposit, bool plantDropFirst = false)
+    {
+        InitTable(deposit, 1, regionBase);
+        ulong* ptes = Entries(deposit);
+        ulong flags = huge & ~(Pte.PfnMask | Pte.Huge);
+        long head = new Pte(huge).Pfn;
+        for (int i = plantDropFirst ? 1 : 0; i < HugePages; i++)
+        {
+            ptes[i] = ((ulong)(head + i) << PhysicalMemory.PageShift) | flags;
+        }
+
+        // Targeted shootdowns: CPUs that cached subpages from the huge entry noted themselves on the PMD table; the new
+        // table inherits them, so a later shootdown of its range still interrupts them.
+        ref PageFrame pmdTable = ref _memory.FrameUnchecked(pmdTablePfn);
+        _memory.FrameUnchecked(deposit).TlbCpus = Volatile.Read(ref pmdTable.TlbCpus);
+
+        // Release: the filled table (and its metadata) is visible before the entry that points at it; a lockless walker
+        // sees the huge leaf or the full table, never a half-filled one.
+        VirtualTime.Access(pmd, LineAccess.Store);
+        Volatile.Write(ref *pmd, Pte.Make(deposit, TableFlags).Value);
+        return deposit;
     }
 
     /// <summary>
@@ -262,9 +400,17 @@ internal sealed unsafe class PageTable
             table = new Pte(value).Pfn;
         }
 
+        // A huge page is a leaf, not a table: never detach one as a table (its region's zap removes it; one still here
+        // is a bug the invariant checker reports, a huge PMD outside every VMA, rather than frames freed as tables).
+        ulong* slot = Entries(table) + IndexAt(regionBase, level + 1);
+        if ((Volatile.Read(ref *slot) & Pte.Huge) != 0)
+        {
+            return 0;
+        }
+
         // Exchange (full fence): walkers that start after this see no table; walkers already past this level are
         // why the frames wait for a shootdown before they are freed.
-        ulong old = Interlocked.Exchange(ref *(Entries(table) + IndexAt(regionBase, level + 1)), 0);
+        ulong old = Interlocked.Exchange(ref *slot, 0);
         if ((old & Pte.Present) == 0)
         {
             return 0;
@@ -293,7 +439,9 @@ internal sealed unsafe class PageTable
         for (int i = 0; i < 512; i++)
         {
             ulong value = Volatile.Read(ref entries[i]);
-            if ((value & Pte.Present) != 0)
+
+            // A huge leaf is a page, not a table (a region no VMA overlaps has none: its zap cleared them).
+            if ((value & (Pte.Present | Pte.Huge)) == Pte.Present)
             {
                 CollectTables(new Pte(value).Pfn, level - 1, into);
             }
@@ -302,7 +450,10 @@ internal sealed unsafe class PageTable
 
     /// <summary>Frees every table page (the address space is being destroyed and no CPU can walk it).</summary>
     /// <param name="cpu">The freeing CPU, or -1.</param>
-    /// <param name="onLeaf">Called for every present leaf PTE still found (so the caller can release its frame).</param>
+    /// <param name="onLeaf">
+    /// Called for every present leaf still found (so the caller can release its frame): each PTE, and each PMD entry that
+    /// maps a huge page (<see cref="Pte.IsHuge"/>; its deposited table is freed here).
+    /// </param>
     public void FreeAll(int cpu, Action<Pte>? onLeaf)
     {
         long root = _root;
@@ -328,12 +479,18 @@ internal sealed unsafe class PageTable
                 continue;
             }
 
-            if (level > 1)
+            if (level > 1 && (value & Pte.Huge) == 0)
             {
                 FreeLevel(cpu, new Pte(value).Pfn, level - 1, onLeaf);
             }
             else
             {
+                if ((value & Pte.Huge) != 0)
+                {
+                    // The deposit first: the callback may free the huge page, and with it the head's record of it.
+                    _allocator.Free(cpu, _memory.FrameUnchecked(new Pte(value).Pfn).Index);
+                }
+
                 onLeaf?.Invoke(new Pte(value));
             }
 
@@ -343,15 +500,31 @@ internal sealed unsafe class PageTable
         _allocator.Free(cpu, table);
     }
 
-    /// <summary>Counts present leaf PTEs and calls <paramref name="visit"/> for each (checkers; not thread-safe with writers).</summary>
+    /// <summary>
+    /// Counts present leaf PTEs and calls <paramref name="visit"/> for each (checkers; not thread-safe with writers). A
+    /// PMD entry mapping a huge page counts as its 512 subpages, each visited with the 4 KiB PTE it stands for (the
+    /// subpage's frame, the entry's rights).
+    /// </summary>
     /// <param name="visit">Called with each present PTE's virtual address and value.</param>
     public long ForEachPresent(Action<ulong, Pte> visit)
     {
         ArgumentNullException.ThrowIfNull(visit);
-        return Visit(_root, 4, 0, visit);
+        return Visit(_root, 4, 0, visit, null);
     }
 
-    private long Visit(long table, int level, ulong baseVa, Action<ulong, Pte> visit)
+    /// <summary>Calls <paramref name="visit"/> for each PMD entry that maps a huge page, with its address and value (checkers).</summary>
+    /// <param name="visit">Called with each huge page's virtual address and PMD entry.</param>
+    internal long ForEachHuge(Action<ulong, Pte> visit)
+    {
+        ArgumentNullException.ThrowIfNull(visit);
+        return Visit(_root, 4, 0, null, visit);
+    }
+
+    /// <summary>The 4 KiB PTE that subpage <paramref name="index"/> (0..511) of the huge leaf <paramref name="pmd"/> stands for.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong Subpage(ulong pmd, ulong index) => (pmd & ~Pte.Huge) + (index << PhysicalMemory.PageShift);
+
+    private long Visit(long table, int level, ulong baseVa, Action<ulong, Pte>? visit, Action<ulong, Pte>? visitHuge)
     {
         long count = 0;
         ulong* entries = Entries(table);
@@ -365,11 +538,21 @@ internal sealed unsafe class PageTable
             }
 
             ulong va = baseVa | ((ulong)i << (PhysicalMemory.PageShift + (9 * (level - 1))));
-            if (level > 1)
+            if ((value & Pte.Huge) != 0)
             {
-                count += Visit(new Pte(value).Pfn, level - 1, va, visit);
+                visitHuge?.Invoke(va, new Pte(value));
+                for (ulong sub = 0; visit != null && sub < HugePages; sub++)
+                {
+                    visit(va + (sub << PhysicalMemory.PageShift), new Pte(Subpage(value, sub)));
+                }
+
+                count += visit != null ? HugePages : 1;
             }
-            else
+            else if (level > 1)
+            {
+                count += Visit(new Pte(value).Pfn, level - 1, va, visit, visitHuge);
+            }
+            else if (visit != null)
             {
                 visit(va, new Pte(value));
                 count++;

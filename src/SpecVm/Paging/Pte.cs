@@ -4,15 +4,18 @@ namespace SpecVm.Paging;
 
 /// <summary>
 /// A page-table entry: an unsafe struct over one <see cref="ulong"/> with the x86-64 bit layout SpecVm uses at every
-/// level (upper levels use <see cref="Present"/>, <see cref="Writable"/>, <see cref="User"/> and the PFN).
+/// level (upper levels use <see cref="Present"/>, <see cref="Writable"/>, <see cref="User"/> and the PFN; a PMD entry
+/// with <see cref="Huge"/> is a leaf that maps a 2 MiB page).
 /// </summary>
 /// <remarks>
 /// <code>
-///  63  62        52 51                                  12 11  7  6   5  4 3  2   1   0
-/// +----+-----------+--------------------------------------+-----+---+---+----+---+---+---+
-/// | NX |  (free)   |             PFN (40 bits)            |     | D | A |    | U | W | P |
-/// +----+-----------+--------------------------------------+-----+---+---+----+---+---+---+
+///  63  62        52 51                                  12 11  8  7   6   5  4 3  2   1   0
+/// +----+-----------+--------------------------------------+-----+----+---+---+----+---+---+---+
+/// | NX |  (free)   |             PFN (40 bits)            |     | PS | D | A |    | U | W | P |
+/// +----+-----------+--------------------------------------+-----+----+---+---+----+---+---+---+
 /// </code>
+/// PS is meaningful only in a PMD entry (x86's page-size bit: the entry maps 512 contiguous frames from its PFN, a
+/// 2 MiB-aligned block); in a PTE it is never set (x86 reuses it as PAT there, which SpecVm does not model).
 /// </remarks>
 internal readonly struct Pte : IEquatable<Pte>
 {
@@ -30,6 +33,12 @@ internal readonly struct Pte : IEquatable<Pte>
 
     /// <summary>Dirty (D).</summary>
     public const ulong Dirty = 1UL << 6;
+
+    /// <summary>
+    /// Page size (PS), in a PMD entry only: the entry is a leaf mapping a 2 MiB page (Linux <c>_PAGE_PSE</c>,
+    /// <c>pmd_trans_huge</c>) instead of pointing at a PTE table.
+    /// </summary>
+    public const ulong Huge = 1UL << 7;
 
     /// <summary>No-execute (NX).</summary>
     public const ulong NoExecute = 1UL << 63;
@@ -79,6 +88,9 @@ internal readonly struct Pte : IEquatable<Pte>
     /// <summary>True if the page was written.</summary>
     public bool IsDirty => (Value & Dirty) != 0;
 
+    /// <summary>True if this (PMD) entry maps a 2 MiB page (<see cref="Huge"/>).</summary>
+    public bool IsHuge => (Value & Huge) != 0;
+
     /// <summary>True if instruction fetch is forbidden.</summary>
     public bool IsNoExecute => (Value & NoExecute) != 0;
 
@@ -118,6 +130,6 @@ internal readonly struct Pte : IEquatable<Pte>
 
     /// <inheritdoc/>
     public override string ToString() => IsPresent
-        ? $"pfn {Pfn} {(IsWritable ? "W" : "-")}{(IsUser ? "U" : "-")}{(IsAccessed ? "A" : "-")}{(IsDirty ? "D" : "-")}{(IsNoExecute ? "X" : "-")}"
+        ? $"pfn {Pfn} {(IsWritable ? "W" : "-")}{(IsUser ? "U" : "-")}{(IsAccessed ? "A" : "-")}{(IsDirty ? "D" : "-")}{(IsNoExecute ? "X" : "-")}{(IsHuge ? " 2M" : "")}"
         : Value == 0 ? "none" : $"not-present 0x{Value:x}";
 }

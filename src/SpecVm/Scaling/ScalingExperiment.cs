@@ -127,6 +127,7 @@ public sealed class ScalingExperiment
                 TargetedShootdowns = EffectiveAddressSpaceOptions.TargetedShootdowns,
                 DowngradeOnUnmap = EffectiveAddressSpaceOptions.DowngradeOnUnmap,
                 LockLayout = Mm.MmLockLines.Name(EffectiveAddressSpaceOptions.LockLayout),
+                TransparentHugePages = ThpName(EffectiveAddressSpaceOptions.TransparentHugePages),
                 KernelProfile = _options.KernelProfile.Name,
                 KernelProfileSettings = new Dictionary<string, string>(_options.KernelProfile.Settings()),
                 TimeMode = _options.VirtualTime == null ? "wall-clock" : "virtual",
@@ -314,13 +315,26 @@ public sealed class ScalingExperiment
         return floors;
     }
 
-    /// <summary>A fresh machine for one run: the measured tasks plus the workload's background CPUs, its memory.</summary>
+    /// <summary>The name a result records for a huge-page mode ("always", "never": Linux's sysfs words).</summary>
+    internal static string ThpName(TransparentHugePageMode mode) => mode == TransparentHugePageMode.Always ? "always" : "never";
+
+    /// <summary>
+    /// A fresh machine for one run: the measured tasks plus the workload's background CPUs, its memory. With huge pages
+    /// on, as much memory again is added and reserved in 2 MiB blocks (<see cref="MachineOptions.HugePageReserve"/>), so
+    /// that every page the workload maps can be huge and the 4 KiB allocator still has the workload's whole budget for
+    /// fallbacks and page tables.
+    /// </summary>
     private Machine NewMachine(Workload workload, int threads, bool pin)
     {
+        long bytes = Math.Max(workload.MemoryBytes(threads), 16L << 20);
+        int hugeBlocks = OptionsFor(workload).TransparentHugePages == TransparentHugePageMode.Always
+            ? (int)((bytes + (long)Paging.PageTable.PteTableSpan - 1) / (long)Paging.PageTable.PteTableSpan)
+            : 0;
         var options = new MachineOptions
         {
             CpuCount = threads + workload.BackgroundTasks,
-            MemoryBytes = Math.Max(workload.MemoryBytes(threads), 16L << 20),
+            MemoryBytes = bytes + (hugeBlocks * (long)Paging.PageTable.PteTableSpan) + (hugeBlocks > 0 ? (long)Paging.PageTable.PteTableSpan : 0),
+            HugePageReserve = hugeBlocks,
             AllowOversubscription = true,
             Pin = pin,
         };

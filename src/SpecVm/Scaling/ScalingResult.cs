@@ -252,6 +252,12 @@ public sealed class ScalingSettings
     /// </summary>
     public string? LockLayout { get; set; }
 
+    /// <summary>
+    /// Transparent huge pages in the model's address spaces ("always" or "never", <see cref="Mm.AddressSpaceOptions.TransparentHugePages"/>);
+    /// null in results written before THP was modelled (which ran without).
+    /// </summary>
+    public string? TransparentHugePages { get; set; }
+
     /// <summary>The kernel profile the model ran as ("6.15"; see <see cref="Mm.KernelProfile"/>); null in results written before profiles.</summary>
     public string? KernelProfile { get; set; }
 

@@ -15,6 +15,9 @@ public sealed unsafe partial class Cpu
     /// <summary>The address space this CPU has loaded (its CR3), or null.</summary>
     internal TlbContext? Loaded => _loaded;
 
+    /// <summary>The TLB generation of <see cref="Loaded"/> this CPU has flushed up to (checkers; racy unless the CPU is quiet).</summary>
+    internal long LoadedGeneration => Volatile.Read(ref _loadedGeneration);
+
     /// <summary>Loads <paramref name="context"/> (a context switch): joins its CPU mask and starts with a clean TLB.</summary>
     /// <param name="context">The address space's TLB context.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -285,6 +285,31 @@ public enum CpuCounter
     /// <summary>Time spent in the memory cgroup's counter walks, in Stopwatch ticks (virtual ticks in virtual time).</summary>
     MemcgWalkTicks,
 
+    /// <summary>
+    /// Anonymous faults that mapped a 2 MiB transparent huge page with one PMD entry (Linux vmstat <c>thp_fault_alloc</c>;
+    /// <c>AddressSpaceOptions.TransparentHugePages</c>).
+    /// </summary>
+    ThpFaultAlloc,
+
+    /// <summary>
+    /// Huge-page faults that found no huge page to allocate (the reserve was empty, or the memory cgroup refused 512
+    /// pages) and mapped a 4 KiB page instead (Linux vmstat <c>thp_fault_fallback</c>).
+    /// </summary>
+    ThpFaultFallback,
+
+    /// <summary>
+    /// Huge PMD entries split into a PTE table of 512 entries (Linux vmstat <c>thp_split_pmd</c>): by an munmap,
+    /// <c>MADV_DONTNEED</c> or mprotect that covers part of a huge page.
+    /// </summary>
+    ThpSplitPmd,
+
+    /// <summary>
+    /// Speculative aborts (Dufour's series): the PMD maps a huge page, or is empty in a VMA where the classic path would
+    /// map one; the series never handles THP speculatively (<c>pmd_trans_huge</c> and <c>pmd_none</c> go to
+    /// <c>out_walk</c>).
+    /// </summary>
+    SpecAbortHugePage,
+
     /// <summary>Number of counters (not a counter).</summary>
     Count,
 }

@@ -70,7 +70,7 @@ public sealed unsafe class Machine : IDisposable
         // The mm locks record into each CPU's counter block (owner-only increments), at the counters named for them.
         long* blocks = (long*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _counters[0]);
         int stride = PerCpu<CounterBlock>.SlotStride / sizeof(long);
-        _frames = new FrameAllocator(_memory, n, options.PcpBatch, options.PcpHigh, new LockCounters(blocks, stride, (int)CpuCounter.ZoneLockAcquisitions));
+        _frames = new FrameAllocator(_memory, n, options.PcpBatch, options.PcpHigh, new LockCounters(blocks, stride, (int)CpuCounter.ZoneLockAcquisitions), options.HugePageReserve);
         _lru = new LruVec(_frames, n, options.FolioBatchSize, new LockCounters(blocks, stride, (int)CpuCounter.LruLockAcquisitions));
         _memcg = new MemCgroup(n, options.MemcgDepth, new LockCounters(blocks, stride, (int)CpuCounter.MemcgCounterWalks));
 

@@ -62,6 +62,16 @@ public sealed class MachineOptions
     /// </summary>
     public int MemcgDepth { get; set; }
 
+    /// <summary>
+    /// 2 MiB blocks of physical memory set aside, when the machine starts, for transparent huge pages
+    /// (<c>AddressSpaceOptions.TransparentHugePages</c>): the highest aligned blocks of memory, out of the 4 KiB
+    /// allocator's reach. A huge fault takes a block from this reserve and falls back to 4 KiB pages when it is empty
+    /// (Linux allocates an order-9 page from the buddy lists and falls back when that fails, counting
+    /// <c>thp_fault_fallback</c>). Default 0: no huge pages, every THP fault falls back. At most every whole 2 MiB block
+    /// of <see cref="MemoryBytes"/> but the first.
+    /// </summary>
+    public int HugePageReserve { get; set; }
+
     internal void Validate()
     {
         if (CpuCount < 1 || CpuCount > MaxCpus)
@@ -104,6 +114,12 @@ public sealed class MachineOptions
         if (MemcgDepth < 0 || MemcgDepth > MemCgroup.MaxDepth)
         {
             throw new ArgumentOutOfRangeException(nameof(MemcgDepth), MemcgDepth, $"The memory cgroup depth must be in 0..{MemCgroup.MaxDepth} (0: off).");
+        }
+
+        long frames = MemoryBytes / PhysicalMemory.PageSize;
+        if (HugePageReserve < 0 || HugePageReserve > FrameAllocator.MaxHugeBlocks(frames))
+        {
+            throw new ArgumentOutOfRangeException(nameof(HugePageReserve), HugePageReserve, $"The huge-page reserve must be in 0..{FrameAllocator.MaxHugeBlocks(frames)} blocks of 2 MiB for {MemoryBytes >> 20} MiB of memory.");
         }
 
         if (WatchdogTimeout <= TimeSpan.Zero)

@@ -106,6 +106,19 @@ internal sealed unsafe class Tlb : IDisposable
     /// <param name="vpn">The virtual page number.</param>
     public bool Contains(ulong vpn) => (_entries[(int)(vpn & (ulong)_mask)].Tag & ((1UL << 36) - 1)) == vpn && (_entries[(int)(vpn & (ulong)_mask)].Tag & Valid) != 0;
 
+    /// <summary>Calls <paramref name="visit"/> with the page number and cached PTE of every valid entry of address space <paramref name="asid"/> (checkers; the owner must not be filling meanwhile).</summary>
+    internal void ForEachValid(int asid, Action<ulong, ulong> visit)
+    {
+        for (int i = 0; i <= _mask; i++)
+        {
+            Entry e = _entries[i];
+            if ((e.Tag & Valid) != 0 && (int)((e.Tag & ~Valid) >> 36) == asid)
+            {
+                visit(e.Tag & ((1UL << 36) - 1), e.Pte);
+            }
+        }
+    }
+
     /// <summary>Frees the entries.</summary>
     public void Dispose()
     {

@@ -58,6 +58,7 @@ public sealed partial class PublicSurfaceTests(ITestOutputHelper output)
         "SpecVm.Mm.Protection",
         "SpecVm.Mm.SegmentationFaultException",
         "SpecVm.Mm.SimFile",
+        "SpecVm.Mm.TransparentHugePageMode",
         "SpecVm.Mm.UnmappedRangeException",
         "SpecVm.Mm.Vma",
         "SpecVm.Mm.VmaIndex",

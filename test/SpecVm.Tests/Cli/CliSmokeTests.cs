@@ -209,6 +209,7 @@ public class CliSmokeTests
     [InlineData("scale --writer-rate 0 --allow-debug", "--writer-rate")]
     [InlineData("scale --kernel 9.9 --allow-debug", "--kernel")]
     [InlineData("scale --lock-layout diagonal --allow-debug", "--lock-layout")]
+    [InlineData("scale --thp sometimes --allow-debug", "--thp")]
     [InlineData("scale -w page-fault1 -s mmap-lock -t 1 --allow-debug --out /proc/specvm-cannot-write", "--out")]
     [InlineData("compare no-such-a no-such-b", "baseline 'no-such-a'")]
     [InlineData("compare a b --fail-on-regression 150", "--fail-on-regression")]

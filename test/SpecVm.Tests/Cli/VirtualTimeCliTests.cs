@@ -17,6 +17,22 @@ public class VirtualTimeCliTests
         ["scale", "--virtual", "host", "-t", "1,4", "-w", "page-fault1", "-s", "mmap-lock", "--virtual-warmup-ms", "0.2", "--virtual-duration-ms", "0.6"];
 
     [Fact]
+    public void ScaleThpAlwaysRecordsTheModeAndTheSpeculativeHugePageAborts()
+    {
+        using var dir = new TempDir();
+        string outDir = Path.Combine(dir.Path, "out");
+        CliOutput o = CliProcess.Run(dir.Path, "scale", "--virtual", "host", "--no-band", "-t", "1", "-w", "page-fault1", "-s", "mmap-lock,speculative", "--thp", "always",
+            "--virtual-warmup-ms", "0.1", "--virtual-duration-ms", "0.5", "-o", outDir);
+        Assert.True(o.ExitCode == 0, o.ToString());
+        ScalingResult r = ScalingResult.Load(Path.Combine(outDir, ReportWriter.JsonFile));
+        Assert.Equal("always", r.Settings.TransparentHugePages);
+        ScalingPoint spec = Assert.Single(r.Points, p => p.Strategy == "speculative");
+        Assert.True(spec.Outcomes!.Single(x => x.Name == "abort: huge-page").Count > 0);
+        Assert.True(spec.Counters["ThpFaultAlloc"] > 0);
+        Assert.Contains("transparent huge pages always", File.ReadAllText(Path.Combine(outDir, ReportWriter.MarkdownFile)));
+    }
+
+    [Fact]
     public void ScaleVirtualPredictsEveryPointAndTheReportSaysSo()
     {
         using var dir = new TempDir();

@@ -51,6 +51,41 @@ public class HotPathAllocationTests(ITestOutputHelper output)
         Assert.Equal(0, hitBytes);
     }
 
+    [Theory]
+    [MemberData(nameof(Strategies))]
+    public void HugePageFaultsAllocateNothing(string strategy)
+    {
+        // Transparent huge pages: each 2 MiB of the region is one huge fault (the speculative strategies abort and fall
+        // back), zeroing 512 frames, its deposited table and one LRU entry; MADV_DONTNEED zaps them whole between rounds.
+        using var machine = new Machine(new MachineOptions { CpuCount = 1, MemoryBytes = 64L << 20, HugePageReserve = 8 });
+        using var mm = new AddressSpace(machine, Mm.SmokeMmTests.Make(strategy), new AddressSpaceOptions { TransparentHugePages = TransparentHugePageMode.Always });
+        (long faultBytes, long faults, long huge) = machine.Run(0, cpu =>
+        {
+            ulong a = mm.Map(cpu, Region, Protection.ReadWrite);
+            FaultAll(mm, cpu, a);           // warm-up: JIT, frame caches, page tables, the gather
+            mm.DontNeed(cpu, a, Region);
+
+            long f0 = cpu.Read(CpuCounter.Faults);
+            long h0 = cpu.Read(CpuCounter.ThpFaultAlloc);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int round = 0; round < 4; round++)
+            {
+                FaultAll(mm, cpu, a);       // 4 huge faults and 2,044 TLB misses that find the huge PMDs
+                mm.DontNeed(cpu, a, Region);
+            }
+
+            long after = GC.GetAllocatedBytesForCurrentThread();
+            long faulted = cpu.Read(CpuCounter.Faults) - f0;
+            long hugeFaults = cpu.Read(CpuCounter.ThpFaultAlloc) - h0;
+            mm.Unmap(cpu, a, Region);
+            return (after - before, faulted, hugeFaults);
+        });
+        output.WriteLine($"{strategy}: {faults} faults ({huge} huge) and their zaps allocated {faultBytes} B");
+        Assert.Equal(16, faults);
+        Assert.Equal(16, huge);
+        Assert.Equal(0, faultBytes);
+    }
+
     [Fact]
     public void RetiringAVmaAllocatesNothing()
     {
