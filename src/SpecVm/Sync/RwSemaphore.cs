@@ -14,10 +14,10 @@ namespace SpecVm.Sync;
 /// cache line between CPUs: that bouncing is part of what SpecVm measures (docs/references.md, "The article").
 /// </para>
 /// <code>
-///  63 62                32 31 30                1    0
-/// +--+--------------------+--+-----------------+----+
-/// |0 |  active readers    |HO| waiting writers | WL |   WL = a writer holds the lock
-/// +--+--------------------+--+-----------------+----+   HO = handoff: the lock goes to the waiter that set it
+///  63 62                32 31 30 29             1    0
+/// +--+--------------------+--+--+--------------+----+
+/// |0 |  active readers    |HO|RH|waiting writers| WL |   WL = a writer holds the lock
+/// +--+--------------------+--+--+--------------+----+   HO = writer handoff, RH = reader handoff
 /// </code>
 /// <para>
 /// Writer preference: a reader enters only when no writer holds the lock <em>and none waits</em>, so a stream of
@@ -31,6 +31,13 @@ namespace SpecVm.Sync;
 /// bit); it clears the bit in the same compare-and-swap that takes the lock. Without it, a writer that releases and at
 /// once re-acquires (a task mapping and unmapping in a loop) wins every time against waiters that must first wake up,
 /// and they starve: on simulated CPUs, one CPU of four took almost every mmap write section.
+/// </para>
+/// <para>
+/// Readers get the same protection (Linux wakes the readers at the head of its wait queue and grants them the lock on
+/// the writer's release, before the writer can take it back): a reader that has spun a phase and slept sets the reader
+/// handoff bit; while it is set no writer takes the lock, and waiting readers enter as soon as no writer holds it, even
+/// with writers waiting; the reader that set it clears it in the compare-and-swap that lets it in. Without it, a task
+/// mapping and unmapping in a loop kept a faulting task that had fallen back to the mmap lock out for a whole run.
 /// </para>
 /// <para>
 /// Misuse and failures: a waiter that leaves by an exception (its <see cref="ISpinWaiter"/> threw, for instance a CPU
@@ -53,7 +60,8 @@ internal sealed unsafe class RwSemaphore
 {
     private const long WriterLocked = 1;
     private const long WaitingWriterUnit = 1L << 1;
-    private const long WaitingWriterMask = ((1L << 30) - 1) << 1;
+    private const long WaitingWriterMask = ((1L << 29) - 1) << 1;
+    private const long ReaderHandoff = 1L << 30;
     private const long Handoff = 1L << 31;
     private const long ReaderUnit = 1L << 32;
     private const long ReaderMask = ((1L << 31) - 1) << 32;
@@ -68,11 +76,18 @@ internal sealed unsafe class RwSemaphore
 
     /// <summary>A waiting writer's wake-up condition: the lock free, and not handed to another waiter.</summary>
     private static readonly Func<RwSemaphore, bool> CanTakeForWrite =
-        static s => (Volatile.Read(ref *s._count) & (WriterLocked | ReaderMask | Handoff)) == 0;
+        static s => (Volatile.Read(ref *s._count) & (WriterLocked | ReaderMask | Handoff | ReaderHandoff)) == 0;
 
     /// <summary>The wake-up condition of the writer that holds the handoff: the lock free.</summary>
     private static readonly Func<RwSemaphore, bool> CanTakeHandedOff =
-        static s => (Volatile.Read(ref *s._count) & (WriterLocked | ReaderMask)) == 0;
+        static s => (Volatile.Read(ref *s._count) & (WriterLocked | ReaderMask | ReaderHandoff)) == 0;
+
+    /// <summary>A waiting reader's wake-up condition: no writer holds the lock, and none waits or readers hold the handoff.</summary>
+    private static readonly Func<RwSemaphore, bool> CanRead = static s => MayRead(Volatile.Read(ref *s._count));
+
+    /// <summary>The wake-up condition of the reader that holds the reader handoff: no writer holds the lock.</summary>
+    private static readonly Func<RwSemaphore, bool> CanReadHandedOff =
+        static s => (Volatile.Read(ref *s._count) & WriterLocked) == 0;
 
     /// <summary>The count word (see the diagram); fixed at construction, in memory that never moves.</summary>
     private readonly long* _count;
@@ -237,10 +252,47 @@ internal sealed unsafe class RwSemaphore
 
         long start = VirtualTime.Timestamp();
         Backoff backoff = NewBackoff();
-        while (!TryReadLockNoCount())
+        bool handoff = false; // This reader set the reader handoff bit.
+        try
         {
-            // The wake-up condition reads the count with acquire; TryReadLockNoCount's CAS is what claims the lock.
-            Wait(ref backoff, waiter, static (s) => (Volatile.Read(ref *s._count) & (WriterLocked | WaitingWriterMask)) == 0, start, "the mmap lock for read");
+            while (true)
+            {
+                // Acquire read of the count: only a hint; the CAS below is what claims (and orders) the read section.
+                VirtualTime.Access(_count, LineAccess.Rmw);
+                long count = Volatile.Read(ref *_count);
+                if (handoff ? (count & WriterLocked) == 0 : MayRead(count))
+                {
+                    // CAS (full fence): claims a reader slot (and gives the handoff back); see TryReadLock.
+                    if (Interlocked.CompareExchange(ref *_count, count + ReaderUnit - (handoff ? ReaderHandoff : 0), count) == count)
+                    {
+                        handoff = false;
+                        break;
+                    }
+
+                    continue;
+                }
+
+                if (!handoff && backoff.Escalations > 0 && (count & ReaderHandoff) == 0)
+                {
+                    // We slept once and a writer still holds the lock or waits: ask for the next turn. CAS (full fence):
+                    // at most one reader holds the bit; a moved count means look again.
+                    handoff = Interlocked.CompareExchange(ref *_count, count | ReaderHandoff, count) == count;
+                    continue;
+                }
+
+                Wait(ref backoff, waiter, handoff ? CanReadHandedOff : CanRead, start, "the mmap lock for read");
+            }
+        }
+        finally
+        {
+            if (handoff)
+            {
+                // Leaving by an exception while holding the reader handoff: give it back (full fence), or writers
+                // would wait for a reader that never comes; wake whoever slept behind it.
+                VirtualTime.Access(_count, LineAccess.Rmw);
+                Interlocked.Add(ref *_count, -ReaderHandoff);
+                WakeSleepers();
+            }
         }
 
         // Statistics only: atomic so concurrent waiters lose no counts; they order nothing.
@@ -249,25 +301,12 @@ internal sealed unsafe class RwSemaphore
         Interlocked.Add(ref _stats.ReadWaitTicks, VirtualTime.Timestamp() - start);
     }
 
-    private bool TryReadLockNoCount()
-    {
-        // Acquire read of the count: only a hint; the CAS below is what claims (and orders) the read section.
-        VirtualTime.Access(_count, LineAccess.Rmw);
-        long count = Volatile.Read(ref *_count);
-        while ((count & (WriterLocked | WaitingWriterMask)) == 0)
-        {
-            // CAS (full fence): claims a reader slot; see TryReadLock.
-            long seen = Interlocked.CompareExchange(ref *_count, count + ReaderUnit, count);
-            if (seen == count)
-            {
-                return true;
-            }
-
-            count = seen;
-        }
-
-        return false;
-    }
+    /// <summary>
+    /// Whether a waiting reader may enter with the lock in state <paramref name="count"/>: no writer holds it, and either
+    /// none waits (writer preference) or a reader holds the reader handoff.
+    /// </summary>
+    private static bool MayRead(long count) =>
+        (count & WriterLocked) == 0 && ((count & WaitingWriterMask) == 0 || (count & ReaderHandoff) != 0);
 
     /// <summary>Releases a read hold (<c>up_read</c>). Throws if no reader holds the lock.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -338,7 +377,7 @@ internal sealed unsafe class RwSemaphore
                 // Acquire read of the count: only a hint; the CAS below is what claims the lock.
                 VirtualTime.Access(_count, LineAccess.Load);
                 long count = Volatile.Read(ref *_count);
-                if ((count & (WriterLocked | ReaderMask)) == 0 && (handoff || (count & Handoff) == 0))
+                if ((count & (WriterLocked | ReaderMask | ReaderHandoff)) == 0 && (handoff || (count & Handoff) == 0))
                 {
                     // CAS (full fence): turn our waiting unit (and our handoff bit) into the lock in one step, so no
                     // reader slips in between.

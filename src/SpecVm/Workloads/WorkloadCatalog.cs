@@ -13,7 +13,7 @@ public static class WorkloadCatalog
     public static IReadOnlyList<string> Names { get; } =
     [
         "page-fault1", "page-fault2", "page-fault3", "page-fault4", "page-fault-zero",
-        "mmap1", "mmap2", "brk1", "madvise-dontneed1", "tlb-flush1",
+        "mmap1", "mmap2", "brk1", "madvise-dontneed1", "tlb-flush1", "map-and-install",
         "page-fault1-processes", "page-fault2-processes", "page-fault3-processes",
         "database-load", "database-load-interleaved", "database-load-nowriter", "ebizzy",
         "native-page-fault1", "native-page-fault2", "native-page-fault3",
@@ -48,6 +48,7 @@ public static class WorkloadCatalog
             "mmap1" => new Mmap1(mappingBytes),
             "mmap2" => new Mmap2(mappingBytes),
             "brk1" => new Brk1(),
+            "map-and-install" => new MapAndInstall(),
             "madvise-dontneed1" => new MadviseDontNeed1(mappingBytes),
             "tlb-flush1" => new TlbFlush1(mappingBytes),
             "page-fault1-processes" => new PageFault1(mappingBytes, WorkloadMode.Processes),

@@ -121,6 +121,7 @@ public sealed partial class PublicSurfaceTests(ITestOutputHelper output)
         "SpecVm.Workloads.DatabaseLoad",
         "SpecVm.Workloads.Ebizzy",
         "SpecVm.Workloads.MadviseDontNeed1",
+        "SpecVm.Workloads.MapAndInstall",
         "SpecVm.Workloads.Mmap1",
         "SpecVm.Workloads.Mmap2",
         "SpecVm.Workloads.MmapWorkload",

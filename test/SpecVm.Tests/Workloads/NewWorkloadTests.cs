@@ -22,7 +22,7 @@ public sealed class NewWorkloadTests(ITestOutputHelper output)
 
     public static TheoryData<string> NewWorkloads => new()
     {
-        "mmap1", "mmap2", "brk1", "madvise-dontneed1", "tlb-flush1", "page-fault4", "page-fault-zero",
+        "mmap1", "mmap2", "brk1", "madvise-dontneed1", "tlb-flush1", "page-fault4", "page-fault-zero", "map-and-install",
     };
 
     [Fact]
