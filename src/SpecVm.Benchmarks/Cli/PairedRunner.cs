@@ -114,7 +114,7 @@ internal static unsafe class PairedRunner
         }) + 1024;
         using CpuAttachment attachment = machine.Attach(0);
         Cpu cpu = attachment.Cpu;
-        byte* frame = (byte*)NativeMemoryScratch.Allocate(4096);
+        byte* frame = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(4096, 64);
         try
         {
             // Warm all three until the JIT's tiering is done (tier-0, OSR, then tier-1 with PGO compiled in the
@@ -165,7 +165,7 @@ internal static unsafe class PairedRunner
         }
         finally
         {
-            NativeMemoryScratch.Free(frame);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(frame);
         }
     }
 
@@ -310,13 +310,6 @@ internal static unsafe class PairedRunner
         int[] order = [.. Enumerable.Range(0, n)];
         rng.Shuffle(order);
         return order;
-    }
-
-    private static class NativeMemoryScratch
-    {
-        public static void* Allocate(int bytes) => System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 64);
-
-        public static void Free(void* p) => System.Runtime.InteropServices.NativeMemory.AlignedFree(p);
     }
 }
 

@@ -308,7 +308,7 @@ public sealed unsafe partial class AddressSpace : IDisposable
         long deadline = Stopwatch.GetTimestamp() + (long)(_machine.Options.WatchdogTimeout.TotalSeconds * Stopwatch.Frequency);
         ulong selfBit = self == null ? 0 : 1UL << self.Id;
         Cpu[] cpus = _machine.CpuArray;
-        Backoff backoff = Backoff.ForLock(timeShared: _machine.CpuCount > Affinity.AllowedCores.Count);
+        Backoff backoff = Backoff.ForLock(timeShared: _machine.TimeShared);
         while (true)
         {
             ulong awake = 0;

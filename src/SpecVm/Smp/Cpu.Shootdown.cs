@@ -167,7 +167,7 @@ public sealed unsafe partial class Cpu
         // the library's spin policy (Backoff): with more CPUs than cores a target may share our core, and spinning would
         // keep it off the core for a whole time slice (milliseconds), so we yield after a short phase (a real CPU never
         // needs to); with a core each we still yield after a long one, for targets the host has preempted.
-        Backoff backoff = Backoff.ForLock(timeShared: _machine.CpuCount > Affinity.AllowedCores.Count);
+        Backoff backoff = Backoff.ForLock(timeShared: _machine.TimeShared);
         long waitStart = 0;
 
         // The ack-wait histogram: the clock is read only when some target was interrupted (a shootdown with no
@@ -259,7 +259,7 @@ public sealed unsafe partial class Cpu
     {
         // The library's spin policy (Backoff), yielding between phases: a target thread the host has preempted cannot
         // serve until it runs again, and on a time-shared host our spinning may be what keeps it off its core.
-        Backoff backoff = Backoff.ForLock(timeShared: _machine.CpuCount > Affinity.AllowedCores.Count);
+        Backoff backoff = Backoff.ForLock(timeShared: _machine.TimeShared);
 
         // Acquire reads: the target's flush for the old post is complete when we see the bit clear.
         while ((Volatile.Read(ref target._shared.Pending) & myBit) != 0)

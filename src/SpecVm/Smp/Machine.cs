@@ -81,6 +81,7 @@ public sealed unsafe class Machine : IDisposable
         new Span<byte>(_memory.FrameData(_zeroPfn), PhysicalMemory.PageSize).Clear();
         _srcu = new Srcu(n);
         _cpus = new Cpu[n];
+        TimeShared = n > Affinity.AllowedCores.Count;
         _threads = new Thread[n];
         _queues = new BlockingCollection<WorkItem>[n];
         _started = new CountdownEvent(n);
@@ -112,6 +113,12 @@ public sealed unsafe class Machine : IDisposable
 
     /// <summary>The number of CPUs.</summary>
     public int CpuCount => _cpus.Length;
+
+    /// <summary>
+    /// True when the machine has more CPUs than the process may use cores, so CPU threads share host cores: wait loops
+    /// then use the short spin phase (<c>Backoff.ForLock</c>). Fixed at construction, as the affinity snapshot is.
+    /// </summary>
+    internal bool TimeShared { get; }
 
     /// <summary>The CPUs.</summary>
     public IReadOnlyList<Cpu> Cpus => _cpus;
